@@ -1,0 +1,187 @@
+//! The composition root: settings → registries, codec, state → router; the listener, the
+//! reaper, and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::StaticUsers;
+use crate::clock::Clock;
+use crate::config::{Settings, TgcKeySource};
+use crate::crypto::random_bytes;
+use crate::protocol::flow::LoginFlow;
+use crate::protocol::{Cas, ProtocolOptions, TicketPolicies};
+use crate::services::ServiceRegistry;
+use crate::tgc::{TgcCodec, TgcKeys};
+use crate::tickets::{ExpirationPolicy, MemoryRegistry, TicketRegistry, reaper};
+use crate::web::{self, AppState, CookieSettings, Inner};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Keys(String),
+}
+
+/// A bound, ready-to-run server.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    registry: Arc<dyn TicketRegistry>,
+    clock: Arc<dyn Clock>,
+    reaper_interval: std::time::Duration,
+    base_path: String,
+}
+
+impl App {
+    /// Builds everything and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        let keys = tgc_keys(&settings.tgc.keys)?;
+        let tgc = TgcCodec::new(&keys, settings.tgc.crypto, settings.tgc.pin_to_session)
+            .map_err(|e| StartupError::Keys(e.to_string()))?;
+        let registry: Arc<dyn TicketRegistry> = Arc::new(MemoryRegistry::new());
+        let cas = Cas {
+            tickets: registry.clone(),
+            services: Arc::new(ServiceRegistry::new(settings.services.clone())),
+            authenticator: Arc::new(StaticUsers::new(
+                settings.users.clone(),
+                settings.authn.max_concurrent_verifications,
+            )),
+            clock: clock.clone(),
+            policies: TicketPolicies {
+                tgt: ExpirationPolicy::sliding(
+                    settings.tickets.tgt_idle_ttl,
+                    settings.tickets.tgt_hard_ttl,
+                ),
+                service_ticket: ExpirationPolicy::fixed(settings.tickets.st_ttl),
+            },
+            options: ProtocolOptions {
+                follow_service_redirects: settings.logout.follow_service_redirects,
+                attributes_on_v2: settings.validation.attributes_on_v2,
+            },
+        };
+        let flow_key = settings.login.flow_key.unwrap_or_else(random_bytes);
+        let flow = LoginFlow::new(
+            &flow_key,
+            settings.login.form_ttl,
+            registry.clone(),
+            clock.clone(),
+        );
+        let base_path = settings.server.base_path.clone();
+        let state = AppState::new(Inner {
+            cas,
+            flow,
+            tgc,
+            cookie: CookieSettings {
+                name: settings.tgc.name.clone(),
+                path: if base_path.is_empty() {
+                    "/".into()
+                } else {
+                    base_path.clone()
+                },
+                secure: settings.tgc.secure,
+                same_site: settings.tgc.same_site,
+            },
+            trusted_proxies: settings.server.trusted_proxies.clone(),
+            assets: format!("{base_path}/"),
+        });
+        let router = web::router(state, settings.server.request_timeout);
+        let addr = settings.server.bind;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            router,
+            registry,
+            clock,
+            reaper_interval: settings.tickets.reaper_interval,
+            base_path,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// `http://addr/base`: the URL CAS clients are configured with.
+    pub fn url(&self) -> String {
+        format!("http://{}{}", self.local_addr(), self.base_path)
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests and stops the reaper.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let reaper = reaper::spawn(self.registry, self.clock, self.reaper_interval, stop_rx);
+        let served = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        let _ = stop_tx.send(true);
+        let _ = reaper.await;
+        served
+    }
+}
+
+fn tgc_keys(source: &TgcKeySource) -> Result<TgcKeys, StartupError> {
+    match source {
+        TgcKeySource::Configured(keys) => Ok(keys.clone()),
+        TgcKeySource::KeyFile(path) => {
+            let (keys, created) = TgcKeys::load_or_create(path).map_err(StartupError::Keys)?;
+            if created {
+                tracing::warn!(
+                    path = %path.display(),
+                    "generated TGC keys into a new key file (mode 0600); copy the same keys to every node"
+                );
+            } else {
+                tracing::info!(path = %path.display(), "loaded TGC keys");
+            }
+            Ok(keys)
+        }
+        TgcKeySource::Ephemeral => {
+            tracing::warn!("using ephemeral TGC keys: SSO sessions end when the server restarts");
+            Ok(TgcKeys::generate())
+        }
+    }
+}
+
+/// Completes on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

@@ -1,0 +1,708 @@
+//! Configuration: embedded defaults, then the operator's TOML file (or the embedded demo
+//! config), then environment variables `CAS__SECTION__KEY`, merged by the `config` crate.
+//!
+//! Loading never stops at the first mistake: every unknown key, wrong type, bad duration,
+//! invalid pattern and impossible combination is collected into one [`ConfigError`] whose
+//! lines name where the value came from (file or environment variable), the key, and how
+//! to fix it.
+
+mod duration;
+mod raw;
+mod settings;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+pub use duration::parse as parse_duration;
+pub use settings::{
+    Authn, Login, Logout, Origin, SameSite, Server, Settings, Tgc, TgcKeySource, Tickets,
+    Validation,
+};
+
+use crate::auth::{UserRecord, check_password_hash};
+use crate::crypto::b64url_decode;
+use crate::services::{RegisteredService, ServicePattern};
+use crate::tgc::{CryptoMode, TgcKeys};
+
+/// Every key's default; merged under every configuration.
+pub const DEFAULTS: &str = include_str!("../../config/defaults.toml");
+/// The demo configuration used when no `--config` is given.
+pub const DEMO: &str = include_str!("../../config/demo.toml");
+/// The demo user's password, printed in the startup banner (its hash is in `DEMO`).
+pub const DEMO_PASSWORD: &str = "Mellon";
+
+const ENV_PREFIX: &str = "CAS__";
+const SECTIONS: &[&str] = &[
+    "server",
+    "tgc",
+    "tickets",
+    "login",
+    "authn",
+    "logout",
+    "validation",
+    "users",
+    "services",
+];
+/// Optional keys that have no entry in `DEFAULTS`, for "did you mean" hints.
+const OPTIONAL_KEYS: &[&str] = &[
+    "tgc.encryption_key",
+    "tgc.encryption_key_file",
+    "tgc.signing_key",
+    "tgc.signing_key_file",
+    "tgc.key_file",
+    "login.flow_key",
+    "users.username",
+    "users.password_hash",
+    "users.attributes",
+    "services.id",
+    "services.name",
+    "services.description",
+    "services.pattern",
+    "services.evaluation_order",
+    "services.enabled",
+    "services.attributes",
+];
+
+/// Where the overlay on top of the defaults comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    Demo,
+    File(&'a Path),
+    /// Configuration text with a name for messages (tests, tools).
+    Text {
+        name: &'a str,
+        text: &'a str,
+    },
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file or environment variable the value came from.
+    pub origin: String,
+    /// Dotted key path, e.g. `tickets.st_ttl` or `services[2].pattern`.
+    pub key: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// All problems found; never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        writeln!(
+            f,
+            "the configuration has {n} problem{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            if p.key.is_empty() {
+                writeln!(f, "  - {}: {}", p.origin, p.message)?;
+            } else {
+                writeln!(f, "  - {}: key `{}`: {}", p.origin, p.key, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Loads with the process environment.
+pub fn load(source: Source<'_>) -> Result<Settings, ConfigError> {
+    load_with_env(source, &std::env::vars().collect())
+}
+
+/// Loads with an explicit environment (tests pass their own).
+pub fn load_with_env(
+    source: Source<'_>,
+    env: &HashMap<String, String>,
+) -> Result<Settings, ConfigError> {
+    let (origin, overlay) = match source {
+        Source::Demo => (Origin::Demo, DEMO.to_owned()),
+        Source::File(path) => match std::fs::read_to_string(path) {
+            Ok(text) => (Origin::File(path.to_owned()), text),
+            Err(e) => {
+                return Err(single(
+                    path.display().to_string(),
+                    "",
+                    format!("cannot read the configuration file: {e}"),
+                ));
+            }
+        },
+        Source::Text { name, text } => (Origin::Text(name.to_owned()), text.to_owned()),
+    };
+    let mut ctx = Ctx {
+        origin: origin.clone(),
+        env: env
+            .iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        problems: Vec::new(),
+    };
+    if let Err(e) = overlay.parse::<toml::Table>() {
+        return Err(single(
+            origin.to_string(),
+            "",
+            format!("not valid TOML: {}", e.to_string().trim_end()),
+        ));
+    }
+    let merged = Config::builder()
+        .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+        .add_source(File::from_str(&overlay, FileFormat::Toml))
+        .add_source(
+            Environment::with_prefix("CAS")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("server.trusted_proxies")
+                .source(Some(ctx.env.clone().into_iter().collect())),
+        )
+        .build()
+        .and_then(|c| c.try_deserialize::<Value>());
+    let root = match merged {
+        Ok(Value::Object(root)) => root,
+        Ok(_) => Map::new(),
+        Err(e) => return Err(single(origin.to_string(), "", e.to_string())),
+    };
+    for key in root.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            let hint = suggest(key, SECTIONS.iter().copied());
+            ctx.problem(key, format!("unknown section{hint}"));
+        }
+    }
+    let known_keys = known_keys();
+    let server = ctx.section::<raw::Server>(&root, "server", &known_keys);
+    let tgc = ctx.section::<raw::Tgc>(&root, "tgc", &known_keys);
+    let tickets = ctx.section::<raw::Tickets>(&root, "tickets", &known_keys);
+    let login = ctx.section::<raw::Login>(&root, "login", &known_keys);
+    let authn = ctx.section::<raw::Authn>(&root, "authn", &known_keys);
+    let logout = ctx.section::<raw::Logout>(&root, "logout", &known_keys);
+    let validation = ctx.section::<raw::Validation>(&root, "validation", &known_keys);
+    let users = ctx.section::<Vec<raw::User>>(&root, "users", &known_keys);
+    let services = ctx.section::<Vec<raw::Service>>(&root, "services", &known_keys);
+
+    let server = server.and_then(|s| ctx.server(s));
+    let tgc = tgc.and_then(|t| ctx.tgc(t, server.as_ref()));
+    let tickets = tickets.and_then(|t| ctx.tickets(t));
+    let login = login.and_then(|l| ctx.login(l));
+    let users = users.map(|u| ctx.users(u));
+    let services = services.map(|s| ctx.services(s));
+
+    match (
+        server, tgc, tickets, login, authn, logout, validation, users, services,
+    ) {
+        (
+            Some(server),
+            Some(tgc),
+            Some(tickets),
+            Some(login),
+            Some(authn),
+            Some(logout),
+            Some(validation),
+            Some(users),
+            Some(services),
+        ) if ctx.problems.is_empty() => Ok(Settings {
+            origin,
+            server,
+            tgc,
+            tickets,
+            login,
+            authn: Authn {
+                max_concurrent_verifications: match authn.max_concurrent_verifications {
+                    0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+                    n => n as usize,
+                },
+            },
+            logout: Logout {
+                follow_service_redirects: logout.follow_service_redirects,
+            },
+            validation: Validation {
+                attributes_on_v2: validation.attributes_on_v2,
+            },
+            users,
+            services,
+        }),
+        _ => Err(ConfigError {
+            problems: ctx.problems,
+        }),
+    }
+}
+
+fn single(origin: String, key: &str, message: String) -> ConfigError {
+    ConfigError {
+        problems: vec![Problem {
+            origin,
+            key: key.to_owned(),
+            message,
+        }],
+    }
+}
+
+/// `section.key` for every key the defaults define, plus the optional ones.
+fn known_keys() -> Vec<String> {
+    let mut keys: Vec<String> = OPTIONAL_KEYS.iter().map(|k| (*k).to_owned()).collect();
+    if let Ok(table) = DEFAULTS.parse::<toml::Table>() {
+        for (section, value) in table {
+            if let toml::Value::Table(inner) = value {
+                keys.extend(inner.keys().map(|k| format!("{section}.{k}")));
+            }
+        }
+    }
+    keys
+}
+
+fn suggest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    candidates
+        .map(|c| (strsim::levenshtein(wrong, c), c))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map_or_else(String::new, |(_, c)| format!("; did you mean `{c}`?"))
+}
+
+struct Ctx {
+    origin: Origin,
+    env: BTreeMap<String, String>,
+    problems: Vec<Problem>,
+}
+
+impl Ctx {
+    /// Names the environment variable when one set `key`, the file otherwise.
+    fn origin_of(&self, key: &str) -> String {
+        let var = format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase());
+        if self.env.contains_key(&var) {
+            format!("environment variable {var}")
+        } else {
+            self.origin.to_string()
+        }
+    }
+
+    fn problem(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            origin: self.origin_of(key),
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Deserializes one section, recording unknown keys and the first type error in it.
+    fn section<T: DeserializeOwned>(
+        &mut self,
+        root: &Map<String, Value>,
+        name: &str,
+        known: &[String],
+    ) -> Option<T> {
+        let value = root.get(name).cloned().unwrap_or_else(|| {
+            if matches!(name, "users" | "services") {
+                Value::Array(Vec::new())
+            } else {
+                Value::Object(Map::new())
+            }
+        });
+        let mut unknown = Vec::new();
+        let parsed: Result<T, _> = serde_path_to_error::deserialize(
+            serde_ignored::Deserializer::new(value, &mut |path: serde_ignored::Path<'_>| {
+                unknown.push(path.to_string())
+            }),
+        );
+        for path in unknown {
+            let key = format!("{name}{}", index_path(&path));
+            let leaf = path.rsplit('.').next().unwrap_or(&path);
+            let hint = suggest(
+                &format!("{name}.{leaf}"),
+                known
+                    .iter()
+                    .filter(|k| k.starts_with(&format!("{name}.")))
+                    .map(String::as_str),
+            );
+            self.problem(&key, format!("unknown key{hint}"));
+        }
+        match parsed {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let path = e.path().to_string();
+                let key = if path == "." || path.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{name}{}", index_path(&path))
+                };
+                let inner = e.into_inner().to_string();
+                self.problem(
+                    &key,
+                    format!("{inner}; see config/example.toml for the expected form"),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str, text: &str) -> Option<std::time::Duration> {
+        match duration::parse(text) {
+            Ok(d) if d.is_zero() => {
+                self.problem(key, "must be longer than zero");
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.problem(key, e);
+                None
+            }
+        }
+    }
+
+    fn server(&mut self, raw: raw::Server) -> Option<Server> {
+        let bind = match raw.bind.parse::<SocketAddr>() {
+            Ok(addr) => {
+                if self.origin == Origin::Demo && !addr.ip().is_loopback() {
+                    self.problem(
+                        "server.bind",
+                        format!(
+                            "the built-in demo config only listens on loopback (it has a demo user with a published password); write your own config and pass it with --config to listen on {addr}"
+                        ),
+                    );
+                }
+                Some(addr)
+            }
+            Err(_) => {
+                self.problem(
+                    "server.bind",
+                    format!("`{}` is not an address:port; write e.g. \"127.0.0.1:8080\" or \"[::]:8443\"", raw.bind),
+                );
+                None
+            }
+        };
+        let base_path = raw.base_path.trim_end_matches('/').to_owned();
+        let base_ok = base_path.is_empty()
+            || (base_path.starts_with('/')
+                && base_path
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.')));
+        if !base_ok {
+            self.problem(
+                "server.base_path",
+                format!(
+                    "`{}` is not a URL path; write e.g. \"/cas\" or \"/\"",
+                    raw.base_path
+                ),
+            );
+        }
+        let mut trusted_proxies = Vec::new();
+        for (i, text) in raw.trusted_proxies.iter().enumerate() {
+            match text.trim().parse::<ipnet::IpNet>() {
+                Ok(net) => trusted_proxies.push(net),
+                Err(_) => match text.trim().parse::<IpAddr>() {
+                    Ok(ip) => trusted_proxies.push(ipnet::IpNet::from(ip)),
+                    Err(_) => self.problem(
+                        &format!("server.trusted_proxies[{i}]"),
+                        format!(
+                            "`{text}` is not an IP address or CIDR range (e.g. \"10.0.0.0/8\")"
+                        ),
+                    ),
+                },
+            }
+        }
+        let request_timeout = self.duration("server.request_timeout", &raw.request_timeout);
+        Some(Server {
+            bind: bind?,
+            base_path: base_ok.then_some(base_path)?,
+            trusted_proxies,
+            request_timeout: request_timeout?,
+        })
+    }
+
+    fn tgc(&mut self, raw: raw::Tgc, server: Option<&Server>) -> Option<Tgc> {
+        let name_ok = !raw.name.is_empty()
+            && raw
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            self.problem(
+                "tgc.name",
+                "a cookie name is letters, digits, `-` and `_` only",
+            );
+        }
+        let same_site = match raw.same_site.to_ascii_lowercase().as_str() {
+            "lax" => Some(SameSite::Lax),
+            "strict" => Some(SameSite::Strict),
+            "none" => Some(SameSite::None),
+            _ => {
+                self.problem(
+                    "tgc.same_site",
+                    format!(
+                        "`{}` is not one of \"lax\", \"strict\", \"none\"",
+                        raw.same_site
+                    ),
+                );
+                None
+            }
+        };
+        if same_site == Some(SameSite::None) && !raw.secure {
+            self.problem(
+                "tgc.same_site",
+                "\"none\" requires tgc.secure = true (browsers drop such cookies otherwise)",
+            );
+        }
+        if !raw.secure && server.is_some_and(|s| !s.bind.ip().is_loopback()) {
+            self.problem(
+                "tgc.secure",
+                "false is only for local testing on a loopback address; an SSO cookie without Secure can leak over plain HTTP",
+            );
+        }
+        let crypto = match raw.crypto.as_str() {
+            "encrypt_and_sign" => Some(CryptoMode::EncryptAndSign),
+            "sign_and_encrypt" => Some(CryptoMode::SignAndEncrypt),
+            other => {
+                self.problem(
+                    "tgc.crypto",
+                    format!("`{other}` is not \"encrypt_and_sign\" or \"sign_and_encrypt\""),
+                );
+                None
+            }
+        };
+        let encryption = self.secret(
+            "tgc.encryption_key",
+            raw.encryption_key,
+            raw.encryption_key_file,
+        );
+        let signing = self.secret("tgc.signing_key", raw.signing_key, raw.signing_key_file);
+        let keys = match (encryption, signing) {
+            (Ok(Some(enc)), Ok(Some(sign))) => match TgcKeys::from_base64(&enc, &sign) {
+                Ok(keys) => Some(TgcKeySource::Configured(keys)),
+                Err(e) => {
+                    let key = if e.starts_with("encryption") {
+                        "tgc.encryption_key"
+                    } else {
+                        "tgc.signing_key"
+                    };
+                    self.problem(key, e);
+                    None
+                }
+            },
+            (Ok(None), Ok(None)) => Some(match (&self.origin, raw.key_file) {
+                (Origin::File(path), key_file) => TgcKeySource::KeyFile(match key_file {
+                    Some(file) => self.resolve(&file),
+                    None => path
+                        .parent()
+                        .unwrap_or(Path::new("."))
+                        .join("tgc-keys.toml"),
+                }),
+                (_, Some(file)) => TgcKeySource::KeyFile(self.resolve(&file)),
+                _ => TgcKeySource::Ephemeral,
+            }),
+            (Ok(Some(_)), Ok(None)) | (Ok(None), Ok(Some(_))) => {
+                self.problem("tgc", "set both encryption_key and signing_key (or their *_file forms), or neither to have them generated");
+                None
+            }
+            _ => None,
+        };
+        Some(Tgc {
+            name: name_ok.then_some(raw.name)?,
+            secure: raw.secure,
+            same_site: same_site?,
+            pin_to_session: raw.pin_to_session,
+            crypto: crypto?,
+            keys: keys?,
+        })
+    }
+
+    /// A secret given inline or as `<key>_file`; `Err` when already reported.
+    fn secret(
+        &mut self,
+        key: &str,
+        inline: Option<String>,
+        file: Option<String>,
+    ) -> Result<Option<String>, ()> {
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.problem(key, format!("give either {key} or {key}_file, not both"));
+                Err(())
+            }
+            (Some(v), None) => Ok(Some(v)),
+            (None, Some(file)) => {
+                let path = self.resolve(&file);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Ok(Some(text.trim().to_owned())),
+                    Err(e) => {
+                        self.problem(
+                            &format!("{key}_file"),
+                            format!("cannot read {}: {e}", path.display()),
+                        );
+                        Err(())
+                    }
+                }
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Relative paths are relative to the configuration file's folder.
+    fn resolve(&self, file: &str) -> PathBuf {
+        let path = PathBuf::from(file);
+        match &self.origin {
+            Origin::File(config) if path.is_relative() => {
+                config.parent().unwrap_or(Path::new(".")).join(path)
+            }
+            _ => path,
+        }
+    }
+
+    fn tickets(&mut self, raw: raw::Tickets) -> Option<Tickets> {
+        let idle = self.duration("tickets.tgt_idle_ttl", &raw.tgt_idle_ttl);
+        let hard = self.duration("tickets.tgt_hard_ttl", &raw.tgt_hard_ttl);
+        let st = self.duration("tickets.st_ttl", &raw.st_ttl);
+        let reaper = self.duration("tickets.reaper_interval", &raw.reaper_interval);
+        if let (Some(idle), Some(hard)) = (idle, hard)
+            && hard < idle
+        {
+            self.problem(
+                "tickets.tgt_hard_ttl",
+                format!(
+                    "the hard limit ({}) is shorter than tickets.tgt_idle_ttl ({}); make tgt_hard_ttl at least as long",
+                    humantime::format_duration(hard),
+                    humantime::format_duration(idle)
+                ),
+            );
+            return None;
+        }
+        if st.is_some_and(|st| st > std::time::Duration::from_secs(300)) {
+            self.problem("tickets.st_ttl", "service tickets should live at most 5 minutes (CAS §3.1.1); the default is \"10s\"");
+            return None;
+        }
+        Some(Tickets {
+            tgt_idle_ttl: idle?,
+            tgt_hard_ttl: hard?,
+            st_ttl: st?,
+            reaper_interval: reaper?,
+        })
+    }
+
+    fn login(&mut self, raw: raw::Login) -> Option<Login> {
+        let form_ttl = self.duration("login.form_ttl", &raw.form_ttl);
+        let flow_key = match raw.flow_key {
+            None => None,
+            Some(text) => {
+                match b64url_decode(&text).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()) {
+                    Some(key) => Some(key),
+                    None => {
+                        self.problem(
+                            "login.flow_key",
+                            "must be 32 bytes in base64url; generate one with `cas-server keygen`",
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(Login {
+            form_ttl: form_ttl?,
+            flow_key,
+        })
+    }
+
+    fn users(&mut self, raw: Vec<raw::User>) -> Vec<UserRecord> {
+        let mut seen = std::collections::HashSet::new();
+        let mut users = Vec::with_capacity(raw.len());
+        for (i, u) in raw.into_iter().enumerate() {
+            if u.username.trim().is_empty() || u.username.chars().any(char::is_control) {
+                self.problem(
+                    &format!("users[{i}].username"),
+                    "must be a non-empty name without control characters",
+                );
+            }
+            if !seen.insert(u.username.clone()) {
+                self.problem(
+                    &format!("users[{i}].username"),
+                    format!("`{}` is listed twice", u.username),
+                );
+            }
+            if let Err(e) = check_password_hash(&u.password_hash) {
+                self.problem(
+                    &format!("users[{i}].password_hash"),
+                    format!("{e}; create one with `cas-server hash-password`"),
+                );
+            }
+            let attributes = u
+                .attributes
+                .into_iter()
+                .map(|(k, v)| {
+                    let values = match v {
+                        raw::OneOrMany::One(s) => vec![s],
+                        raw::OneOrMany::Many(list) => list,
+                    };
+                    (k, values)
+                })
+                .collect();
+            users.push(UserRecord {
+                username: u.username,
+                password_hash: u.password_hash,
+                attributes,
+            });
+        }
+        users
+    }
+
+    fn services(&mut self, raw: Vec<raw::Service>) -> Vec<RegisteredService> {
+        let mut seen = std::collections::HashSet::new();
+        let mut services = Vec::with_capacity(raw.len());
+        for (i, s) in raw.into_iter().enumerate() {
+            if !seen.insert(s.id) {
+                self.problem(
+                    &format!("services[{i}].id"),
+                    format!("id {} is used by another service", s.id),
+                );
+            }
+            if s.name.trim().is_empty() {
+                self.problem(
+                    &format!("services[{i}].name"),
+                    "give the service a name users will recognise",
+                );
+            }
+            match ServicePattern::parse(&s.pattern) {
+                Ok(pattern) => services.push(RegisteredService {
+                    id: s.id,
+                    name: s.name,
+                    description: s.description,
+                    pattern,
+                    evaluation_order: s.evaluation_order,
+                    enabled: s.enabled,
+                    attributes: s.attributes,
+                }),
+                Err(e) => self.problem(&format!("services[{i}].pattern"), e.0),
+            }
+        }
+        services
+    }
+}
+
+/// serde_ignored / serde_path_to_error paths (`0.username`, `[0].username`) as
+/// `[0].username`, prefixed for joining after a section name.
+fn index_path(path: &str) -> String {
+    let mut out = String::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let part = part.trim_start_matches('[').trim_end_matches(']');
+        if part.chars().all(|c| c.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            out.push('.');
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+//! A serde mirror of the TOML file, section by section. Defaults live in
+//! `config/defaults.toml`, merged under every file, so required fields here are always
+//! present unless the operator's file breaks them. Each key is documented in
+//! `config/example.toml`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub struct Server {
+    pub bind: String,
+    pub base_path: String,
+    pub trusted_proxies: Vec<String>,
+    pub request_timeout: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Tgc {
+    pub name: String,
+    pub secure: bool,
+    pub same_site: String,
+    pub pin_to_session: bool,
+    pub crypto: String,
+    pub encryption_key: Option<String>,
+    pub encryption_key_file: Option<String>,
+    pub signing_key: Option<String>,
+    pub signing_key_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Tickets {
+    pub tgt_idle_ttl: String,
+    pub tgt_hard_ttl: String,
+    pub st_ttl: String,
+    pub reaper_interval: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Login {
+    pub form_ttl: String,
+    pub flow_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Authn {
+    pub max_concurrent_verifications: u32,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Logout {
+    pub follow_service_redirects: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Validation {
+    pub attributes_on_v2: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct User {
+    pub username: String,
+    pub password_hash: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, OneOrMany>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Service {
+    pub id: u32,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub pattern: String,
+    #[serde(default)]
+    pub evaluation_order: i32,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub attributes: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}

@@ -1,0 +1,117 @@
+//! Validated runtime settings: only these leave the config module.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::auth::UserRecord;
+use crate::services::RegisteredService;
+use crate::tgc::{CryptoMode, TgcKeys};
+
+/// Where the settings came from, for messages and key-file placement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// No `--config`: the embedded demo configuration.
+    Demo,
+    File(PathBuf),
+    /// A configuration given as text (tests, tools).
+    Text(String),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Demo => f.write_str("the embedded demo config"),
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Text(name) => f.write_str(name),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub origin: Origin,
+    pub server: Server,
+    pub tgc: Tgc,
+    pub tickets: Tickets,
+    pub login: Login,
+    pub authn: Authn,
+    pub logout: Logout,
+    pub validation: Validation,
+    pub users: Vec<UserRecord>,
+    pub services: Vec<RegisteredService>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub bind: SocketAddr,
+    /// `""` for the root, otherwise `/cas`-style: leading slash, no trailing slash.
+    pub base_path: String,
+    pub trusted_proxies: Vec<IpNet>,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Lax,
+    Strict,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub enum TgcKeySource {
+    Configured(TgcKeys),
+    /// Read from, or generated once into, this file (mode 0600).
+    KeyFile(PathBuf),
+    /// Fresh keys at every start: sessions end on restart (demo, tests).
+    Ephemeral,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tgc {
+    pub name: String,
+    pub secure: bool,
+    pub same_site: SameSite,
+    pub pin_to_session: bool,
+    pub crypto: CryptoMode,
+    pub keys: TgcKeySource,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tickets {
+    pub tgt_idle_ttl: Duration,
+    pub tgt_hard_ttl: Duration,
+    pub st_ttl: Duration,
+    pub reaper_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub form_ttl: Duration,
+    /// Key for login-flow tokens; random per process when unset.
+    pub flow_key: Option<[u8; 32]>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Authn {
+    pub max_concurrent_verifications: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Logout {
+    pub follow_service_redirects: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Validation {
+    pub attributes_on_v2: bool,
+}
+
+impl Settings {
+    /// True when the demo configuration is in use (no `--config`).
+    pub fn is_demo(&self) -> bool {
+        self.origin == Origin::Demo
+    }
+}

@@ -1,0 +1,181 @@
+use super::*;
+
+fn load_text(text: &str) -> Result<Settings, ConfigError> {
+    load_with_env(
+        Source::Text {
+            name: "test.toml",
+            text,
+        },
+        &HashMap::new(),
+    )
+}
+
+fn keys(e: &ConfigError) -> Vec<&str> {
+    e.problems.iter().map(|p| p.key.as_str()).collect()
+}
+
+#[test]
+fn defaults_alone_load() {
+    let s = load_text("").unwrap();
+    assert_eq!(s.server.base_path, "/cas");
+    assert_eq!(s.tickets.st_ttl, std::time::Duration::from_secs(10));
+    assert_eq!(s.tickets.tgt_idle_ttl, std::time::Duration::from_secs(7200));
+    assert!(s.tgc.secure);
+    assert!(s.users.is_empty() && s.services.is_empty());
+}
+
+#[test]
+fn the_demo_config_loads_and_has_a_user_and_services() {
+    let s = load_with_env(Source::Demo, &HashMap::new()).unwrap();
+    assert!(s.is_demo());
+    assert_eq!(s.users.len(), 1);
+    assert!(!s.services.is_empty());
+    assert!(matches!(s.tgc.keys, TgcKeySource::Ephemeral));
+}
+
+#[test]
+fn the_demo_config_refuses_a_public_bind() {
+    let env = HashMap::from([("CAS__SERVER__BIND".to_owned(), "0.0.0.0:8080".to_owned())]);
+    let e = load_with_env(Source::Demo, &env).unwrap_err();
+    // The demo's insecure cookie is refused off loopback too.
+    assert_eq!(keys(&e), vec!["server.bind", "tgc.secure"]);
+    assert!(e.problems[0].origin.contains("CAS__SERVER__BIND"));
+    assert!(e.problems[0].message.contains("--config"));
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_key_and_fix() {
+    let e = load_text(
+        r#"
+        [server]
+        bnd = "x"
+        [tickets]
+        st_ttl = "ten seconds"
+        tgt_idle_ttl = "9h"
+        [[services]]
+        id = 1
+        name = "A"
+        pattern = "regex:(unclosed"
+        [[services]]
+        id = 1
+        name = "B"
+        pattern = "prefix:https://b.example"
+        colour = "red"
+        [nonsense]
+        a = 1
+        "#,
+    )
+    .unwrap_err();
+    let k = keys(&e);
+    for expected in [
+        "server.bnd",
+        "tickets.st_ttl",
+        "tickets.tgt_hard_ttl",
+        "services[0].pattern",
+        "services[1].id",
+        "services[1].pattern",
+        "services[1].colour",
+        "nonsense",
+    ] {
+        assert!(k.contains(&expected), "{expected} missing from {k:?}\n{e}");
+    }
+    let text = e.to_string();
+    assert!(
+        text.contains("test.toml: key `server.bnd`: unknown key; did you mean `server.bind`?"),
+        "{text}"
+    );
+    assert!(text.contains("\"PT8H\""), "{text}");
+}
+
+#[test]
+fn wrong_types_name_the_key() {
+    let e =
+        load_text("[tgc]\nsecure = \"yes\"\n[authn]\nmax_concurrent_verifications = \"many\"\n")
+            .unwrap_err();
+    assert_eq!(
+        keys(&e),
+        vec!["tgc.secure", "authn.max_concurrent_verifications"],
+        "{e}"
+    );
+}
+
+#[test]
+fn keys_of_the_wrong_length_are_refused() {
+    let e = load_text("[tgc]\nencryption_key = \"AAAA\"\nsigning_key = \"AAAA\"\n").unwrap_err();
+    assert!(e.to_string().contains("must be 32 bytes"), "{e}");
+    let e = load_text("[tgc]\nencryption_key = \"AAAA\"\n").unwrap_err();
+    assert!(e.to_string().contains("set both"), "{e}");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let env = HashMap::from([
+        ("CAS__TICKETS__ST_TTL".to_owned(), "PT30S".to_owned()),
+        ("CAS__TGC__PIN_TO_SESSION".to_owned(), "false".to_owned()),
+    ]);
+    let s = load_with_env(
+        Source::Text {
+            name: "t",
+            text: "[tickets]\nst_ttl = \"5s\"\n",
+        },
+        &env,
+    )
+    .unwrap();
+    assert_eq!(s.tickets.st_ttl, std::time::Duration::from_secs(30));
+    assert!(!s.tgc.pin_to_session);
+    let env = HashMap::from([("CAS__TICKETS__BOGUS".to_owned(), "1".to_owned())]);
+    let e = load_with_env(
+        Source::Text {
+            name: "t",
+            text: "",
+        },
+        &env,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.problems[0].origin,
+        "environment variable CAS__TICKETS__BOGUS"
+    );
+}
+
+#[test]
+fn insecure_cookie_needs_a_loopback_bind() {
+    let e = load_text("[server]\nbind = \"0.0.0.0:8080\"\n[tgc]\nsecure = false\n").unwrap_err();
+    assert_eq!(keys(&e), vec!["tgc.secure"]);
+    assert!(load_text("[tgc]\nsecure = false\n").is_ok());
+}
+
+#[test]
+fn file_source_names_the_file_and_places_the_key_file_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cas.toml");
+    std::fs::write(&path, "[server]\nbind = \"127.0.0.1:0\"\n").unwrap();
+    let s = load_with_env(Source::File(&path), &HashMap::new()).unwrap();
+    match s.tgc.keys {
+        TgcKeySource::KeyFile(p) => assert_eq!(p, dir.path().join("tgc-keys.toml")),
+        other => panic!("unexpected {other:?}"),
+    }
+    std::fs::write(&path, "[tickets]\nst_ttl = 10\n").unwrap();
+    let e = load_with_env(Source::File(&path), &HashMap::new()).unwrap_err();
+    assert_eq!(e.problems[0].origin, path.display().to_string());
+    let missing = dir.path().join("missing.toml");
+    let e = load_with_env(Source::File(&missing), &HashMap::new()).unwrap_err();
+    assert!(e.to_string().contains("cannot read"), "{e}");
+    std::fs::write(&path, "[server\n").unwrap();
+    let e = load_with_env(Source::File(&path), &HashMap::new()).unwrap_err();
+    assert!(e.to_string().contains("not valid TOML"), "{e}");
+}
+
+#[test]
+fn users_need_argon2id_hashes_and_attributes_may_be_lists() {
+    let hash = crate::auth::hash_password("pw").unwrap();
+    let s = load_text(&format!(
+        "[[users]]\nusername = \"a\"\npassword_hash = \"{hash}\"\nattributes = {{ mail = \"a@x\", memberOf = [\"g1\", \"g2\"] }}\n"
+    ))
+    .unwrap();
+    assert_eq!(s.users[0].attributes["memberOf"], vec!["g1", "g2"]);
+    assert_eq!(s.users[0].attributes["mail"], vec!["a@x"]);
+    let e = load_text("[[users]]\nusername = \"a\"\npassword_hash = \"secret\"\n").unwrap_err();
+    assert_eq!(keys(&e), vec!["users[0].password_hash"]);
+    assert!(e.to_string().contains("hash-password"));
+}

@@ -1,0 +1,212 @@
+//! `cas-server`: the command line. Run with no arguments for the demo on
+//! http://127.0.0.1:8080/cas, or `--config cas.toml` for a real deployment.
+
+use std::io::{BufRead as _, IsTerminal as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use cas_server::config::{self, DEMO_PASSWORD, Settings, Source};
+use cas_server::services::{Explanation, ServiceRegistry};
+use cas_server::{App, app, auth, clock, telemetry, tgc};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "A CAS 1/2/3 single sign-on server")]
+struct Cli {
+    /// The TOML configuration file (without it: the built-in loopback demo).
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server (the default).
+    Serve,
+    /// Load and validate the configuration, report every problem, and exit.
+    CheckConfig,
+    /// Show which [[services]] entry matches a service URL, and why.
+    CheckService {
+        /// The service URL as a CAS client would send it (decoded).
+        url: String,
+    },
+    /// Print fresh TGC and login-flow keys in config syntax.
+    Keygen,
+    /// Read a password from stdin and print its argon2id hash for [[users]].
+    HashPassword,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config),
+        Command::CheckConfig => check_config(cli.config),
+        Command::CheckService { url } => check_service(cli.config, &url),
+        Command::Keygen => keygen(),
+        Command::HashPassword => hash_password(),
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Settings, ExitCode> {
+    let source = path.map_or(Source::Demo, |p| Source::File(p));
+    config::load(source).map_err(|e| {
+        eprint!("cas-server: {e}");
+        ExitCode::from(1)
+    })
+}
+
+fn serve(path: Option<PathBuf>) -> ExitCode {
+    let settings = match load(path.as_ref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    telemetry::init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cas-server: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let demo = settings.is_demo();
+        let users = settings.users.first().map(|u| u.username.clone());
+        let app = match App::build(settings, Arc::new(clock::SystemClock)).await {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("cas-server: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        println!("cas-server listening on {}", app.url());
+        if demo {
+            println!(
+                "DEMO MODE (no --config): loopback only, ephemeral keys (sessions end on restart).\n  \
+                 Sign in at {}/login as user `{}` with password `{DEMO_PASSWORD}`.\n  \
+                 Services accepted: http(s)://localhost and 127.0.0.1 URLs.",
+                app.url(),
+                users.unwrap_or_default()
+            );
+        }
+        match app.run_until(app::shutdown_signal()).await {
+            Ok(()) => {
+                println!("cas-server stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cas-server: server error: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    match load(path.as_ref()) {
+        Ok(s) => {
+            println!(
+                "{}: ok ({} service{}, {} user{})",
+                s.origin,
+                s.services.len(),
+                if s.services.len() == 1 { "" } else { "s" },
+                s.users.len(),
+                if s.users.len() == 1 { "" } else { "s" },
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn check_service(path: Option<PathBuf>, url: &str) -> ExitCode {
+    let settings = match load(path.as_ref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let registry = ServiceRegistry::new(settings.services);
+    match registry.explain(url) {
+        Explanation::Matched { service, shadowed } => {
+            println!(
+                "{url}\n  matches service {} \"{}\" (evaluation_order {}) by pattern `{}`",
+                service.id, service.name, service.evaluation_order, service.pattern
+            );
+            println!(
+                "  attributes released on /p3: {}",
+                if service.attributes.is_empty() {
+                    "none".to_owned()
+                } else {
+                    service.attributes.join(", ")
+                }
+            );
+            for s in shadowed {
+                println!(
+                    "  also matched, but later in evaluation order: service {} \"{}\" (`{}`)",
+                    s.id, s.name, s.pattern
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Explanation::Disabled(service) => {
+            println!(
+                "{url}\n  matches only service {} \"{}\" (`{}`), which is disabled: it is refused",
+                service.id, service.name, service.pattern
+            );
+            ExitCode::from(1)
+        }
+        Explanation::NoMatch { nearest } => {
+            println!("{url}\n  matches no enabled service: CAS will refuse it");
+            if let Some((s, common)) = nearest {
+                let literal = s.pattern.literal().unwrap_or_default();
+                println!(
+                    "  nearest: service {} \"{}\" (`{}`); the URLs agree for {common} characters, then differ at `{}` vs `{}`",
+                    s.id,
+                    s.name,
+                    s.pattern,
+                    url.chars().skip(common).take(20).collect::<String>(),
+                    literal.chars().skip(common).take(20).collect::<String>(),
+                );
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn keygen() -> ExitCode {
+    let keys = tgc::TgcKeys::generate();
+    let flow = cas_server::crypto::b64url_encode(&cas_server::crypto::random_bytes::<32>());
+    print!(
+        "# Fresh keys: paste into your cas.toml and use the same on every node.\n[tgc]\n{}\n[login]\nflow_key = \"{flow}\"\n",
+        keys.to_config()
+    );
+    ExitCode::SUCCESS
+}
+
+fn hash_password() -> ExitCode {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("Password (input is echoed; pipe it in to avoid that):");
+    }
+    let mut line = String::new();
+    if let Err(e) = stdin.lock().read_line(&mut line) {
+        eprintln!("cas-server: cannot read the password: {e}");
+        return ExitCode::from(1);
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("cas-server: the password is empty");
+        return ExitCode::from(1);
+    }
+    match auth::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cas-server: cannot hash the password: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Login-flow tokens: the hidden `lt` field that binds a credential POST to a form this
+//! server rendered (LOGINP-06, TKT-07).
+//!
+//! A token is sealed with AES-256-GCM (encrypted and authenticated), carries a random id,
+//! an expiry and a hash of the form's `service`, and is claimed in the ticket registry on
+//! first use, so a replayed, tampered, expired or transplanted token is refused. Nothing
+//! is stored when a form is rendered, so rendering forms costs no memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::crypto::{Sealer, b64url_encode, random_bytes, sha256};
+use crate::tickets::{RegistryError, TicketRegistry};
+
+const PURPOSE: &[u8] = b"cas-server login flow v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    #[error("the login form token is not valid")]
+    Invalid,
+    #[error("the login form has expired")]
+    Expired,
+    #[error("the login form was already submitted")]
+    Replayed,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    id: String,
+    /// Unix seconds.
+    exp: i64,
+    /// base64url(sha256(service)), or empty without a service.
+    svc: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginFlow {
+    sealer: Sealer,
+    ttl: Duration,
+    tickets: Arc<dyn TicketRegistry>,
+    clock: Arc<dyn Clock>,
+}
+
+impl LoginFlow {
+    pub fn new(
+        key: &[u8; 32],
+        ttl: Duration,
+        tickets: Arc<dyn TicketRegistry>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            sealer: Sealer::new(key),
+            ttl,
+            tickets,
+            clock,
+        }
+    }
+
+    /// A fresh token for a form about `service`.
+    pub fn issue(&self, service: Option<&str>) -> String {
+        let claims = Claims {
+            id: b64url_encode(&random_bytes::<16>()),
+            exp: (self.clock.now() + self.ttl).unix_timestamp(),
+            svc: service_hash(service),
+        };
+        let json = serde_json::to_vec(&claims).unwrap_or_default();
+        self.sealer.seal(&json, PURPOSE)
+    }
+
+    /// Accepts `token` once, for a POST about `service`.
+    pub async fn redeem(
+        &self,
+        token: &str,
+        service: Option<&str>,
+    ) -> Result<Result<(), FlowError>, RegistryError> {
+        let Some(claims) = self
+            .sealer
+            .open(token, PURPOSE)
+            .and_then(|json| serde_json::from_slice::<Claims>(&json).ok())
+        else {
+            return Ok(Err(FlowError::Invalid));
+        };
+        if claims.svc != service_hash(service) {
+            return Ok(Err(FlowError::Invalid));
+        }
+        let now = self.clock.now();
+        let Ok(expires) = time::OffsetDateTime::from_unix_timestamp(claims.exp) else {
+            return Ok(Err(FlowError::Invalid));
+        };
+        if now >= expires {
+            return Ok(Err(FlowError::Expired));
+        }
+        let fresh = self
+            .tickets
+            .claim_once(&format!("LT-{}", claims.id), expires)
+            .await?;
+        Ok(if fresh {
+            Ok(())
+        } else {
+            Err(FlowError::Replayed)
+        })
+    }
+}
+
+fn service_hash(service: Option<&str>) -> String {
+    service.map_or_else(String::new, |s| b64url_encode(&sha256(s.as_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::tickets::MemoryRegistry;
+
+    fn flow(clock: &ManualClock) -> LoginFlow {
+        LoginFlow::new(
+            &[1u8; 32],
+            Duration::from_secs(600),
+            Arc::new(MemoryRegistry::new()),
+            Arc::new(clock.clone()),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_token_is_accepted_once_for_its_own_service() {
+        let clock = ManualClock::new();
+        let f = flow(&clock);
+        let t = f.issue(Some("https://a/"));
+        assert_eq!(
+            f.redeem(&t, Some("https://b/")).await.unwrap(),
+            Err(FlowError::Invalid)
+        );
+        assert_eq!(f.redeem(&t, None).await.unwrap(), Err(FlowError::Invalid));
+        assert_eq!(f.redeem(&t, Some("https://a/")).await.unwrap(), Ok(()));
+        assert_eq!(
+            f.redeem(&t, Some("https://a/")).await.unwrap(),
+            Err(FlowError::Replayed)
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_and_forged_tokens_are_refused() {
+        let clock = ManualClock::new();
+        let f = flow(&clock);
+        let t = f.issue(None);
+        clock.advance(Duration::from_secs(600));
+        assert_eq!(f.redeem(&t, None).await.unwrap(), Err(FlowError::Expired));
+        assert_eq!(
+            f.redeem("AAAA", None).await.unwrap(),
+            Err(FlowError::Invalid)
+        );
+        let other = LoginFlow::new(
+            &[2u8; 32],
+            Duration::from_secs(600),
+            Arc::new(MemoryRegistry::new()),
+            Arc::new(clock.clone()),
+        );
+        assert_eq!(
+            other.redeem(&f.issue(None), None).await.unwrap(),
+            Err(FlowError::Invalid)
+        );
+    }
+}

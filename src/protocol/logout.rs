@@ -1,0 +1,79 @@
+//! `/logout` (§2.3): end the SSO session, and maybe send the browser back to a service.
+
+use super::{Cas, ProtocolError};
+
+#[derive(Debug, Default)]
+pub struct LogoutOutcome {
+    /// Whose session ended, if there was one.
+    pub principal: Option<String>,
+    /// LOGOUT-04/05: where to redirect, only for a registered service and only when the
+    /// operator enabled it.
+    pub redirect: Option<String>,
+}
+
+impl Cas {
+    /// `session` is the TGT id from the TGC, if any. The obsolete `url` parameter is never
+    /// passed here (LOGOUT-06).
+    #[tracing::instrument(skip_all)]
+    pub async fn logout(
+        &self,
+        session: Option<&str>,
+        service: Option<&str>,
+    ) -> Result<LogoutOutcome, ProtocolError> {
+        let principal = match session {
+            // LOGOUT-01/02: removing the TGT removes everything issued under it.
+            Some(id) => self.tickets.remove_tgt(id).await?.map(|t| t.principal.id),
+            None => None,
+        };
+        let redirect = service
+            .filter(|_| self.options.follow_service_redirects)
+            .filter(|s| self.resolve_service(s).is_some())
+            .map(str::to_owned);
+        Ok(LogoutOutcome {
+            principal,
+            redirect,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{SERVICE, cas};
+    use super::super::{CredentialOutcome, LoginDecision, LoginRequest};
+    use crate::clock::ManualClock;
+
+    #[tokio::test]
+    async fn logout_ends_sso_and_redirects_only_when_enabled_and_registered() {
+        let mut cas = cas(ManualClock::new());
+        let CredentialOutcome::Success { tgt_id, .. } = cas
+            .submit_credentials(None, "alice", "pw", None)
+            .await
+            .unwrap()
+        else {
+            panic!("login failed");
+        };
+        let out = cas.logout(Some(&tgt_id), Some(SERVICE)).await.unwrap();
+        assert_eq!(out.principal.as_deref(), Some("alice"));
+        assert!(out.redirect.is_none());
+        let after = cas
+            .request_login(
+                LoginRequest {
+                    service: Some(SERVICE),
+                    ..Default::default()
+                },
+                Some(&tgt_id),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(after, LoginDecision::ShowForm));
+
+        cas.options.follow_service_redirects = true;
+        let out = cas.logout(None, Some(SERVICE)).await.unwrap();
+        assert_eq!(out.redirect.as_deref(), Some(SERVICE));
+        let out = cas
+            .logout(None, Some("https://evil.example/"))
+            .await
+            .unwrap();
+        assert!(out.redirect.is_none());
+    }
+}

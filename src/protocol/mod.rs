@@ -1,0 +1,172 @@
+//! The CAS protocol as plain Rust: what `/login`, `/logout` and the validation endpoints
+//! decide, independent of HTTP. Handlers in `web` translate requests into calls on [`Cas`]
+//! and its outcomes back into responses.
+//!
+//! A CAS failure (`INVALID_TICKET`…) is an outcome ([`Failure`]), rendered with HTTP 200;
+//! only faults of the server itself are [`ProtocolError`]s.
+
+pub mod flow;
+pub mod json;
+mod login;
+mod logout;
+mod validate;
+pub mod xml;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::Authenticator;
+use crate::clock::Clock;
+use crate::services::{RegisteredService, ServiceRegistry};
+use crate::tickets::{ExpirationPolicy, RegistryError, TicketRegistry};
+
+pub use login::{CredentialOutcome, LoginDecision, LoginRequest, append_ticket};
+pub use logout::LogoutOutcome;
+pub use validate::{
+    Endpoint, Format, StandardAttributes, ValidationRequest, ValidationSuccess, format_date,
+    render_cas1,
+};
+
+/// The error codes of §2.5.3 plus Apereo's `UNAUTHORIZED_SERVICE` (VAL-12, VAL-13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidTicketSpec,
+    UnauthorizedServiceProxy,
+    InvalidProxyCallback,
+    InvalidTicket,
+    InvalidService,
+    InternalError,
+    UnauthorizedService,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "INVALID_REQUEST",
+            Self::InvalidTicketSpec => "INVALID_TICKET_SPEC",
+            Self::UnauthorizedServiceProxy => "UNAUTHORIZED_SERVICE_PROXY",
+            Self::InvalidProxyCallback => "INVALID_PROXY_CALLBACK",
+            Self::InvalidTicket => "INVALID_TICKET",
+            Self::InvalidService => "INVALID_SERVICE",
+            Self::InternalError => "INTERNAL_ERROR",
+            Self::UnauthorizedService => "UNAUTHORIZED_SERVICE",
+        }
+    }
+}
+
+/// A protocol failure document: a code and a human-readable description (VAL-14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: ErrorCode,
+    pub description: String,
+}
+
+impl Failure {
+    pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+        }
+    }
+}
+
+/// A fault of the server, not of the request.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("authentication source unavailable: {0}")]
+    AuthUnavailable(String),
+}
+
+/// Ticket lifetimes (TKT-04, TKT-06, TKT-08).
+#[derive(Debug, Clone, Copy)]
+pub struct TicketPolicies {
+    pub tgt: ExpirationPolicy,
+    pub service_ticket: ExpirationPolicy,
+}
+
+/// Switches that change protocol behaviour.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProtocolOptions {
+    /// LOGOUT-04: redirect to a registered `service` after logout.
+    pub follow_service_redirects: bool,
+    /// VAL-16: CAS 3 attributes on `/serviceValidate` and `/proxyValidate` too.
+    pub attributes_on_v2: bool,
+}
+
+/// The CAS server's protocol core.
+#[derive(Debug, Clone)]
+pub struct Cas {
+    pub tickets: Arc<dyn TicketRegistry>,
+    pub services: Arc<ServiceRegistry>,
+    pub authenticator: Arc<dyn Authenticator>,
+    pub clock: Arc<dyn Clock>,
+    pub policies: TicketPolicies,
+    pub options: ProtocolOptions,
+}
+
+impl Cas {
+    /// The enabled registry entry for `service`. A URL carrying control characters is
+    /// never a service: it could only be an attempt at header or log injection.
+    pub fn resolve_service(&self, service: &str) -> Option<&RegisteredService> {
+        if service.is_empty() || service.chars().any(char::is_control) {
+            return None;
+        }
+        self.services.find(service)
+    }
+
+    pub fn service_ticket_ttl(&self) -> Duration {
+        self.policies.service_ticket.hard
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A `Cas` over in-memory parts and a manual clock, for the protocol's unit tests.
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::auth::{StaticUsers, UserRecord, hash_password};
+    use crate::clock::ManualClock;
+    use crate::services::{RegisteredService, ServicePattern};
+    use crate::tickets::MemoryRegistry;
+
+    pub const SERVICE: &str = "https://app.example.org/cas?x=1";
+
+    pub fn cas(clock: ManualClock) -> Cas {
+        let mut attributes = BTreeMap::new();
+        attributes.insert("mail".to_owned(), vec!["alice@example.org".to_owned()]);
+        attributes.insert("secret".to_owned(), vec!["not released".to_owned()]);
+        Cas {
+            tickets: Arc::new(MemoryRegistry::new()),
+            services: Arc::new(ServiceRegistry::new(vec![RegisteredService {
+                id: 1,
+                name: "App".into(),
+                description: String::new(),
+                pattern: ServicePattern::parse("prefix:https://app.example.org/").unwrap(),
+                evaluation_order: 0,
+                enabled: true,
+                attributes: vec!["mail".into()],
+            }])),
+            authenticator: Arc::new(StaticUsers::new(
+                vec![UserRecord {
+                    username: "alice".into(),
+                    password_hash: hash_password("pw").unwrap(),
+                    attributes,
+                }],
+                2,
+            )),
+            clock: Arc::new(clock),
+            policies: TicketPolicies {
+                tgt: ExpirationPolicy::sliding(
+                    Duration::from_secs(7200),
+                    Duration::from_secs(28800),
+                ),
+                service_ticket: ExpirationPolicy::fixed(Duration::from_secs(10)),
+            },
+            options: ProtocolOptions::default(),
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! `/validate` (CAS 1), `/serviceValidate`, `/proxyValidate` (CAS 2) and `/p3/*` (CAS 3).
+//!
+//! Every attempt consumes the ticket, success or failure (TKT-03), and the consume step is
+//! the registry's atomic `redeem`, so a ticket validates at most once however many
+//! requests race for it.
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+
+use super::{Cas, ErrorCode, Failure};
+use crate::services::normalize;
+use crate::tickets::{Grant, Redeemed};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/validate`
+    Cas1,
+    /// `/serviceValidate`
+    ServiceValidate,
+    /// `/proxyValidate`
+    ProxyValidate,
+    /// `/p3/serviceValidate`
+    P3ServiceValidate,
+    /// `/p3/proxyValidate`
+    P3ProxyValidate,
+}
+
+impl Endpoint {
+    /// PVAL-01, VAL-06, V1-03: only the proxy endpoints accept proxy tickets.
+    fn accepts_proxy_tickets(self) -> bool {
+        matches!(self, Self::ProxyValidate | Self::P3ProxyValidate)
+    }
+
+    fn is_cas3(self) -> bool {
+        matches!(self, Self::P3ServiceValidate | Self::P3ProxyValidate)
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Cas1 => "/validate",
+            Self::ServiceValidate => "/serviceValidate",
+            Self::ProxyValidate => "/proxyValidate",
+            Self::P3ServiceValidate => "/p3/serviceValidate",
+            Self::P3ProxyValidate => "/p3/proxyValidate",
+        }
+    }
+}
+
+/// The response format (§2.5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Xml,
+    Json,
+}
+
+impl Format {
+    /// VAL-07: `XML` (default) or `JSON`, accepted in any case; anything else is refused.
+    pub fn parse(value: Option<&str>) -> Result<Self, Failure> {
+        match value {
+            None => Ok(Self::Xml),
+            Some(v) if v.eq_ignore_ascii_case("xml") => Ok(Self::Xml),
+            Some(v) if v.eq_ignore_ascii_case("json") => Ok(Self::Json),
+            Some(_) => Err(Failure::new(
+                ErrorCode::InvalidRequest,
+                "unsupported format: use XML or JSON",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ValidationRequest<'a> {
+    pub service: Option<&'a str>,
+    pub ticket: Option<&'a str>,
+    pub renew: bool,
+    /// A proxy callback URL (§2.5.4). No service may proxy until proxy authentication
+    /// lands, so its presence fails the validation like Apereo's default refuse policy.
+    pub pgt_url: Option<&'a str>,
+}
+
+/// The three attributes CAS 3 always adds (P3-02).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandardAttributes {
+    pub authentication_date: OffsetDateTime,
+    pub long_term_authentication_request_token_used: bool,
+    pub is_from_new_login: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationSuccess {
+    pub user: String,
+    /// `Some` on CAS 3 responses: the standard attributes plus those released to the service.
+    pub attributes: Option<(StandardAttributes, BTreeMap<String, Vec<String>>)>,
+    pub proxy_granting_ticket: Option<String>,
+    /// Most recent first (PVAL-02).
+    pub proxies: Vec<String>,
+}
+
+impl Cas {
+    #[tracing::instrument(skip_all, fields(endpoint = endpoint.path()))]
+    pub async fn validate(
+        &self,
+        endpoint: Endpoint,
+        req: ValidationRequest<'_>,
+    ) -> Result<ValidationSuccess, Failure> {
+        let (Some(service), Some(ticket)) = (req.service, req.ticket) else {
+            return Err(Failure::new(
+                ErrorCode::InvalidRequest,
+                "'service' and 'ticket' parameters are both required",
+            ));
+        };
+        let now = self.clock.now();
+        let redeemed = self.tickets.redeem(ticket, now).await.map_err(internal)?;
+        let st = match redeemed {
+            Redeemed::Valid(st) => st,
+            Redeemed::Missing | Redeemed::WrongKind => {
+                return Err(Failure::new(
+                    ErrorCode::InvalidTicket,
+                    format!("Ticket '{ticket}' not recognized"),
+                ));
+            }
+            Redeemed::Expired(_) => {
+                return Err(Failure::new(
+                    ErrorCode::InvalidTicket,
+                    format!("Ticket '{ticket}' has expired"),
+                ));
+            }
+        };
+        if st.grant == Grant::Proxy && !endpoint.accepts_proxy_tickets() {
+            return Err(Failure::new(
+                ErrorCode::InvalidTicket,
+                format!(
+                    "Ticket '{ticket}' is a proxy ticket, which {} does not accept; use /proxyValidate",
+                    endpoint.path()
+                ),
+            ));
+        }
+        // VAL-04, VAL-15: the exact service the ticket was issued for (CC-01..05).
+        if normalize(&st.service) != normalize(service) {
+            return Err(Failure::new(
+                ErrorCode::InvalidService,
+                format!(
+                    "Ticket '{ticket}' does not match supplied service. The original service was '{}' and the supplied service was '{service}'.",
+                    st.service
+                ),
+            ));
+        }
+        // VAL-08: renew demands a ticket issued from primary credentials.
+        if req.renew && !st.from_new_login {
+            return Err(Failure::new(
+                ErrorCode::InvalidTicket,
+                format!(
+                    "Ticket '{ticket}' was not issued from a new login, but renew was requested"
+                ),
+            ));
+        }
+        let Some(registered) = self.resolve_service(&st.service) else {
+            return Err(Failure::new(
+                ErrorCode::UnauthorizedService,
+                format!("Service '{service}' is no longer authorized to use CAS"),
+            ));
+        };
+        if req.pgt_url.is_some() {
+            return Err(Failure::new(
+                ErrorCode::UnauthorizedServiceProxy,
+                format!("Service '{service}' is not allowed to use proxy authentication"),
+            ));
+        }
+        // The ticket dies with its SSO session (logout or expiry).
+        let Some(tgt) = self
+            .tickets
+            .get_tgt(&st.tgt_id, now)
+            .await
+            .map_err(internal)?
+        else {
+            return Err(Failure::new(
+                ErrorCode::InvalidTicket,
+                format!("Ticket '{ticket}' belongs to an SSO session that has ended"),
+            ));
+        };
+        let attributes = (endpoint.is_cas3()
+            || (self.options.attributes_on_v2 && endpoint != Endpoint::Cas1))
+            .then(|| {
+                let released = registered
+                    .attributes
+                    .iter()
+                    .filter_map(|name| {
+                        tgt.principal
+                            .attributes
+                            .get(name)
+                            .map(|values| (name.clone(), values.clone()))
+                    })
+                    .collect();
+                let standard = StandardAttributes {
+                    authentication_date: tgt.authenticated_at,
+                    long_term_authentication_request_token_used: tgt.remember_me,
+                    is_from_new_login: st.from_new_login,
+                };
+                (standard, released)
+            });
+        Ok(ValidationSuccess {
+            user: tgt.principal.id,
+            attributes,
+            proxy_granting_ticket: None,
+            proxies: st.proxies,
+        })
+    }
+}
+
+fn internal(e: crate::tickets::RegistryError) -> Failure {
+    tracing::error!(error = %e, "validation failed on a registry fault");
+    Failure::new(
+        ErrorCode::InternalError,
+        "The server could not complete the validation; try again later",
+    )
+}
+
+/// `authenticationDate` as RFC 3339 UTC in whole seconds (FMT-12): every client's date
+/// parser reads that, not all of them read nanoseconds.
+pub fn format_date(date: OffsetDateTime) -> String {
+    date.replace_nanosecond(0)
+        .unwrap_or(date)
+        .to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// CAS 1.0 body (V1-01, V1-02, V1-07): `yes\n<user>\n` or `no\n\n`, LF only.
+pub fn render_cas1(outcome: &Result<ValidationSuccess, Failure>) -> String {
+    match outcome {
+        Ok(success) => format!("yes\n{}\n", success.user),
+        Err(_) => "no\n\n".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testing::{SERVICE, cas};
+    use super::super::{CredentialOutcome, LoginDecision, LoginRequest};
+    use super::*;
+    use crate::clock::ManualClock;
+
+    async fn login(cas: &Cas) -> (String, String) {
+        let CredentialOutcome::Success {
+            tgt_id,
+            redirect: Some((_, st)),
+            ..
+        } = cas
+            .submit_credentials(Some(SERVICE), "alice", "pw", None)
+            .await
+            .unwrap()
+        else {
+            panic!("login failed");
+        };
+        (tgt_id, st)
+    }
+
+    fn req<'a>(service: &'a str, ticket: &'a str, renew: bool) -> ValidationRequest<'a> {
+        ValidationRequest {
+            service: Some(service),
+            ticket: Some(ticket),
+            renew,
+            pgt_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn p3_releases_only_the_services_attributes_plus_standard_ones() {
+        let cas = cas(ManualClock::new());
+        let (_, st) = login(&cas).await;
+        let ok = cas
+            .validate(Endpoint::P3ServiceValidate, req(SERVICE, &st, true))
+            .await
+            .unwrap();
+        assert_eq!(ok.user, "alice");
+        let (standard, released) = ok.attributes.unwrap();
+        assert!(standard.is_from_new_login);
+        assert!(!standard.long_term_authentication_request_token_used);
+        assert_eq!(released.keys().collect::<Vec<_>>(), vec!["mail"]);
+    }
+
+    #[tokio::test]
+    async fn v2_has_no_attributes_and_tickets_are_single_use() {
+        let cas = cas(ManualClock::new());
+        let (_, st) = login(&cas).await;
+        let ok = cas
+            .validate(Endpoint::ServiceValidate, req(SERVICE, &st, false))
+            .await
+            .unwrap();
+        assert!(ok.attributes.is_none());
+        let again = cas
+            .validate(Endpoint::ServiceValidate, req(SERVICE, &st, false))
+            .await;
+        assert_eq!(again.unwrap_err().code, ErrorCode::InvalidTicket);
+    }
+
+    #[tokio::test]
+    async fn wrong_service_consumes_the_ticket() {
+        let cas = cas(ManualClock::new());
+        let (_, st) = login(&cas).await;
+        let wrong = cas
+            .validate(
+                Endpoint::ServiceValidate,
+                req("https://app.example.org/other", &st, false),
+            )
+            .await;
+        assert_eq!(wrong.unwrap_err().code, ErrorCode::InvalidService);
+        let right = cas
+            .validate(Endpoint::ServiceValidate, req(SERVICE, &st, false))
+            .await;
+        assert_eq!(right.unwrap_err().code, ErrorCode::InvalidTicket);
+    }
+
+    #[tokio::test]
+    async fn renew_refuses_sso_tickets_and_expiry_is_enforced() {
+        let clock = ManualClock::new();
+        let cas = cas(clock.clone());
+        let (tgt, _) = login(&cas).await;
+        let LoginDecision::Redirect { ticket, .. } = cas
+            .request_login(
+                LoginRequest {
+                    service: Some(SERVICE),
+                    ..Default::default()
+                },
+                Some(&tgt),
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("no SSO");
+        };
+        let r = cas
+            .validate(Endpoint::ServiceValidate, req(SERVICE, &ticket, true))
+            .await;
+        assert_eq!(r.unwrap_err().code, ErrorCode::InvalidTicket);
+
+        let (_, st) = login(&cas).await;
+        clock.advance(Duration::from_secs(10));
+        let r = cas
+            .validate(Endpoint::ServiceValidate, req(SERVICE, &st, false))
+            .await;
+        assert!(r.unwrap_err().description.contains("expired"));
+    }
+
+    #[tokio::test]
+    async fn missing_parameters_and_foreign_kinds_are_refused() {
+        let cas = cas(ManualClock::new());
+        let (tgt, _) = login(&cas).await;
+        let r = cas
+            .validate(Endpoint::ServiceValidate, ValidationRequest::default())
+            .await;
+        assert_eq!(r.unwrap_err().code, ErrorCode::InvalidRequest);
+        let r = cas
+            .validate(Endpoint::ServiceValidate, req(SERVICE, &tgt, false))
+            .await;
+        assert_eq!(r.unwrap_err().code, ErrorCode::InvalidTicket);
+        assert!(
+            cas.tickets
+                .get_tgt(&tgt, cas.clock.now())
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn cas1_bodies_are_exact() {
+        let ok = ValidationSuccess {
+            user: "alice".into(),
+            attributes: None,
+            proxy_granting_ticket: None,
+            proxies: vec![],
+        };
+        assert_eq!(render_cas1(&Ok(ok)), "yes\nalice\n");
+        assert_eq!(
+            render_cas1(&Err(Failure::new(ErrorCode::InvalidTicket, "x"))),
+            "no\n\n"
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! CAS 2/3 XML documents (FMT-01..14). All XML escaping of the project happens here:
+//! text goes through quick-xml's escaper, characters XML 1.0 cannot carry are replaced,
+//! and attribute names are made into valid element names (P3-06).
+//!
+//! Shape: `cas:` prefix bound on the root, no XML declaration, one element per line,
+//! no padding inside text nodes (FMT-02, FMT-03, FMT-05).
+
+use std::borrow::Cow;
+use std::io;
+
+use quick_xml::Writer;
+use quick_xml::events::BytesText;
+
+use super::{Failure, ValidationSuccess, format_date};
+
+pub const CAS_NS: &str = "http://www.yale.edu/tp/cas";
+
+/// `cas:authenticationSuccess` (FMT-10, FMT-11), children in XSD order (FMT-04).
+pub fn authentication_success(success: &ValidationSuccess) -> String {
+    document(|w| {
+        w.create_element("cas:authenticationSuccess")
+            .write_inner_content(|w| {
+                text_element(w, "cas:user", &success.user)?;
+                if let Some((standard, released)) = &success.attributes {
+                    w.create_element("cas:attributes")
+                        .write_inner_content(|w| {
+                            let date = format_date(standard.authentication_date);
+                            text_element(w, "cas:authenticationDate", &date)?;
+                            text_element(
+                                w,
+                                "cas:longTermAuthenticationRequestTokenUsed",
+                                bool_str(standard.long_term_authentication_request_token_used),
+                            )?;
+                            text_element(
+                                w,
+                                "cas:isFromNewLogin",
+                                bool_str(standard.is_from_new_login),
+                            )?;
+                            for (name, values) in released {
+                                let element = format!("cas:{}", element_name(name));
+                                for value in values {
+                                    text_element(w, &element, value.trim())?;
+                                }
+                            }
+                            Ok(())
+                        })?;
+                }
+                if let Some(iou) = &success.proxy_granting_ticket {
+                    text_element(w, "cas:proxyGrantingTicket", iou)?;
+                }
+                if !success.proxies.is_empty() {
+                    w.create_element("cas:proxies").write_inner_content(|w| {
+                        for proxy in &success.proxies {
+                            text_element(w, "cas:proxy", proxy)?;
+                        }
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            })
+            .map(|_| ())
+    })
+}
+
+/// `cas:authenticationFailure` with its code and description (FMT-14).
+pub fn authentication_failure(failure: &Failure) -> String {
+    failure_document("cas:authenticationFailure", failure)
+}
+
+fn failure_document(element: &str, failure: &Failure) -> String {
+    document(|w| {
+        w.create_element(element)
+            .with_attribute(("code", failure.code.as_str()))
+            .write_text_content(BytesText::new(&xml_safe(&failure.description)))
+            .map(|_| ())
+    })
+}
+
+fn document(body: impl FnOnce(&mut Writer<Vec<u8>>) -> io::Result<()>) -> String {
+    let mut writer = Writer::new_with_indent(Vec::with_capacity(512), b' ', 2);
+    let written = writer
+        .create_element("cas:serviceResponse")
+        .with_attribute(("xmlns:cas", CAS_NS))
+        .write_inner_content(body);
+    if let Err(e) = written {
+        // Writing to a Vec cannot fail; keep the response well-formed if it ever does.
+        tracing::error!(error = %e, "could not write XML response");
+    }
+    let mut out = String::from_utf8(writer.into_inner()).unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+fn text_element(w: &mut Writer<Vec<u8>>, name: &str, text: &str) -> io::Result<()> {
+    w.create_element(name)
+        .write_text_content(BytesText::new(&xml_safe(text)))
+        .map(|_| ())
+}
+
+fn bool_str(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+/// Replaces characters that XML 1.0 cannot carry at all (most C0 controls, U+FFFE/U+FFFF),
+/// so a hostile attribute value cannot make the document unparsable.
+pub fn xml_safe(text: &str) -> Cow<'_, str> {
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+    };
+    if text.chars().all(allowed) {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(
+            text.chars()
+                .map(|c| if allowed(c) { c } else { '\u{FFFD}' })
+                .collect(),
+        )
+    }
+}
+
+/// An attribute name as an XML element name: invalid characters become `_`, and a name
+/// that cannot start an element gets a leading `_` (P3-06).
+pub fn element_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if !out.starts_with(|c: char| c.is_alphabetic() || c == '_') {
+        out.insert(0, '_');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::protocol::{ErrorCode, StandardAttributes};
+
+    fn success() -> ValidationSuccess {
+        let mut released = BTreeMap::new();
+        released.insert(
+            "affiliation".to_owned(),
+            vec!["staff".to_owned(), "faculty".to_owned()],
+        );
+        released.insert(
+            "display name".to_owned(),
+            vec![" <Zoë & \"Bob\"> \u{1} ".to_owned()],
+        );
+        ValidationSuccess {
+            user: "jdoe".into(),
+            attributes: Some((
+                StandardAttributes {
+                    authentication_date: OffsetDateTime::UNIX_EPOCH,
+                    long_term_authentication_request_token_used: false,
+                    is_from_new_login: true,
+                },
+                released,
+            )),
+            proxy_granting_ticket: Some("PGTIOU-x".into()),
+            proxies: vec!["https://b/cb".into(), "https://a/cb".into()],
+        }
+    }
+
+    #[test]
+    fn success_document_has_the_spec_shape() {
+        let xml = authentication_success(&success());
+        assert!(
+            xml.starts_with("<cas:serviceResponse xmlns:cas=\"http://www.yale.edu/tp/cas\">\n"),
+            "{xml}"
+        );
+        assert!(xml.contains("\n    <cas:user>jdoe</cas:user>\n"), "{xml}");
+        assert!(
+            xml.contains("<cas:authenticationDate>1970-01-01T00:00:00Z</cas:authenticationDate>")
+        );
+        assert!(xml.contains("<cas:isFromNewLogin>true</cas:isFromNewLogin>"));
+        assert!(xml.contains("<cas:affiliation>staff</cas:affiliation>"));
+        assert!(xml.contains("<cas:affiliation>faculty</cas:affiliation>"));
+        assert!(
+            xml.contains(
+                "<cas:display_name>&lt;Zoë &amp; &quot;Bob&quot;&gt; \u{FFFD}</cas:display_name>"
+            ),
+            "{xml}"
+        );
+        let user = xml.find("cas:user").unwrap();
+        let attrs = xml.find("cas:attributes").unwrap();
+        let pgt = xml.find("cas:proxyGrantingTicket").unwrap();
+        let proxies = xml.find("cas:proxies").unwrap();
+        assert!(user < attrs && attrs < pgt && pgt < proxies);
+        assert!(xml.find("https://b/cb").unwrap() < xml.find("https://a/cb").unwrap());
+    }
+
+    #[test]
+    fn failure_document_escapes_the_description() {
+        let xml = authentication_failure(&Failure::new(ErrorCode::InvalidService, "svc '<x>' & y"));
+        assert_eq!(
+            xml,
+            "<cas:serviceResponse xmlns:cas=\"http://www.yale.edu/tp/cas\">\n  <cas:authenticationFailure code=\"INVALID_SERVICE\">svc &apos;&lt;x&gt;&apos; &amp; y</cas:authenticationFailure>\n</cas:serviceResponse>\n"
+        );
+    }
+
+    #[test]
+    fn names_are_made_valid() {
+        assert_eq!(element_name("1st"), "_1st");
+        assert_eq!(element_name("a:b c"), "a_b_c");
+        assert_eq!(element_name("mail"), "mail");
+        assert_eq!(element_name(""), "_");
+    }
+}

@@ -1,0 +1,153 @@
+//! The service registry: which applications may use this server, and their policies.
+//!
+//! The registry is closed (GEN-07): a URL no enabled entry matches is not a service,
+//! and gets neither a ticket nor a redirect. Entries are tried in `evaluation_order`,
+//! then by `id`, and the first match wins (SVC-01).
+
+mod pattern;
+
+pub use pattern::{PatternError, ServicePattern, normalize};
+
+/// One `[[services]]` entry, validated.
+#[derive(Debug, Clone)]
+pub struct RegisteredService {
+    pub id: u32,
+    pub name: String,
+    pub description: String,
+    pub pattern: ServicePattern,
+    pub evaluation_order: i32,
+    /// A disabled entry behaves as if it were absent (SVC-02).
+    pub enabled: bool,
+    /// Names of the user attributes released to this service on `/p3` and JSON; none by default.
+    pub attributes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServiceRegistry {
+    services: Vec<RegisteredService>,
+}
+
+/// What `check-service` reports about one URL.
+#[derive(Debug)]
+pub enum Explanation<'a> {
+    Matched {
+        service: &'a RegisteredService,
+        /// Enabled entries with a lower precedence that would also have matched.
+        shadowed: Vec<&'a RegisteredService>,
+    },
+    /// Only disabled entries match.
+    Disabled(&'a RegisteredService),
+    NoMatch {
+        /// The entry whose literal text shares the longest prefix with the URL.
+        nearest: Option<(&'a RegisteredService, usize)>,
+    },
+}
+
+impl ServiceRegistry {
+    pub fn new(mut services: Vec<RegisteredService>) -> Self {
+        services.sort_by_key(|s| (s.evaluation_order, s.id));
+        Self { services }
+    }
+
+    /// The enabled entry responsible for `service`, if any.
+    pub fn find(&self, service: &str) -> Option<&RegisteredService> {
+        self.services
+            .iter()
+            .find(|s| s.enabled && s.pattern.matches(service))
+    }
+
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    pub fn explain(&self, service: &str) -> Explanation<'_> {
+        let mut matching = self.services.iter().filter(|s| s.pattern.matches(service));
+        let enabled: Vec<_> = matching.clone().filter(|s| s.enabled).collect();
+        if let Some((first, rest)) = enabled.split_first() {
+            return Explanation::Matched {
+                service: first,
+                shadowed: rest.to_vec(),
+            };
+        }
+        if let Some(disabled) = matching.next() {
+            return Explanation::Disabled(disabled);
+        }
+        let wanted = normalize(service);
+        let nearest = self
+            .services
+            .iter()
+            .filter_map(|s| {
+                let literal = normalize(s.pattern.literal()?);
+                let common = literal
+                    .chars()
+                    .zip(wanted.chars())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                Some((s, common))
+            })
+            .max_by_key(|(_, common)| *common);
+        Explanation::NoMatch { nearest }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u32, order: i32, pattern: &str, enabled: bool) -> RegisteredService {
+        RegisteredService {
+            id,
+            name: format!("svc{id}"),
+            description: String::new(),
+            pattern: ServicePattern::parse(pattern).unwrap(),
+            evaluation_order: order,
+            enabled,
+            attributes: vec![],
+        }
+    }
+
+    #[test]
+    fn lowest_evaluation_order_wins_and_disabled_entries_are_absent() {
+        let reg = ServiceRegistry::new(vec![
+            entry(1, 10, "prefix:https://app.example.org/", true),
+            entry(2, 0, "https://app.example.org/special", true),
+            entry(3, -5, "https://app.example.org/off", false),
+        ]);
+        assert_eq!(reg.find("https://app.example.org/special").unwrap().id, 2);
+        assert_eq!(reg.find("https://app.example.org/other").unwrap().id, 1);
+        assert_eq!(reg.find("https://app.example.org/off").unwrap().id, 1);
+        assert!(reg.find("https://elsewhere.example/").is_none());
+    }
+
+    #[test]
+    fn explain_reports_shadowing_and_near_misses() {
+        let reg = ServiceRegistry::new(vec![
+            entry(1, 0, "https://app.example.org/a", true),
+            entry(2, 1, "prefix:https://app.example.org/", true),
+            entry(3, 2, "https://other.example/", false),
+        ]);
+        match reg.explain("https://app.example.org/a") {
+            Explanation::Matched { service, shadowed } => {
+                assert_eq!(service.id, 1);
+                assert_eq!(shadowed.len(), 1);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            matches!(reg.explain("https://other.example/"), Explanation::Disabled(s) if s.id == 3)
+        );
+        match reg.explain("https://app.example.com/") {
+            Explanation::NoMatch {
+                nearest: Some((s, n)),
+            } => {
+                assert_eq!(s.id, 2);
+                assert!(n > 10);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

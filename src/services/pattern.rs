@@ -1,0 +1,158 @@
+//! How a registry entry decides whether a `service` URL belongs to it.
+//!
+//! Exact matching is the default because it is the only kind that cannot surprise:
+//! `prefix:https://app.example.org` would also match `https://app.example.org.evil.com/`,
+//! and `regex:https://app.example.org/.*` (dots unescaped) matches `https://appXexample.org/`.
+//! Both are opt-in, and a prefix must end its authority with `/` (checked at load).
+
+use std::fmt;
+
+use regex::{Regex, RegexBuilder};
+
+/// A parsed `pattern` value from a `[[services]]` entry.
+#[derive(Clone)]
+pub enum ServicePattern {
+    /// The whole URL, compared after [`normalize`] (CC-01..03).
+    Exact(String),
+    /// `prefix:` — the normalised URL starts with this normalised prefix.
+    Prefix(String),
+    /// `regex:` — anchored at both ends, case-insensitive like Apereo's `serviceId`.
+    Regex(Regex),
+}
+
+impl fmt::Debug for ServicePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for ServicePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exact(url) => write!(f, "{url}"),
+            Self::Prefix(prefix) => write!(f, "prefix:{prefix}"),
+            Self::Regex(re) => write!(f, "regex:{}", re.as_str()),
+        }
+    }
+}
+
+/// Why a pattern string was refused; the text is shown to operators as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PatternError(pub String);
+
+impl ServicePattern {
+    pub fn parse(text: &str) -> Result<Self, PatternError> {
+        if let Some(prefix) = text.strip_prefix("prefix:") {
+            check_prefix(prefix)?;
+            Ok(Self::Prefix(prefix.to_owned()))
+        } else if let Some(re) = text.strip_prefix("regex:") {
+            let anchored = format!("^(?:{re})$");
+            RegexBuilder::new(&anchored)
+                .case_insensitive(true)
+                .size_limit(1 << 20)
+                .build()
+                .map(Self::Regex)
+                .map_err(|e| PatternError(format!("invalid regular expression: {e}")))
+        } else {
+            check_absolute_http_url(text)?;
+            Ok(Self::Exact(text.to_owned()))
+        }
+    }
+
+    pub fn matches(&self, service: &str) -> bool {
+        match self {
+            Self::Exact(url) => normalize(url) == normalize(service),
+            Self::Prefix(prefix) => normalize(service).starts_with(&normalize(prefix)),
+            Self::Regex(re) => re.is_match(service),
+        }
+    }
+
+    /// The literal text a service URL is compared with, for near-miss reports.
+    pub fn literal(&self) -> Option<&str> {
+        match self {
+            Self::Exact(s) | Self::Prefix(s) => Some(s),
+            Self::Regex(_) => None,
+        }
+    }
+}
+
+fn check_absolute_http_url(text: &str) -> Result<(), PatternError> {
+    let url = url::Url::parse(text).map_err(|e| {
+        PatternError(format!(
+            "`{text}` is not an absolute URL ({e}); use `prefix:` or `regex:` for patterns"
+        ))
+    })?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(PatternError(format!(
+            "`{text}` must be an http:// or https:// URL"
+        )));
+    }
+    Ok(())
+}
+
+fn check_prefix(prefix: &str) -> Result<(), PatternError> {
+    let rest = prefix
+        .strip_prefix("https://")
+        .or_else(|| prefix.strip_prefix("http://"))
+        .ok_or_else(|| {
+            PatternError(format!(
+                "prefix `{prefix}` must start with https:// or http://"
+            ))
+        })?;
+    match rest.find('/') {
+        Some(at) if at > 0 => Ok(()),
+        _ => Err(PatternError(format!(
+            "prefix `{prefix}` must end its host with `/` (e.g. `{prefix}/`), otherwise it also matches `{prefix}.evil.example/`"
+        ))),
+    }
+}
+
+/// The comparison form of a service URL (CC-01, CC-03, CC-05): decoded once, without
+/// `#fragment`, lower-cased. Query order, trailing slashes and `www.` stay significant.
+pub fn normalize(service: &str) -> String {
+    let without_fragment = service.split_once('#').map_or(service, |(head, _)| head);
+    percent_encoding::percent_decode_str(without_fragment)
+        .decode_utf8_lossy()
+        .to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_match_ignores_case_encoding_and_fragment_only() {
+        let p = ServicePattern::parse("https://app.example.org/cas?x=1").unwrap();
+        assert!(p.matches("https://APP.example.org/cas?x=1"));
+        assert!(p.matches("https://app.example.org/cas%3Fx%3D1"));
+        assert!(p.matches("https://app.example.org/cas?x=1#top"));
+        assert!(!p.matches("https://app.example.org/cas?x=1&y=2"));
+        assert!(!p.matches("https://app.example.org/cas/?x=1"));
+        assert!(!p.matches("https://www.app.example.org/cas?x=1"));
+    }
+
+    #[test]
+    fn prefix_must_close_its_authority() {
+        assert!(ServicePattern::parse("prefix:https://app.example.org").is_err());
+        let p = ServicePattern::parse("prefix:https://app.example.org/").unwrap();
+        assert!(p.matches("https://app.example.org/anything?q=1"));
+        assert!(!p.matches("https://app.example.org.evil.example/"));
+        assert!(ServicePattern::parse("prefix:ftp://x/").is_err());
+    }
+
+    #[test]
+    fn regex_is_anchored_and_checked() {
+        let p = ServicePattern::parse(r"regex:https://app\.example\.org/.*").unwrap();
+        assert!(p.matches("https://app.example.org/a"));
+        assert!(!p.matches("https://evil.example/?https://app.example.org/a"));
+        assert!(!p.matches("https://app.example.org/a\nx"));
+        assert!(ServicePattern::parse("regex:(unclosed").is_err());
+    }
+
+    #[test]
+    fn exact_pattern_must_be_an_http_url() {
+        assert!(ServicePattern::parse("app.example.org").is_err());
+        assert!(ServicePattern::parse("javascript:alert(1)").is_err());
+    }
+}

@@ -1,0 +1,74 @@
+//! The ticket registry: every ticket the server has issued and not yet forgotten.
+//!
+//! The trait is async and its tickets are serde values linked by id, so a networked
+//! store can implement it; the in-memory store is the default. Expiry is checked on
+//! every read, so correctness never depends on the reaper, which only frees memory.
+
+mod expiration;
+mod memory;
+mod model;
+pub mod reaper;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+pub use expiration::ExpirationPolicy;
+pub use memory::MemoryRegistry;
+pub use model::{
+    Grant, IssuedTicket, Principal, ServiceTicket, Ticket, TicketGrantingTicket,
+    new_service_ticket_id, new_tgt_id,
+};
+
+/// A store that cannot answer (a networked store that is down). The in-memory store never
+/// returns it; it exists so the protocol layer handles it from day one.
+#[derive(Debug, thiserror::Error)]
+#[error("ticket registry unavailable: {0}")]
+pub struct RegistryError(pub String);
+
+/// The result of redeeming a one-use ticket. Every variant except `Missing` and `WrongKind`
+/// means the ticket has been removed (TKT-03).
+#[derive(Debug)]
+pub enum Redeemed {
+    Missing,
+    /// The id names a ticket of another kind (a TGT, say); it was left untouched.
+    WrongKind,
+    Expired(ServiceTicket),
+    Valid(ServiceTicket),
+}
+
+#[async_trait]
+pub trait TicketRegistry: Send + Sync + std::fmt::Debug {
+    async fn add_tgt(&self, tgt: TicketGrantingTicket) -> Result<(), RegistryError>;
+
+    /// The live TGT, without sliding its idle window.
+    async fn get_tgt(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<TicketGrantingTicket>, RegistryError>;
+
+    /// Stores `ticket` under its live parent TGT, records it there for single logout and
+    /// slides the parent's idle window, as one step. `false` if the parent is gone.
+    async fn add_service_ticket(
+        &self,
+        ticket: ServiceTicket,
+        now: OffsetDateTime,
+    ) -> Result<bool, RegistryError>;
+
+    /// Atomically removes and returns a one-use ticket: two concurrent callers never both
+    /// receive `Valid` for the same id.
+    async fn redeem(&self, id: &str, now: OffsetDateTime) -> Result<Redeemed, RegistryError>;
+
+    /// Destroys a TGT and every ticket issued under it; returns it as it was.
+    async fn remove_tgt(&self, id: &str) -> Result<Option<TicketGrantingTicket>, RegistryError>;
+
+    /// Records `key` as used until `until`: `true` the first time, `false` while it lasts.
+    /// Makes login-flow tokens single-use (LOGINP-06).
+    async fn claim_once(&self, key: &str, until: OffsetDateTime) -> Result<bool, RegistryError>;
+
+    /// Frees expired entries; returns how many.
+    async fn sweep(&self, now: OffsetDateTime) -> Result<usize, RegistryError>;
+
+    /// Number of tickets held (for health and benchmarks).
+    async fn count(&self) -> Result<usize, RegistryError>;
+}

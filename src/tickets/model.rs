@@ -1,0 +1,153 @@
+//! The tickets themselves: plain serde structs linked by id, never by pointer, so that a
+//! networked registry can store them as they are.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::expiration::ExpirationPolicy;
+use crate::crypto::random_base62;
+
+/// The authenticated user as released to services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub id: String,
+    /// Attribute name → values; every attribute may be multi-valued (P3-05).
+    pub attributes: BTreeMap<String, Vec<String>>,
+}
+
+/// TKT-05: ST and PT ids fit in 32 characters (`ST-` + 29 base62 ≈ 172 bits).
+const SERVICE_TICKET_RANDOM_LEN: usize = 29;
+const TGT_RANDOM_LEN: usize = 40;
+
+/// New ids: `PREFIX-<base62 from the OS CSPRNG>` (TKT-01, TKT-02).
+pub fn new_tgt_id() -> String {
+    format!("TGT-{}", random_base62(TGT_RANDOM_LEN))
+}
+
+pub fn new_service_ticket_id() -> String {
+    format!("ST-{}", random_base62(SERVICE_TICKET_RANDOM_LEN))
+}
+
+/// A ticket handed out under an SSO session, remembered for single logout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedTicket {
+    pub ticket_id: String,
+    pub service: String,
+}
+
+/// The SSO session (TKT-08).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TicketGrantingTicket {
+    pub id: String,
+    pub principal: Principal,
+    /// When the user presented primary credentials.
+    #[serde(with = "time::serde::rfc3339")]
+    pub authenticated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_used_at: OffsetDateTime,
+    /// A remember-me (long-term) session (P3-03).
+    pub remember_me: bool,
+    pub expiration: ExpirationPolicy,
+    pub issued: Vec<IssuedTicket>,
+}
+
+impl TicketGrantingTicket {
+    pub fn new(
+        principal: Principal,
+        now: OffsetDateTime,
+        expiration: ExpirationPolicy,
+        remember_me: bool,
+    ) -> Self {
+        Self {
+            id: new_tgt_id(),
+            principal,
+            authenticated_at: now,
+            last_used_at: now,
+            remember_me,
+            expiration,
+            issued: Vec::new(),
+        }
+    }
+
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        self.expiration
+            .is_expired(self.authenticated_at, self.last_used_at, now)
+    }
+}
+
+/// How a ticket for a service was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Grant {
+    /// A service ticket from `/login`.
+    Service,
+    /// A proxy ticket from `/proxy`.
+    Proxy,
+}
+
+/// A one-use ticket for one service (ST, and PT once proxying lands).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceTicket {
+    pub id: String,
+    pub tgt_id: String,
+    /// The `service` exactly as given to `/login` (decoded once, GEN-02).
+    pub service: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub expiration: ExpirationPolicy,
+    /// Issued in the same request in which primary credentials were presented (P3-04).
+    pub from_new_login: bool,
+    pub grant: Grant,
+    /// Proxy chain, most recent first (PVAL-02); empty for service tickets.
+    pub proxies: Vec<String>,
+}
+
+impl ServiceTicket {
+    pub fn new(
+        tgt_id: &str,
+        service: &str,
+        now: OffsetDateTime,
+        expiration: ExpirationPolicy,
+        from_new_login: bool,
+    ) -> Self {
+        Self {
+            id: new_service_ticket_id(),
+            tgt_id: tgt_id.to_owned(),
+            service: service.to_owned(),
+            created_at: now,
+            expiration,
+            from_new_login,
+            grant: Grant::Service,
+            proxies: Vec::new(),
+        }
+    }
+
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        self.expiration
+            .is_expired(self.created_at, self.created_at, now)
+    }
+}
+
+/// Everything a registry stores, tagged by kind so that a ticket presented where another
+/// kind is expected is refused by what it is, not by its prefix (TKT-09).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Ticket {
+    Tgt(TicketGrantingTicket),
+    Service(ServiceTicket),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_the_protocol_charset_and_length() {
+        let re = regex::Regex::new(r"^(ST|TGT)-[A-Za-z0-9-]+$").unwrap();
+        let st = new_service_ticket_id();
+        assert!(re.is_match(&st));
+        assert_eq!(st.len(), 32);
+        assert!(re.is_match(&new_tgt_id()));
+        assert_ne!(new_service_ticket_id(), st);
+    }
+}

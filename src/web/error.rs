@@ -1,0 +1,107 @@
+//! The only place where an error becomes an HTTP response.
+//!
+//! Handlers return [`WebError`]; its `IntoResponse` only records the error in the response
+//! extensions, and the [`error_pages`] middleware, which knows the base path, logs it and
+//! renders the page. The client sees a fixed message, never the cause.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::state::AppState;
+use super::views::{ErrorPage, html};
+use crate::protocol::ProtocolError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// A malformed request: repeated or missing parameters, bad encoding.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// LOGIN-03: not a registered, enabled service.
+    #[error("service not authorized")]
+    UnknownService,
+    /// A dependency (authentication source, ticket store) is down.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("not found")]
+    NotFound,
+}
+
+impl From<ProtocolError> for WebError {
+    fn from(e: ProtocolError) -> Self {
+        match e {
+            ProtocolError::Registry(e) => Self::Unavailable(e.to_string()),
+            ProtocolError::AuthUnavailable(e) => Self::Unavailable(e),
+        }
+    }
+}
+
+/// Marker carried from `into_response` to the middleware.
+#[derive(Debug, Clone)]
+struct Rendered(std::sync::Arc<WebError>);
+
+impl WebError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::UnknownService => StatusCode::FORBIDDEN,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn page(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::BadRequest(why) => ("Bad request", why),
+            Self::UnknownService => (
+                "Application not authorized",
+                "The application you tried to sign in to is not authorized to use this single sign-on service. No ticket was issued. Please contact the application's support.",
+            ),
+            Self::Unavailable(_) => (
+                "Temporarily unavailable",
+                "The sign-in service is temporarily unavailable. Please try again in a few minutes.",
+            ),
+            Self::Internal(_) => (
+                "Something went wrong",
+                "The sign-in service hit an unexpected error. Please try again.",
+            ),
+            Self::NotFound => ("Page not found", "There is no page at this address."),
+        }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let mut response = self.status().into_response();
+        response
+            .extensions_mut()
+            .insert(Rendered(std::sync::Arc::new(self)));
+        response
+    }
+}
+
+/// Turns a [`WebError`] marker into a logged, rendered error page.
+pub async fn error_pages(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let Some(Rendered(error)) = response.extensions().get::<Rendered>().cloned() else {
+        return response;
+    };
+    match &*error {
+        WebError::Internal(_) => tracing::error!(error = %error, "request failed"),
+        WebError::Unavailable(_) => tracing::warn!(error = %error, "request failed"),
+        _ => tracing::debug!(error = %error, "request refused"),
+    }
+    let (title, message) = error.page();
+    html(
+        error.status(),
+        &ErrorPage {
+            assets: &state.assets,
+            title,
+            message,
+        },
+    )
+}

@@ -1,0 +1,49 @@
+//! GET `/logout` (§2.3).
+
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+
+use super::client::ClientInfo;
+use super::error::WebError;
+use super::params::CasParams;
+use super::redirect::found;
+use super::session::current_session;
+use super::state::AppState;
+use super::views::{LogoutPage, html};
+use crate::telemetry::audit;
+
+pub async fn get_logout(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    CasParams(params): CasParams,
+) -> Result<Response, WebError> {
+    if params.repeated(&["service"]).is_some() {
+        return Err(WebError::BadRequest(
+            "A logout parameter was given more than once.",
+        ));
+    }
+    let session = current_session(&state, &headers, &client);
+    // LOGOUT-06: `url` is deliberately never read.
+    let outcome = state
+        .cas
+        .logout(session.as_deref(), params.get("service"))
+        .await?;
+    audit::logged_out(outcome.principal.as_deref(), client.ip);
+    let mut response = match outcome.redirect {
+        Some(location) => found(&location)?,
+        None => html(
+            StatusCode::OK,
+            &LogoutPage {
+                assets: &state.assets,
+            },
+        ),
+    };
+    // LOGOUT-01: always clear the cookie, even one we could not read.
+    let clear = HeaderValue::from_str(&state.cookie.clear())
+        .map_err(|_| WebError::Internal("cookie deletion is not a valid header".into()))?;
+    response.headers_mut().append(SET_COOKIE, clear);
+    Ok(response)
+}

@@ -1,0 +1,127 @@
+//! HTTP: the CAS routes, their handlers and the layers around them. Handlers translate
+//! requests into protocol calls and outcomes into responses; the rules live in `protocol`.
+
+mod assets;
+mod client;
+mod cookies;
+mod error;
+mod login;
+mod logout;
+mod params;
+mod redirect;
+mod session;
+mod state;
+mod validate;
+mod views;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, EXPIRES, PRAGMA};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use cookies::CookieSettings;
+pub use error::WebError;
+pub use state::{AppState, Inner};
+
+/// Every CAS route, in one table.
+pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
+    let base = state.assets.trim_end_matches('/').to_owned();
+    let cas = Router::new()
+        .route("/login", get(login::get_login).post(login::post_login))
+        .route("/logout", get(logout::get_logout))
+        .route(
+            "/validate",
+            get(validate::cas1_validate).post(validate::cas1_validate),
+        )
+        .route(
+            "/serviceValidate",
+            get(validate::service_validate).post(validate::service_validate),
+        )
+        .route(
+            "/proxyValidate",
+            get(validate::proxy_validate).post(validate::proxy_validate),
+        )
+        .route(
+            "/p3/serviceValidate",
+            get(validate::p3_service_validate).post(validate::p3_service_validate),
+        )
+        .route(
+            "/p3/proxyValidate",
+            get(validate::p3_proxy_validate).post(validate::p3_proxy_validate),
+        )
+        .route("/health", get(health))
+        // GEN-06: nothing that carries or leads to a ticket may be cached.
+        .layer(middleware::from_fn(no_store))
+        .route("/static/cas.css", get(assets::css))
+        .route("/", get(to_login));
+    let app = if base.is_empty() {
+        cas
+    } else {
+        // The nested "/" answers `{base}`; `{base}/` needs its own route.
+        Router::new()
+            .route(&format!("{base}/"), get(to_login))
+            .nest(&base, cas)
+    };
+    app.fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            error::error_pages,
+        ))
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        // The span names the route, never the URI: query strings carry tickets.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str);
+            tracing::info_span!("request", method = %req.method(), route)
+        }))
+}
+
+async fn no_store(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        EXPIRES,
+        HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+    );
+    response
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let registry_ok = state.cas.tickets.count().await.is_ok();
+    let status = if registry_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if registry_ok { "UP" } else { "DOWN" },
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    (
+        status,
+        [(CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn to_login(State(state): State<AppState>) -> Response {
+    redirect::found(&format!("{}login", state.assets)).unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn not_found() -> WebError {
+    WebError::NotFound
+}
