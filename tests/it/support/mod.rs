@@ -1,0 +1,495 @@
+//! The integration-test harness: the real server on an ephemeral loopback port with a
+//! manual clock, a `Browser` (cookie jar, no redirect following) and a `CasClient` that
+//! parses validation documents. Tests drive the server over HTTP only.
+#![allow(dead_code)] // each test module uses a different part of the harness
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cas_server::App;
+use cas_server::clock::ManualClock;
+use cas_server::config::{self, Settings, Source};
+use reqwest::StatusCode;
+use reqwest::cookie::{CookieStore as _, Jar};
+use reqwest::header::{HeaderMap, LOCATION};
+use tokio::sync::oneshot;
+
+pub const PASSWORD: &str = "correct horse";
+pub const BOB_PASSWORD: &str = "hunter2";
+/// Registered through `prefix:https://app.example.org/`; its own query must survive.
+pub const SERVICE: &str = "https://app.example.org/cas/login?next=%2Fhome&b=2";
+/// Another URL under the same registry entry as `SERVICE` (SVC-11).
+pub const OTHER_SERVICE: &str = "https://app.example.org/other";
+/// Registered by an exact pattern; releases no attributes.
+pub const EXACT_SERVICE: &str = "https://exact.example.org/";
+pub const DISABLED_SERVICE: &str = "https://disabled.example.org/";
+pub const FOREIGN_SERVICE: &str = "https://evil.example.net/";
+pub const USER_AGENT: &str = "cas-server-tests/1.0 (Browser)";
+
+pub const CONFIG: &str = r#"
+[server]
+bind = "127.0.0.1:0"
+# Lets tests present another client IP through X-Forwarded-For (TGC pinning).
+trusted_proxies = ["127.0.0.1", "::1"]
+
+[tgc]
+# The harness speaks plain HTTP on loopback.
+secure = false
+
+[[users]]
+username = "alice"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$7iJDdl4r0xSxRGj8hZDUXA$KmYgRMhG+H6ZYmIgJVw20xver4W41x1YCS7p9u8wLyQ"
+attributes = { mail = "alice@example.org", memberOf = ["staff", "faculty"], note = "  <b>Zoë & \"Ålice\"</b> ' ", "1st place" = "gold" }
+
+[[users]]
+username = "bob"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$8ycY1j9Ejg5Szru0JDMufA$VeO0QIi5aH5DDICUs8AmOi6MZvNjJlgdW//yHtB6vSA"
+
+[[services]]
+id = 1
+name = "Example App"
+pattern = "prefix:https://app.example.org/"
+attributes = ["mail", "memberOf", "note", "1st place"]
+
+[[services]]
+id = 2
+name = "Exact App"
+pattern = "https://exact.example.org/"
+
+[[services]]
+id = 3
+name = "Disabled App"
+pattern = "https://disabled.example.org/"
+enabled = false
+"#;
+
+/// The test configuration, loaded exactly as an operator's file would be.
+pub fn settings() -> Settings {
+    config::load_with_env(
+        Source::Text {
+            name: "test config",
+            text: CONFIG,
+        },
+        &HashMap::new(),
+    )
+    .expect("the test configuration is valid")
+}
+
+/// A running server; dropping it shuts the server down.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT/cas`
+    pub base: String,
+    pub clock: ManualClock,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = settings();
+        configure(&mut settings);
+        let clock = ManualClock::new();
+        let app = App::build(settings, Arc::new(clock.clone()))
+            .await
+            .expect("the server starts");
+        let base = app.url();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            clock,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.base, USER_AGENT, None)
+    }
+
+    pub fn client(&self) -> CasClient {
+        CasClient {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: self.base.clone(),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A browser: keeps cookies, never follows redirects, sends a fixed User-Agent and,
+/// optionally, an `X-Forwarded-For` to appear to come from another IP.
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub jar: Arc<Jar>,
+    pub base: String,
+}
+
+impl Browser {
+    pub fn new(base: &str, user_agent: &str, forwarded_for: Option<&str>) -> Self {
+        let jar = Arc::new(Jar::default());
+        let mut headers = HeaderMap::new();
+        if let Some(ip) = forwarded_for {
+            headers.insert("x-forwarded-for", ip.parse().unwrap());
+        }
+        let http = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(user_agent)
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        Self {
+            http,
+            jar,
+            base: base.to_owned(),
+        }
+    }
+
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .query(query)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_login(&self, query: &[(&str, &str)]) -> reqwest::Response {
+        self.get("/login", query).await
+    }
+
+    pub async fn post_login(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}/login", self.base))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Opens the form (for `service`) and returns its hidden `lt` token. With a session,
+    /// the form is reached as a person would: through `renew` (LOGIN-06).
+    pub async fn form_token(&self, service: Option<&str>) -> String {
+        let mut query: Vec<(&str, &str)> = service.map(|s| ("service", s)).into_iter().collect();
+        if self.tgc().is_some() {
+            query.push(("renew", "true"));
+        }
+        let page = self.get_login(&query).await;
+        assert_eq!(page.status(), StatusCode::OK, "the login form is shown");
+        hidden_input(&page.text().await.unwrap(), "lt").expect("the form carries an lt token")
+    }
+
+    /// The whole login as a person does it: open the form, fill it, submit it.
+    pub async fn login(
+        &self,
+        service: Option<&str>,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        let lt = self.form_token(service).await;
+        let mut form = vec![
+            ("username", username),
+            ("password", password),
+            ("lt", lt.as_str()),
+        ];
+        if let Some(s) = service {
+            form.push(("service", s));
+        }
+        self.post_login(&form).await
+    }
+
+    /// Logs alice in for `service` and returns the service ticket from the redirect.
+    pub async fn login_for_ticket(&self, service: &str) -> String {
+        let response = self.login(Some(service), "alice", PASSWORD).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::FOUND,
+            "a successful login redirects"
+        );
+        ticket_in(&location(&response).expect("a Location header"))
+    }
+
+    /// SSO: asks for `service` with the session cookie and returns the new ticket.
+    pub async fn sso_ticket(&self, service: &str) -> String {
+        let response = self.get_login(&[("service", service)]).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::FOUND,
+            "SSO redirects at once"
+        );
+        ticket_in(&location(&response).expect("a Location header"))
+    }
+
+    /// The TGC value the jar holds for the CAS URLs, if any.
+    pub fn tgc(&self) -> Option<String> {
+        let url = format!("{}/login", self.base).parse().unwrap();
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .unwrap()
+            .split("; ")
+            .find_map(|c| c.strip_prefix("TGC="))
+            .map(str::to_owned)
+    }
+
+    /// Puts a TGC value into the jar, as a thief or a tampering user would.
+    pub fn set_tgc(&self, value: &str) {
+        let url = format!("{}/login", self.base).parse().unwrap();
+        self.jar
+            .add_cookie_str(&format!("TGC={value}; Path=/cas"), &url);
+    }
+}
+
+pub fn location(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+/// The single `ticket` parameter of a redirect URL (asserts there is exactly one).
+pub fn ticket_in(location: &str) -> String {
+    let url = reqwest::Url::parse(location).expect("an absolute Location");
+    let tickets: Vec<String> = url
+        .query_pairs()
+        .filter(|(k, _)| k == "ticket")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    assert_eq!(tickets.len(), 1, "exactly one ticket in {location}");
+    tickets[0].clone()
+}
+
+/// The value of `<input ... name="NAME" value="...">`, HTML-unescaped.
+pub fn hidden_input(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html_unescape(&html[start..end]))
+}
+
+pub fn html_unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let Some(end) = rest.find(';') else { break };
+        let entity = &rest[1..end];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A CAS client calling the validation endpoints.
+pub struct CasClient {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+/// A parsed response; `raw` keeps the body for extra assertions.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub raw: String,
+}
+
+impl CasClient {
+    pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> Response {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .query(query)
+            .send()
+            .await
+            .unwrap();
+        Self::read(r).await
+    }
+
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Response {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        Self::read(r).await
+    }
+
+    async fn read(r: reqwest::Response) -> Response {
+        let status = r.status();
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        Response {
+            status,
+            content_type,
+            raw: r.text().await.unwrap(),
+        }
+    }
+
+    /// Validates at `path` (e.g. `/p3/serviceValidate`) and parses the XML document.
+    pub async fn validate(&self, path: &str, service: &str, ticket: &str) -> Validation {
+        self.validate_with(path, &[("service", service), ("ticket", ticket)])
+            .await
+    }
+
+    pub async fn validate_with(&self, path: &str, query: &[(&str, &str)]) -> Validation {
+        let r = self.get(path, query).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "GEN-04: validation answers 200: {}",
+            r.raw
+        );
+        parse_validation(&r.raw)
+    }
+}
+
+pub const CAS_NS: &str = "http://www.yale.edu/tp/cas";
+
+/// A validation document, parsed by a conforming XML parser (so it must be well-formed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validation {
+    Success {
+        user: String,
+        /// `None` when there is no `cas:attributes` element; names without prefix.
+        attributes: Option<Vec<(String, String)>>,
+        pgt_iou: Option<String>,
+        proxies: Option<Vec<String>>,
+    },
+    Failure {
+        code: String,
+        description: String,
+    },
+}
+
+impl Validation {
+    pub fn user(&self) -> &str {
+        match self {
+            Self::Success { user, .. } => user,
+            Self::Failure { code, description } => {
+                panic!("expected success, got {code}: {description}")
+            }
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Failure { code, .. } => code,
+            Self::Success { user, .. } => panic!("expected failure, got success for {user}"),
+        }
+    }
+
+    /// All values of attribute `name`, in document order.
+    pub fn attribute(&self, name: &str) -> Vec<String> {
+        match self {
+            Self::Success {
+                attributes: Some(a),
+                ..
+            } => a
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .collect(),
+            other => panic!("no attributes in {other:?}"),
+        }
+    }
+}
+
+/// Parses a `cas:serviceResponse`, checking FMT-01 (one child) and the namespace.
+pub fn parse_validation(xml: &str) -> Validation {
+    let doc = roxmltree::Document::parse(xml)
+        .unwrap_or_else(|e| panic!("not well-formed XML ({e}):\n{xml}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "serviceResponse");
+    assert_eq!(root.tag_name().namespace(), Some(CAS_NS));
+    let children: Vec<_> = root.children().filter(|n| n.is_element()).collect();
+    assert_eq!(children.len(), 1, "FMT-01: exactly one child in {xml}");
+    let outcome = children[0];
+    assert_eq!(outcome.tag_name().namespace(), Some(CAS_NS));
+    let child = |name: &str| {
+        outcome
+            .children()
+            .find(|n| n.is_element() && n.tag_name().name() == name)
+    };
+    match outcome.tag_name().name() {
+        "authenticationSuccess" => Validation::Success {
+            user: child("user")
+                .and_then(|n| n.text())
+                .unwrap_or_default()
+                .to_owned(),
+            attributes: child("attributes").map(|a| {
+                a.children()
+                    .filter(|n| n.is_element())
+                    .map(|n| {
+                        (
+                            n.tag_name().name().to_owned(),
+                            n.text().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            }),
+            pgt_iou: child("proxyGrantingTicket")
+                .and_then(|n| n.text())
+                .map(str::to_owned),
+            proxies: child("proxies").map(|p| {
+                p.children()
+                    .filter(|n| n.is_element())
+                    .map(|n| n.text().unwrap_or_default().to_owned())
+                    .collect()
+            }),
+        },
+        "authenticationFailure" => Validation::Failure {
+            code: outcome
+                .attribute("code")
+                .expect("a failure has a code")
+                .to_owned(),
+            description: outcome.text().unwrap_or_default().to_owned(),
+        },
+        other => panic!("unexpected element {other} in {xml}"),
+    }
+}
