@@ -1,5 +1,6 @@
 //! Integration tests: one binary, the real server on an ephemeral port per test.
 //! Each test names the protocol-checklist items it covers (`../shared/protocol-checklist.md`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic loudly
 
 mod support;
 
