@@ -179,3 +179,16 @@ fn users_need_argon2id_hashes_and_attributes_may_be_lists() {
     assert_eq!(keys(&e), vec!["users[0].password_hash"]);
     assert!(e.to_string().contains("hash-password"));
 }
+
+#[test]
+fn the_example_config_loads_and_documents_every_key() {
+    const EXAMPLE: &str = include_str!("../../config/example.toml");
+    load_text(EXAMPLE).unwrap();
+    for key in known_keys() {
+        let leaf = key.rsplit('.').next().unwrap();
+        assert!(
+            EXAMPLE.contains(&format!("{leaf} =")),
+            "config/example.toml does not document `{key}`"
+        );
+    }
+}
