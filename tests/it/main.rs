@@ -5,3 +5,5 @@
 mod support;
 
 mod login;
+mod logout;
+mod tgc;

@@ -1,0 +1,390 @@
+//! The ticket-granting cookie (TGC-01..08): when it is set, its attributes, its opaque
+//! signed-and-encrypted value, its pinning to the client's IP and User-Agent, and the
+//! idle and hard lifetimes of the SSO session behind it.
+
+use std::time::Duration;
+
+use cas_server::crypto::b64url_decode;
+use cas_server::tgc::CryptoMode;
+use reqwest::StatusCode;
+use reqwest::header::SET_COOKIE;
+
+use crate::support::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+/// The default sliding idle window of an SSO session.
+const IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+/// The default hard lifetime of an SSO session.
+const HARD: Duration = Duration::from_secs(8 * 60 * 60);
+
+/// The `Set-Cookie` header that sets the TGC (asserts there is exactly one).
+fn tgc_set_cookie(response: &reqwest::Response) -> String {
+    let cookies: Vec<String> = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .filter(|c| c.starts_with("TGC="))
+        .collect();
+    assert_eq!(cookies.len(), 1, "exactly one TGC Set-Cookie: {cookies:?}");
+    cookies[0].clone()
+}
+
+/// The attributes of a `Set-Cookie` value (everything after `name=value`), trimmed.
+fn attributes(set_cookie: &str) -> Vec<String> {
+    set_cookie
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_owned())
+        .collect()
+}
+
+/// Asserts that `response` is the login form: no SSO session was recognised.
+async fn assert_shows_the_form(response: reqwest::Response, why: &str) {
+    assert_eq!(response.status(), StatusCode::OK, "{why}");
+    assert!(location(&response).is_none(), "{why}: no redirect");
+    let html = response.text().await.unwrap();
+    assert!(html.contains("name=\"password\""), "{why}: {html}");
+    assert!(!html.contains("ST-"), "{why}: no ticket on the page");
+}
+
+/// Every readable text hidden in a compact JOSE value: each dot-separated part, decoded,
+/// and recursively the parts of any nested compact token.
+fn decoded_parts(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in value.split('.') {
+        let Some(bytes) = b64url_decode(part) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if text.contains('.') && !text.contains('{') {
+            out.extend(decoded_parts(&text));
+        }
+        out.push(text);
+    }
+    out
+}
+
+/// Asks for `service` with the browser's cookie and checks the ticket validates as `user`.
+async fn assert_sso_as(server: &TestServer, browser: &Browser, service: &str, user: &str) {
+    let ticket = browser.sso_ticket(service).await;
+    let validation = server
+        .client()
+        .validate("/serviceValidate", service, &ticket)
+        .await;
+    assert_eq!(validation.user(), user);
+}
+
+/// TGC-01, TGC-06, TKT-08: a successful login sets the `TGC` cookie; its value references
+/// the session but shows neither the TGT id nor the pinned User-Agent in clear, even
+/// after base64url-decoding every part.
+#[tokio::test]
+async fn a_login_sets_a_tgc_whose_value_hides_the_tgt_id() {
+    let server = TestServer::start().await;
+    let browser = server.browser();
+    assert!(browser.tgc().is_none());
+
+    let response = browser.login(Some(SERVICE), "alice", PASSWORD).await;
+
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let set_cookie = tgc_set_cookie(&response);
+    let value = browser.tgc().expect("the jar holds the TGC");
+    assert!(
+        set_cookie.starts_with(&format!("TGC={value};")),
+        "{set_cookie}"
+    );
+    assert!(!value.contains("TGT-"), "{value}");
+    for part in decoded_parts(&value) {
+        assert!(!part.contains("TGT-"), "TGT id in clear: {part}");
+        assert!(!part.contains(USER_AGENT), "User-Agent in clear: {part}");
+        assert!(!part.contains("alice"), "username in clear: {part}");
+    }
+    assert_sso_as(&server, &browser, OTHER_SERVICE, "alice").await;
+}
+
+/// TGC-02, TGC-03, TGC-04: the cookie is a host-only browser-session cookie (no Domain,
+/// Max-Age or Expires) on Path=/cas, HttpOnly and SameSite=Lax; the test configuration
+/// turns Secure off, so it is absent.
+#[tokio::test]
+async fn the_tgc_is_a_host_only_session_cookie_restricted_to_the_cas_path() {
+    let server = TestServer::start().await;
+    let browser = server.browser();
+
+    let response = browser.login(None, "alice", PASSWORD).await;
+
+    let attrs = attributes(&tgc_set_cookie(&response));
+    assert!(attrs.iter().any(|a| a == "Path=/cas"), "{attrs:?}");
+    assert!(attrs.iter().any(|a| a == "HttpOnly"), "{attrs:?}");
+    assert!(attrs.iter().any(|a| a == "SameSite=Lax"), "{attrs:?}");
+    for forbidden in ["max-age", "expires", "domain", "secure"] {
+        assert!(
+            !attrs
+                .iter()
+                .any(|a| a.to_ascii_lowercase().starts_with(forbidden)),
+            "{forbidden} must not be set: {attrs:?}"
+        );
+    }
+}
+
+/// TGC-04: with `tgc.secure` on (the production default), the cookie carries `Secure`
+/// alongside its other attributes.
+#[tokio::test]
+async fn the_tgc_is_secure_when_secure_cookies_are_enabled() {
+    let server = TestServer::start_with(|s| s.tgc.secure = true).await;
+    let browser = server.browser();
+
+    let response = browser.login(None, "alice", PASSWORD).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let attrs = attributes(&tgc_set_cookie(&response));
+    assert!(attrs.iter().any(|a| a == "Secure"), "{attrs:?}");
+    assert!(attrs.iter().any(|a| a == "HttpOnly"), "{attrs:?}");
+    assert!(attrs.iter().any(|a| a == "Path=/cas"), "{attrs:?}");
+    assert!(
+        !attrs
+            .iter()
+            .any(|a| a.to_ascii_lowercase().starts_with("max-age")),
+        "{attrs:?}"
+    );
+}
+
+/// TGC-07: by default (encrypt, then sign) the value is a compact JWS: three base64url
+/// parts, the header naming HS512, the payload a five-part compact JWE (`dir`, A256GCM).
+#[tokio::test]
+async fn the_default_tgc_value_is_a_signed_jwe() {
+    let server = TestServer::start().await;
+    let browser = server.browser();
+
+    browser.login(None, "alice", PASSWORD).await;
+
+    let value = browser.tgc().unwrap();
+    let parts: Vec<&str> = value.split('.').collect();
+    assert_eq!(parts.len(), 3, "JWS compact shape: {value}");
+    assert!(parts.iter().all(|p| !p.is_empty()), "{value}");
+    let header = String::from_utf8(b64url_decode(parts[0]).unwrap()).unwrap();
+    assert!(header.contains("\"HS512\""), "{header}");
+    let payload = String::from_utf8(b64url_decode(parts[1]).unwrap()).unwrap();
+    let jwe: Vec<&str> = payload.split('.').collect();
+    assert_eq!(jwe.len(), 5, "the signed payload is a JWE: {payload}");
+    let jwe_header = String::from_utf8(b64url_decode(jwe[0]).unwrap()).unwrap();
+    assert!(
+        jwe_header.contains("\"dir\"") && jwe_header.contains("\"A256GCM\""),
+        "{jwe_header}"
+    );
+}
+
+/// TGC-07: both nesting orders work end to end (login, SSO, validation); with
+/// sign-then-encrypt the outer token is a five-part JWE instead of a JWS.
+#[tokio::test]
+async fn both_crypto_modes_give_working_single_sign_on() {
+    for (mode, outer_parts) in [
+        (CryptoMode::EncryptAndSign, 3),
+        (CryptoMode::SignAndEncrypt, 5),
+    ] {
+        let server = TestServer::start_with(|s| s.tgc.crypto = mode).await;
+        let browser = server.browser();
+
+        let first = browser.login_for_ticket(SERVICE).await;
+
+        let value = browser.tgc().unwrap();
+        assert_eq!(value.split('.').count(), outer_parts, "{mode:?}: {value}");
+        assert!(!value.contains("TGT-"), "{mode:?}: {value}");
+        let client = server.client();
+        assert_eq!(
+            client
+                .validate("/serviceValidate", SERVICE, &first)
+                .await
+                .user(),
+            "alice"
+        );
+        assert_sso_as(&server, &browser, OTHER_SERVICE, "alice").await;
+    }
+}
+
+/// TGC-08: a cookie with one character changed is not a session, in either crypto mode:
+/// the form is shown; the genuine value, put back, still works.
+#[tokio::test]
+async fn a_tampered_cookie_shows_the_form() {
+    for mode in [CryptoMode::EncryptAndSign, CryptoMode::SignAndEncrypt] {
+        let server = TestServer::start_with(|s| s.tgc.crypto = mode).await;
+        let browser = server.browser();
+        browser.login(None, "alice", PASSWORD).await;
+        let genuine = browser.tgc().unwrap();
+        let mut bytes = genuine.clone().into_bytes();
+        let mut at = bytes.len() / 2;
+        while bytes[at] == b'.' {
+            at += 1;
+        }
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(bytes).unwrap();
+
+        browser.set_tgc(&tampered);
+        let response = browser.get_login(&[("service", SERVICE)]).await;
+
+        assert_shows_the_form(response, &format!("{mode:?}: tampered cookie")).await;
+        browser.set_tgc(&genuine);
+        assert_sso_as(&server, &browser, SERVICE, "alice").await;
+    }
+}
+
+/// TGC-08: a cookie carried to a browser with another User-Agent (same IP) is ignored;
+/// the same value in a browser with the original User-Agent is honoured.
+#[tokio::test]
+async fn a_cookie_moved_to_another_user_agent_shows_the_form() {
+    let server = TestServer::start().await;
+    let owner = server.browser();
+    owner.login(None, "alice", PASSWORD).await;
+    let value = owner.tgc().unwrap();
+    let other_agent = Browser::new(&server.base, "Mozilla/5.0 (Thief)", None);
+    let same_agent = Browser::new(&server.base, USER_AGENT, None);
+
+    other_agent.set_tgc(&value);
+    let response = other_agent.get_login(&[("service", SERVICE)]).await;
+
+    assert_shows_the_form(response, "cookie under another User-Agent").await;
+    same_agent.set_tgc(&value);
+    assert_sso_as(&server, &same_agent, SERVICE, "alice").await;
+}
+
+/// TGC-08: a cookie replayed from another client IP (seen through X-Forwarded-For from the
+/// trusted proxy) is ignored, and the attempt does not end the owner's session.
+#[tokio::test]
+async fn a_cookie_replayed_from_another_ip_shows_the_form() {
+    let server = TestServer::start().await;
+    let owner = Browser::new(&server.base, USER_AGENT, Some("203.0.113.7"));
+    owner.login(None, "alice", PASSWORD).await;
+    let value = owner.tgc().unwrap();
+    let thief = Browser::new(&server.base, USER_AGENT, Some("198.51.100.9"));
+
+    thief.set_tgc(&value);
+    let response = thief.get_login(&[("service", SERVICE)]).await;
+
+    assert_shows_the_form(response, "cookie from another IP").await;
+    assert_sso_as(&server, &owner, SERVICE, "alice").await;
+}
+
+/// TGC-08: with `pin_to_session = false` the cookie is a plain bearer token: moved to
+/// another IP and User-Agent, it still gives SSO.
+#[tokio::test]
+async fn an_unpinned_cookie_works_from_another_ip_and_user_agent() {
+    let server = TestServer::start_with(|s| s.tgc.pin_to_session = false).await;
+    let owner = Browser::new(&server.base, USER_AGENT, Some("203.0.113.7"));
+    owner.login(None, "alice", PASSWORD).await;
+    let elsewhere = Browser::new(
+        &server.base,
+        "Mozilla/5.0 (Elsewhere)",
+        Some("198.51.100.9"),
+    );
+
+    elsewhere.set_tgc(&owner.tgc().unwrap());
+
+    assert_sso_as(&server, &elsewhere, SERVICE, "alice").await;
+}
+
+/// TKT-08, TGC-01: the session idles out 2 h after its last use; issuing a ticket by SSO
+/// slides that window, so a session in use outlives the first 2 h.
+#[tokio::test]
+async fn the_session_expires_after_two_idle_hours_and_each_sso_ticket_slides_the_window() {
+    let server = TestServer::start().await;
+    let browser = server.browser();
+    browser.login_for_ticket(SERVICE).await;
+
+    server.clock.advance(IDLE - Duration::from_secs(1));
+    browser.sso_ticket(SERVICE).await;
+    // Past the first idle deadline, but within 2 h of the SSO ticket above.
+    server.clock.advance(IDLE - Duration::from_secs(1));
+    assert_sso_as(&server, &browser, SERVICE, "alice").await;
+    server.clock.advance(IDLE + Duration::from_secs(1));
+    let response = browser.get_login(&[("service", SERVICE)]).await;
+
+    assert_shows_the_form(response, "idle session").await;
+}
+
+/// TKT-08: the hard lifetime of 8 h ends the session even if it was used all along.
+#[tokio::test]
+async fn the_session_ends_after_eight_hours_despite_activity() {
+    let server = TestServer::start().await;
+    let browser = server.browser();
+    browser.login_for_ticket(SERVICE).await;
+
+    // Used every 90 minutes, up to 7 h 30 min: never idle for 2 h.
+    for _ in 0..5 {
+        server.clock.advance(90 * MINUTE);
+        browser.sso_ticket(SERVICE).await;
+    }
+    // 8 h 1 min after the login, 31 min after the last use.
+    server.clock.advance(HARD - 5 * 90 * MINUTE + MINUTE);
+    let response = browser.get_login(&[("service", SERVICE)]).await;
+
+    assert_shows_the_form(response, "session past its hard lifetime").await;
+}
+
+/// TKT-08: configured lifetimes replace the defaults: a 10 min idle window expires a
+/// session unused for 10 min, and a 30 min hard lifetime ends one in constant use.
+#[tokio::test]
+async fn configured_session_lifetimes_are_honoured() {
+    let server = TestServer::start_with(|s| {
+        s.tickets.tgt_idle_ttl = 10 * MINUTE;
+        s.tickets.tgt_hard_ttl = 30 * MINUTE;
+    })
+    .await;
+    let idle = server.browser();
+    let busy = Browser::new(&server.base, USER_AGENT, Some("203.0.113.7"));
+    idle.login(None, "alice", PASSWORD).await;
+    busy.login(None, "bob", BOB_PASSWORD).await;
+
+    for _ in 0..3 {
+        server.clock.advance(9 * MINUTE);
+        busy.sso_ticket(SERVICE).await;
+    }
+    // 27 min: the unused session is long idle; the busy one is still alive.
+    assert_shows_the_form(
+        idle.get_login(&[("service", SERVICE)]).await,
+        "idle beyond the configured window",
+    )
+    .await;
+    server.clock.advance(4 * MINUTE);
+    let response = busy.get_login(&[("service", SERVICE)]).await;
+
+    assert_shows_the_form(response, "past the configured hard lifetime").await;
+}
+
+/// TGC-08, TKT-08: an expired session's cookie is simply "no session": the form (not an
+/// error) with or without a service, gateway returns to the service without a ticket,
+/// and a new login replaces the dead cookie with a working one.
+#[tokio::test]
+async fn an_expired_sessions_cookie_yields_the_form_not_an_error() {
+    let server = TestServer::start().await;
+    let browser = server.browser();
+    browser.login(None, "alice", PASSWORD).await;
+    let dead = browser.tgc().unwrap();
+
+    server.clock.advance(HARD + MINUTE);
+
+    assert_shows_the_form(
+        browser.get_login(&[("service", SERVICE)]).await,
+        "expired, with service",
+    )
+    .await;
+    assert_shows_the_form(browser.get_login(&[]).await, "expired, without service").await;
+    let gateway = browser
+        .get_login(&[("service", SERVICE), ("gateway", "true")])
+        .await;
+    assert_eq!(gateway.status(), StatusCode::FOUND);
+    assert_eq!(location(&gateway).as_deref(), Some(SERVICE));
+    let ticket = browser.login_for_ticket(SERVICE).await;
+    assert_eq!(
+        server
+            .client()
+            .validate("/serviceValidate", SERVICE, &ticket)
+            .await
+            .user(),
+        "alice"
+    );
+    assert_ne!(
+        browser.tgc().unwrap(),
+        dead,
+        "a new cookie replaces the dead one"
+    );
+    assert_sso_as(&server, &browser, OTHER_SERVICE, "alice").await;
+}
