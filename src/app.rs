@@ -161,27 +161,40 @@ fn tgc_keys(source: &TgcKeySource) -> Result<TgcKeys, StartupError> {
     }
 }
 
-/// Completes on ctrl-c or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Completes on ctrl-c or SIGTERM. The handlers are installed by this call, not when the
+/// future is first polled: call it before announcing readiness, so that a SIGTERM sent
+/// right after the announcement is a graceful shutdown rather than the default signal
+/// death. Must be called inside the tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let (mut interrupt, mut terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        tokio::select! {
+            () = recv(interrupt.as_mut()) => {},
+            () = recv(terminate.as_mut()) => {},
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        tracing::info!("shutdown requested; finishing in-flight requests");
     }
-    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+/// The next delivery of `signal`; never, if its handler could not be installed.
+#[cfg(unix)]
+async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }

@@ -80,6 +80,8 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        // Signal handlers go in before the listening line: a supervisor may stop us at once.
+        let shutdown = app::shutdown_signal();
         println!("cas-server listening on {}", app.url());
         if demo {
             println!(
@@ -90,7 +92,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
                 users.unwrap_or_default()
             );
         }
-        match app.run_until(app::shutdown_signal()).await {
+        match app.run_until(shutdown).await {
             Ok(()) => {
                 println!("cas-server stopped");
                 ExitCode::SUCCESS

@@ -107,10 +107,12 @@ impl fmt::Display for ConfigError {
             if n == 1 { "" } else { "s" }
         )?;
         for p in &self.problems {
+            // Parser messages (regex, TOML) span lines; keep them indented under their item.
+            let message = p.message.replace('\n', "\n    ");
             if p.key.is_empty() {
-                writeln!(f, "  - {}: {}", p.origin, p.message)?;
+                writeln!(f, "  - {}: {message}", p.origin)?;
             } else {
-                writeln!(f, "  - {}: key `{}`: {}", p.origin, p.key, p.message)?;
+                writeln!(f, "  - {}: key `{}`: {message}", p.origin, p.key)?;
             }
         }
         Ok(())

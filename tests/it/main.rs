@@ -4,6 +4,7 @@
 
 mod support;
 
+mod cli;
 mod login;
 mod logout;
 mod tgc;

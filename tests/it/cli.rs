@@ -1,0 +1,738 @@
+//! The `cas-server` binary as an operator runs it: `serve` (with a file and in demo mode),
+//! `check-config`, `check-service`, `keygen` and `hash-password`, checked through exit
+//! codes, stdout/stderr, files on disk and HTTP against the real process.
+//!
+//! Every child runs with a bounded wait and is killed if a test fails midway; a server is
+//! started on port 0 and found by reading its `cas-server listening on …` line.
+#![cfg(unix)]
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::LOCATION;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cas-server");
+/// How long any child may take to start, answer or stop.
+const LIMIT: Duration = Duration::from_secs(30);
+const LISTENING: &str = "cas-server listening on ";
+const PASSWORD: &str = "correct horse battery staple";
+const SERVICE: &str = "https://app.example.org/";
+
+/// The binary with a clean environment: no inherited `CAS__*` overrides or `RUST_LOG`,
+/// run from `dir` so nothing lands in the checkout.
+fn command(dir: &Path, config: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CAS__") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env_remove("RUST_LOG")
+        .current_dir(dir)
+        .kill_on_drop(true);
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.args(args).envs(env.iter().copied());
+    cmd
+}
+
+/// What a finished (non-server) run printed.
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "status: {}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs the binary to completion with `stdin` piped in; a run that outlives [`LIMIT`] is
+/// killed (dropping the future drops the `kill_on_drop` child) and fails the test.
+async fn run(
+    dir: &Path,
+    config: Option<&Path>,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+) -> Output {
+    let mut child = command(dir, config, args, env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.as_bytes()).await.unwrap();
+    drop(pipe);
+    let out = timeout(LIMIT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "`cas-server {}` did not finish within {LIMIT:?}",
+                args.join(" ")
+            )
+        })
+        .unwrap();
+    Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `cas-server hash-password` with `password` on stdin.
+async fn hash_password(dir: &Path, password: &str) -> String {
+    let out = run(dir, None, &["hash-password"], &[], &format!("{password}\n")).await;
+    assert!(out.status.success(), "hash-password fails:\n{out}");
+    out.stdout.trim().to_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Reads a pipe to its end in the background (so the child never blocks on a full pipe).
+fn drain(mut pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes).await;
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// A running `cas-server serve`; dropping it kills the process.
+struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT/cas`, from the listening line.
+    base: String,
+    /// Stdout up to and including the listening line.
+    head: String,
+    rest: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// What a server printed once it stopped.
+struct Stopped {
+    stdout: String,
+    stderr: String,
+}
+
+impl Server {
+    /// Starts the binary and waits (bounded) for its listening line.
+    async fn start(dir: &Path, config: Option<&Path>, env: &[(&str, &str)]) -> Self {
+        let mut child = command(dir, config, &[], env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = drain(child.stderr.take().unwrap());
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut server = Self {
+            child,
+            base: String::new(),
+            head: String::new(),
+            rest: None,
+            stderr: Some(stderr),
+        };
+        let found = timeout(LIMIT, read_until_listening(&mut stdout, &mut server.head)).await;
+        match found {
+            Ok(Some(base)) => server.base = base,
+            Ok(None) => {
+                let status = timeout(LIMIT, server.child.wait()).await;
+                let stderr = server.take_stderr().await;
+                panic!(
+                    "the server exited before listening ({status:?})\n--- stdout ---\n{}--- stderr ---\n{stderr}",
+                    server.head
+                );
+            }
+            Err(_) => panic!(
+                "no listening line within {LIMIT:?}\n--- stdout ---\n{}",
+                server.head
+            ),
+        }
+        server.rest = Some(drain(stdout));
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn take_stderr(&mut self) -> String {
+        match self.stderr.take() {
+            Some(task) => timeout(LIMIT, task).await.expect("stderr closes").unwrap(),
+            None => String::new(),
+        }
+    }
+
+    /// SIGTERM, then a bounded wait: the server must exit successfully and say so.
+    async fn stop(mut self) -> Stopped {
+        let pid = self.child.id().expect("the server is still running");
+        let kill = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("`kill` runs");
+        assert!(kill.success(), "kill -TERM {pid} failed");
+        let status = timeout(LIMIT, self.child.wait())
+            .await
+            .expect("the server stops within the limit after SIGTERM")
+            .unwrap();
+        let rest = match self.rest.take() {
+            Some(task) => timeout(LIMIT, task).await.expect("stdout closes").unwrap(),
+            None => String::new(),
+        };
+        let stdout = format!("{}{rest}", self.head);
+        let stderr = self.take_stderr().await;
+        assert!(
+            status.success(),
+            "SIGTERM is a clean shutdown, got {status}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}"
+        );
+        assert!(
+            stdout.lines().any(|l| l == "cas-server stopped"),
+            "the server reports that it stopped:\n{stdout}"
+        );
+        Stopped { stdout, stderr }
+    }
+}
+
+/// Reads stdout lines into `head` until the listening line; returns its URL, or `None` at EOF.
+async fn read_until_listening(
+    stdout: &mut BufReader<ChildStdout>,
+    head: &mut String,
+) -> Option<String> {
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if let Some(url) = line.trim_end().strip_prefix(LISTENING) {
+            return Some(url.to_owned());
+        }
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The `value` of `<input … name="NAME" value="…">`.
+fn hidden_input(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].replace("&amp;", "&"))
+}
+
+/// Opens the login form for `service`, submits the credentials, and returns the response.
+async fn log_in(
+    client: &reqwest::Client,
+    server: &Server,
+    service: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    let page = client
+        .get(server.url("/login"))
+        .query(&[("service", service)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "the login form is shown");
+    let html = page.text().await.unwrap();
+    let lt = hidden_input(&html, "lt").expect("the form carries an lt token");
+    client
+        .post(server.url("/login"))
+        .form(&[
+            ("username", username),
+            ("password", password),
+            ("lt", lt.as_str()),
+            ("service", service),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(LOCATION)
+        .expect("a Location header")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn ticket_in(location: &str) -> String {
+    reqwest::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "ticket")
+        .map(|(_, v)| v.into_owned())
+        .expect("a ticket parameter")
+}
+
+async fn service_validate(
+    client: &reqwest::Client,
+    server: &Server,
+    service: &str,
+    ticket: &str,
+) -> String {
+    let response = client
+        .get(server.url("/serviceValidate"))
+        .query(&[("service", service), ("ticket", ticket)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.unwrap()
+}
+
+/// A minimal operator config: loopback on port 0, one user, one exactly matched service.
+fn operator_config(password_hash: &str) -> String {
+    format!(
+        r#"[server]
+bind = "127.0.0.1:0"
+
+[[users]]
+username = "alice"
+password_hash = "{password_hash}"
+
+[[services]]
+id = 1
+name = "App"
+pattern = "{SERVICE}"
+"#
+    )
+}
+
+/// The value of `key = "…"` in TOML-ish text.
+fn toml_string(text: &str, key: &str) -> String {
+    let table: toml::Table = text.parse().unwrap();
+    fn find(table: &toml::Table, key: &str) -> Option<String> {
+        table.iter().find_map(|(k, v)| match v {
+            toml::Value::String(s) if k == key => Some(s.clone()),
+            toml::Value::Table(inner) => find(inner, key),
+            _ => None,
+        })
+    }
+    find(&table, key).unwrap_or_else(|| panic!("no `{key}` in:\n{text}"))
+}
+
+/// A problem report is a header, then one `  - ` line per problem; a message that spans
+/// lines (a regex or TOML parser's caret diagram) continues indented under its problem,
+/// so no line of it passes for a report of its own.
+fn assert_report_lines(stderr: &str) {
+    let mut lines = stderr.lines();
+    let header = lines.next().unwrap_or_default();
+    assert!(
+        header.starts_with("cas-server: the configuration has "),
+        "{stderr}"
+    );
+    for line in lines {
+        assert!(
+            line.starts_with("  - ") || line.starts_with("    "),
+            "a line outside the problem list: {line:?}\n{stderr}"
+        );
+    }
+}
+
+/// A first start with an operator file serves the login page, creates the TGC key file
+/// beside the config readable by the owner only, never prints that key material, lets a
+/// user whose hash came from `hash-password` sign in, and stops cleanly on SIGTERM.
+#[tokio::test]
+async fn a_configured_server_serves_logins_keeps_its_keys_private_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = hash_password(dir.path(), PASSWORD).await;
+    let config = write(dir.path(), "cas.toml", &operator_config(&hash));
+    let key_file = dir.path().join("tgc-keys.toml");
+    assert!(!key_file.exists());
+
+    let server = Server::start(dir.path(), Some(&config), &[]).await;
+    assert!(
+        server.base.starts_with("http://127.0.0.1:") && server.base.ends_with("/cas"),
+        "{}",
+        server.base
+    );
+    let client = http();
+
+    let page = client.get(server.url("/login")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("name=\"password\"") && html.contains("type=\"password\""));
+
+    let wrong = log_in(&client, &server, SERVICE, "alice", "not the password").await;
+    assert_eq!(
+        wrong.status(),
+        StatusCode::UNAUTHORIZED,
+        "a wrong password is refused"
+    );
+    let response = log_in(&client, &server, SERVICE, "alice", PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let location = location(&response);
+    assert!(
+        location.starts_with(&format!("{SERVICE}?ticket=ST-")),
+        "{location}"
+    );
+    let body = service_validate(&client, &server, SERVICE, &ticket_in(&location)).await;
+    assert!(body.contains("<cas:user>alice</cas:user>"), "{body}");
+
+    let stopped = server.stop().await;
+
+    let keys = std::fs::read_to_string(&key_file).expect("the TGC key file was created");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the key file is private: {mode:o}");
+    for secret in [
+        toml_string(&keys, "encryption_key"),
+        toml_string(&keys, "signing_key"),
+    ] {
+        assert!(secret.len() >= 32, "{secret}");
+        assert!(
+            !stopped.stdout.contains(&secret) && !stopped.stderr.contains(&secret),
+            "key material leaked into the output"
+        );
+    }
+    assert!(
+        !stopped.stdout.contains(PASSWORD) && !stopped.stderr.contains(PASSWORD),
+        "the password leaked into the output"
+    );
+}
+
+/// With no `--config` the server runs the built-in demo: the banner names the demo user
+/// and password, and a real login for a localhost application yields a ticket that
+/// validates to that user.
+#[tokio::test]
+async fn the_demo_mode_banner_credentials_complete_a_real_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = "http://localhost:9999/app";
+    let server = Server::start(dir.path(), None, &[("CAS__SERVER__BIND", "127.0.0.1:0")]).await;
+    let client = http();
+
+    let response = log_in(&client, &server, app, "casuser", "Mellon").await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let location = location(&response);
+    assert!(
+        location.starts_with(&format!("{app}?ticket=ST-")),
+        "{location}"
+    );
+    let body = service_validate(&client, &server, app, &ticket_in(&location)).await;
+    assert!(body.contains("<cas:user>casuser</cas:user>"), "{body}");
+
+    let stopped = server.stop().await;
+    assert!(stopped.stdout.contains("DEMO MODE"), "{}", stopped.stdout);
+    assert!(
+        stopped.stdout.contains("`casuser`") && stopped.stdout.contains("`Mellon`"),
+        "the banner names the demo credentials:\n{}",
+        stopped.stdout
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "the demo writes no files (ephemeral keys)"
+    );
+}
+
+/// The demo has a published password, so it refuses to listen beyond loopback, and says
+/// which key and which environment variable asked for it.
+#[tokio::test]
+async fn the_demo_mode_refuses_a_non_loopback_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        dir.path(),
+        None,
+        &[],
+        &[("CAS__SERVER__BIND", "0.0.0.0:0")],
+        "",
+    )
+    .await;
+
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("  - environment variable CAS__SERVER__BIND: key `server.bind`: "),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("--config"),
+        "it says how to do it properly: {out}"
+    );
+    assert!(!out.stdout.contains(LISTENING), "{out}");
+}
+
+/// `check-config` reports every problem of a broken file in one run, each line naming
+/// the file and the key, with a hint; a valid file passes with exit code 0.
+#[tokio::test]
+async fn check_config_reports_every_problem_at_once_and_passes_a_valid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = write(
+        dir.path(),
+        "broken.toml",
+        r#"[server]
+bind = "127.0.0.1:0"
+bnd = 1
+
+[tickets]
+st_ttl = "ten seconds"
+
+[[services]]
+id = 1
+name = "Broken"
+pattern = "regex:("
+"#,
+    );
+
+    let out = run(dir.path(), Some(&broken), &["check-config"], &[], "").await;
+
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("3 problems"), "{out}");
+    let path = broken.display().to_string();
+    for key in ["server.bnd", "tickets.st_ttl", "services[0].pattern"] {
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.contains(&format!("key `{key}`")))
+            .unwrap_or_else(|| panic!("`{key}` is not reported:\n{out}"));
+        assert!(
+            line.starts_with(&format!("  - {path}: key `{key}`: ")),
+            "the line names the file: {line}"
+        );
+    }
+    assert_report_lines(&out.stderr);
+    assert!(out.stderr.contains("did you mean `server.bind`?"), "{out}");
+    assert!(out.stderr.contains("\"PT8H\""), "{out}");
+    assert!(out.stderr.contains("regular expression"), "{out}");
+
+    let hash = hash_password(dir.path(), PASSWORD).await;
+    let valid = write(dir.path(), "cas.toml", &operator_config(&hash));
+    let out = run(dir.path(), Some(&valid), &["check-config"], &[], "").await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("{}: ok (1 service, 1 user)", valid.display())),
+        "{out}"
+    );
+    assert!(
+        !dir.path().join("tgc-keys.toml").exists(),
+        "checking the config creates no key file"
+    );
+}
+
+/// A value of the wrong type and a hard session limit shorter than the idle one are both
+/// refused in one run, each naming its key.
+#[tokio::test]
+async fn a_wrong_type_and_a_hard_ttl_shorter_than_idle_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "cas.toml",
+        r#"[server]
+bind = "127.0.0.1:0"
+
+[tgc]
+secure = "yes"
+
+[tickets]
+tgt_idle_ttl = "9h"
+"#,
+    );
+
+    let out = run(dir.path(), Some(&config), &["check-config"], &[], "").await;
+
+    assert_eq!(out.code(), Some(1), "{out}");
+    let path = config.display().to_string();
+    assert!(
+        out.stderr
+            .contains(&format!("  - {path}: key `tgc.secure`: ")),
+        "{out}"
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("  - {path}: key `tickets.tgt_hard_ttl`: ")),
+        "{out}"
+    );
+    assert!(out.stderr.contains("tickets.tgt_idle_ttl"), "{out}");
+
+    // The server refuses to start on the same file, with the same report.
+    let serve = run(dir.path(), Some(&config), &["serve"], &[], "").await;
+    assert_eq!(serve.code(), Some(1), "{serve}");
+    assert_eq!(serve.stderr, out.stderr);
+}
+
+/// `keygen` prints fresh keys in config syntax: pasted into a file they make a valid
+/// config that the server uses instead of generating a key file, and no two runs agree.
+#[tokio::test]
+async fn keygen_output_pasted_into_a_config_is_valid_and_fresh_each_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run(dir.path(), None, &["keygen"], &[], "").await;
+    let second = run(dir.path(), None, &["keygen"], &[], "").await;
+    assert!(
+        first.status.success() && second.status.success(),
+        "{first}\n{second}"
+    );
+    for key in ["encryption_key", "signing_key", "flow_key"] {
+        assert_ne!(
+            toml_string(&first.stdout, key),
+            toml_string(&second.stdout, key),
+            "`{key}` repeats between runs"
+        );
+    }
+
+    let config = write(
+        dir.path(),
+        "cas.toml",
+        &format!("{}\n[server]\nbind = \"127.0.0.1:0\"\n", first.stdout),
+    );
+    let out = run(dir.path(), Some(&config), &["check-config"], &[], "").await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains(": ok"), "{out}");
+
+    let server = Server::start(dir.path(), Some(&config), &[]).await;
+    let page = http().get(server.url("/login")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    server.stop().await;
+    assert!(
+        !dir.path().join("tgc-keys.toml").exists(),
+        "configured keys are used; no key file is generated"
+    );
+}
+
+/// `hash-password` prints an argon2id hash of the line on stdin (a hash the server
+/// accepts at login is checked in the first test) and refuses an empty password.
+#[tokio::test]
+async fn hash_password_prints_argon2id_and_refuses_an_empty_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = hash_password(dir.path(), PASSWORD).await;
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains(PASSWORD));
+    assert_ne!(
+        hash,
+        hash_password(dir.path(), PASSWORD).await,
+        "each hash has its own salt"
+    );
+
+    for stdin in ["", "\n", "\r\n"] {
+        let out = run(dir.path(), None, &["hash-password"], &[], stdin).await;
+        assert_eq!(out.code(), Some(1), "stdin {stdin:?}: {out}");
+        assert!(
+            out.stdout.is_empty(),
+            "no hash for an empty password: {out}"
+        );
+        assert!(out.stderr.contains("empty"), "{out}");
+    }
+}
+
+/// `check-service` shows which entry accepts a URL and by which pattern (exit 0), and
+/// for a refused URL (exit 1) points at the nearest entry.
+#[tokio::test]
+async fn check_service_names_the_matching_entry_or_the_nearest_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = hash_password(dir.path(), PASSWORD).await;
+    let config = write(dir.path(), "cas.toml", &operator_config(&hash));
+
+    let out = run(
+        dir.path(),
+        Some(&config),
+        &["check-service", SERVICE],
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stdout.contains(&format!(
+            "matches service 1 \"App\" (evaluation_order 0) by pattern `{SERVICE}`"
+        )),
+        "{out}"
+    );
+
+    let miss = "https://app.example.com/";
+    let out = run(dir.path(), Some(&config), &["check-service", miss], &[], "").await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stdout.contains("matches no enabled service"), "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("nearest: service 1 \"App\" (`{SERVICE}`)")),
+        "{out}"
+    );
+}
+
+/// A `--config` path that does not exist stops the server at once, naming the path.
+#[tokio::test]
+async fn a_missing_config_file_is_reported_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nowhere").join("cas.toml");
+
+    for args in [&[][..], &["check-config"][..]] {
+        let out = run(dir.path(), Some(&missing), args, &[], "").await;
+        assert_eq!(out.code(), Some(1), "{out}");
+        assert!(out.stderr.contains(&missing.display().to_string()), "{out}");
+        assert!(out.stderr.contains("cannot read"), "{out}");
+        assert!(!out.stdout.contains(LISTENING), "{out}");
+    }
+}
+
+/// A file that is not TOML at all is reported with its path, and the parser's excerpt
+/// stays inside the problem list.
+#[tokio::test]
+async fn a_file_that_is_not_toml_is_reported_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "cas.toml", "[server\nbind = 1\n");
+
+    let out = run(dir.path(), Some(&config), &["check-config"], &[], "").await;
+
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains(&format!("  - {}: not valid TOML", config.display())),
+        "{out}"
+    );
+    assert_report_lines(&out.stderr);
+}
+
+/// A supervisor may send SIGTERM as soon as the server says it is listening; that must
+/// already be a graceful shutdown, not the default signal death. Repeated because the
+/// window is short.
+#[tokio::test]
+async fn sigterm_right_after_the_listening_line_is_a_clean_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..10 {
+        let server = Server::start(dir.path(), None, &[("CAS__SERVER__BIND", "127.0.0.1:0")]).await;
+        server.stop().await;
+    }
+}
