@@ -25,11 +25,13 @@ impl Params {
         )
     }
 
+    /// The value of `name`; an empty value counts as absent (`service=` is no service).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
 
     /// Present at all, with any value (`renew`, `gateway`: §2.1.1).
@@ -87,6 +89,7 @@ mod tests {
         let p = Params::parse("Service=x&service=https%3A%2F%2Fa%2F%3Fq%3D%2520&renew=");
         assert_eq!(p.get("service"), Some("https://a/?q=%20"));
         assert!(p.has("renew"));
+        assert_eq!(p.get("renew"), None, "empty values are absent");
         assert!(!p.has("gateway"));
         assert_eq!(p.repeated(&["service", "ticket"]), None);
         assert_eq!(

@@ -8,3 +8,4 @@ mod cli;
 mod login;
 mod logout;
 mod tgc;
+mod validate;
