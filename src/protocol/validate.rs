@@ -367,6 +367,18 @@ mod tests {
         );
     }
 
+    /// VAL-12: a valid ticket whose service has since left the registry is refused.
+    #[tokio::test]
+    async fn a_service_no_longer_registered_is_unauthorized() {
+        let mut cas = cas(ManualClock::new());
+        let (_, st) = login(&cas).await;
+        cas.services = std::sync::Arc::new(crate::services::ServiceRegistry::default());
+        let r = cas
+            .validate(Endpoint::ServiceValidate, req(SERVICE, &st, false))
+            .await;
+        assert_eq!(r.unwrap_err().code, ErrorCode::UnauthorizedService);
+    }
+
     #[test]
     fn cas1_bodies_are_exact() {
         let ok = ValidationSuccess {

@@ -957,17 +957,8 @@ async fn p3_releases_the_services_attributes_with_repeated_elements() {
     assert_eq!(validation.attribute("memberOf"), vec!["staff", "faculty"]);
     assert_eq!(validation.attribute("note"), vec![NOTE.trim()]);
     assert_eq!(validation.attribute("_1st_place"), vec!["gold"]);
-    let Validation::Success {
-        attributes: Some(attributes),
-        ..
-    } = &validation
-    else {
-        unreachable!()
-    };
-    let mut names: Vec<&str> = attributes.iter().map(|(n, _)| n.as_str()).collect();
-    names.sort_unstable();
     assert_eq!(
-        names,
+        validation.attribute_names(),
         vec![
             "_1st_place",
             "authenticationDate",
@@ -993,17 +984,8 @@ async fn p3_for_a_service_without_release_has_only_standard_attributes() {
         .validate("/p3/serviceValidate", EXACT_SERVICE, &ticket)
         .await;
 
-    let Validation::Success {
-        attributes: Some(attributes),
-        ..
-    } = &validation
-    else {
-        panic!("expected attributes: {validation:?}");
-    };
-    let mut names: Vec<&str> = attributes.iter().map(|(n, _)| n.as_str()).collect();
-    names.sort_unstable();
     assert_eq!(
-        names,
+        validation.attribute_names(),
         vec![
             "authenticationDate",
             "isFromNewLogin",

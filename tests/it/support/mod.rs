@@ -424,6 +424,21 @@ impl Validation {
         }
     }
 
+    /// The attribute element names, sorted, one entry per value.
+    pub fn attribute_names(&self) -> Vec<String> {
+        match self {
+            Self::Success {
+                attributes: Some(a),
+                ..
+            } => {
+                let mut names: Vec<String> = a.iter().map(|(n, _)| n.clone()).collect();
+                names.sort_unstable();
+                names
+            }
+            other => panic!("no attributes in {other:?}"),
+        }
+    }
+
     /// All values of attribute `name`, in document order.
     pub fn attribute(&self, name: &str) -> Vec<String> {
         match self {
