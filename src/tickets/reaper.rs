@@ -37,3 +37,55 @@ pub fn spawn(
         tracing::debug!("reaper stopped");
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::tickets::{ExpirationPolicy, MemoryRegistry, Principal, TicketGrantingTicket};
+
+    #[tokio::test]
+    async fn the_reaper_frees_expired_tickets_and_stops_on_shutdown() {
+        let clock = ManualClock::new();
+        let registry = Arc::new(MemoryRegistry::new());
+        let ttl = Duration::from_secs(60);
+        registry
+            .add_tgt(TicketGrantingTicket::new(
+                Principal {
+                    id: "alice".into(),
+                    attributes: BTreeMap::new(),
+                },
+                clock.now(),
+                ExpirationPolicy::sliding(ttl, ttl),
+                false,
+            ))
+            .await
+            .unwrap();
+        clock.advance(ttl);
+        let (stop, stopped) = watch::channel(false);
+        let handle = spawn(
+            registry.clone(),
+            Arc::new(clock),
+            Duration::from_millis(5),
+            stopped,
+        );
+
+        let mut emptied = false;
+        for _ in 0..200 {
+            if registry.count().await.unwrap() == 0 {
+                emptied = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.send(true).unwrap();
+
+        assert!(emptied, "the expired session was swept");
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .expect("the reaper stops when told")
+            .unwrap();
+    }
+}
