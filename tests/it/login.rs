@@ -266,8 +266,7 @@ async fn renew_forces_credentials_and_only_fresh_tickets_pass_renew_validation()
     let forced = browser
         .get_login(&[("service", SERVICE), ("renew", "true")])
         .await;
-    assert_eq!(forced.status(), StatusCode::OK);
-    assert!(forced.text().await.unwrap().contains("name=\"password\""));
+    assert_shows_the_form(forced, "renew bypasses SSO").await;
 
     let sso = browser.sso_ticket(SERVICE).await;
     let refused = client
@@ -334,8 +333,7 @@ async fn gateway_without_service_shows_the_form() {
 
     let response = server.browser().get_login(&[("gateway", "true")]).await;
 
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.text().await.unwrap().contains("name=\"password\""));
+    assert_shows_the_form(response, "gateway without service").await;
 }
 
 /// LOGIN-10: renew and gateway together: renew wins, with or without a session.
@@ -349,11 +347,8 @@ async fn renew_wins_over_gateway() {
     browser.login(None, "alice", PASSWORD).await;
     let with_session = browser.get_login(&query).await;
 
-    for response in [without_session, with_session] {
-        assert_eq!(response.status(), StatusCode::OK);
-        assert!(location(&response).is_none());
-        assert!(response.text().await.unwrap().contains("name=\"password\""));
-    }
+    assert_shows_the_form(without_session, "renew and gateway, no session").await;
+    assert_shows_the_form(with_session, "renew and gateway, with a session").await;
 }
 
 /// GEN-01: parameter names are case-sensitive: `Service` is not `service`.

@@ -39,15 +39,6 @@ fn attributes(set_cookie: &str) -> Vec<String> {
         .collect()
 }
 
-/// Asserts that `response` is the login form: no SSO session was recognised.
-async fn assert_shows_the_form(response: reqwest::Response, why: &str) {
-    assert_eq!(response.status(), StatusCode::OK, "{why}");
-    assert!(location(&response).is_none(), "{why}: no redirect");
-    let html = response.text().await.unwrap();
-    assert!(html.contains("name=\"password\""), "{why}: {html}");
-    assert!(!html.contains("ST-"), "{why}: no ticket on the page");
-}
-
 /// Every readable text hidden in a compact JOSE value: each dot-separated part, decoded,
 /// and recursively the parts of any nested compact token.
 fn decoded_parts(value: &str) -> Vec<String> {

@@ -258,6 +258,15 @@ impl Browser {
     }
 }
 
+/// Asserts that `response` is the login form: no SSO session was recognised.
+pub async fn assert_shows_the_form(response: reqwest::Response, why: &str) {
+    assert_eq!(response.status(), StatusCode::OK, "{why}");
+    assert!(location(&response).is_none(), "{why}: no redirect");
+    let html = response.text().await.unwrap();
+    assert!(html.contains("name=\"password\""), "{why}: {html}");
+    assert!(!html.contains("ST-"), "{why}: no ticket on the page");
+}
+
 pub fn location(response: &reqwest::Response) -> Option<String> {
     response
         .headers()
