@@ -12,6 +12,7 @@ use crate::auth::StaticUsers;
 use crate::clock::Clock;
 use crate::config::{Settings, TgcKeySource};
 use crate::crypto::random_bytes;
+use crate::outbound::{self, Outbound};
 use crate::protocol::flow::LoginFlow;
 use crate::protocol::{Cas, ProtocolOptions, TicketPolicies};
 use crate::services::ServiceRegistry;
@@ -28,6 +29,8 @@ pub enum StartupError {
     },
     #[error("{0}")]
     Keys(String),
+    #[error("{0}")]
+    Outbound(String),
 }
 
 /// A bound, ready-to-run server.
@@ -48,6 +51,7 @@ impl App {
         let tgc = TgcCodec::new(&keys, settings.tgc.crypto, settings.tgc.pin_to_session)
             .map_err(|e| StartupError::Keys(e.to_string()))?;
         let registry: Arc<dyn TicketRegistry> = Arc::new(MemoryRegistry::new());
+        let outbound = Outbound::new(&settings.http_client).map_err(StartupError::Outbound)?;
         let cas = Cas {
             tickets: registry.clone(),
             services: Arc::new(ServiceRegistry::new(settings.services.clone())),
@@ -56,16 +60,19 @@ impl App {
                 settings.authn.max_concurrent_verifications,
             )),
             clock: clock.clone(),
+            proxy_callback: outbound::callback(&outbound),
             policies: TicketPolicies {
                 tgt: ExpirationPolicy::sliding(
                     settings.tickets.tgt_idle_ttl,
                     settings.tickets.tgt_hard_ttl,
                 ),
                 service_ticket: ExpirationPolicy::fixed(settings.tickets.st_ttl),
+                proxy_ticket: ExpirationPolicy::fixed(settings.tickets.pt_ttl),
             },
             options: ProtocolOptions {
                 follow_service_redirects: settings.logout.follow_service_redirects,
                 attributes_on_v2: settings.validation.attributes_on_v2,
+                proxy_authn_enabled: settings.sso.proxy_authn_enabled,
             },
         };
         let flow_key = settings.login.flow_key.unwrap_or_else(random_bytes);

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod outbound;
 pub mod protocol;
 pub mod services;
 pub mod telemetry;

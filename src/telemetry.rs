@@ -69,6 +69,17 @@ pub mod audit {
         }
     }
 
+    pub fn proxy_ticket_issued(outcome: Result<&str, &str>, target: Option<&str>, ip: IpAddr) {
+        match outcome {
+            Ok(ticket) => {
+                tracing::info!(target: "cas_audit", event = "proxy_ticket_issued", ticket = %redact(ticket), target_service = target, %ip)
+            }
+            Err(code) => {
+                tracing::info!(target: "cas_audit", event = "proxy_ticket_refused", code, target_service = target, %ip)
+            }
+        }
+    }
+
     pub fn logged_out(user: Option<&str>, ip: IpAddr) {
         tracing::info!(target: "cas_audit", event = "logout", user, %ip);
     }

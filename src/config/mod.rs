@@ -21,8 +21,8 @@ use serde_json::{Map, Value};
 
 pub use duration::parse as parse_duration;
 pub use settings::{
-    Authn, Login, Logout, Origin, SameSite, Server, Settings, Tgc, TgcKeySource, Tickets,
-    Validation,
+    Authn, HttpClient, Login, Logout, Origin, SameSite, Server, Settings, Sso, Tgc, TgcKeySource,
+    Tickets, Validation,
 };
 
 use crate::auth::{UserRecord, check_password_hash};
@@ -42,6 +42,8 @@ const SECTIONS: &[&str] = &[
     "server",
     "tgc",
     "tickets",
+    "sso",
+    "http_client",
     "login",
     "authn",
     "logout",
@@ -57,6 +59,9 @@ const OPTIONAL_KEYS: &[&str] = &[
     "tgc.signing_key_file",
     "tgc.key_file",
     "login.flow_key",
+    "http_client.trust_store",
+    "http_client.authority_pattern",
+    "http_client.proxy",
     "users.username",
     "users.password_hash",
     "users.attributes",
@@ -67,6 +72,8 @@ const OPTIONAL_KEYS: &[&str] = &[
     "services.evaluation_order",
     "services.enabled",
     "services.attributes",
+    "services.proxy_callback",
+    "services.accept_proxy_tickets",
 ];
 
 /// Where the overlay on top of the defaults comes from.
@@ -190,6 +197,8 @@ pub fn load_with_env(
     let server = ctx.section::<raw::Server>(&root, "server", &known_keys);
     let tgc = ctx.section::<raw::Tgc>(&root, "tgc", &known_keys);
     let tickets = ctx.section::<raw::Tickets>(&root, "tickets", &known_keys);
+    let sso = ctx.section::<raw::Sso>(&root, "sso", &known_keys);
+    let http_client = ctx.section::<raw::HttpClient>(&root, "http_client", &known_keys);
     let login = ctx.section::<raw::Login>(&root, "login", &known_keys);
     let authn = ctx.section::<raw::Authn>(&root, "authn", &known_keys);
     let logout = ctx.section::<raw::Logout>(&root, "logout", &known_keys);
@@ -200,44 +209,40 @@ pub fn load_with_env(
     let server = server.and_then(|s| ctx.server(s));
     let tgc = tgc.and_then(|t| ctx.tgc(t, server.as_ref()));
     let tickets = tickets.and_then(|t| ctx.tickets(t));
+    let http_client = http_client.and_then(|h| ctx.http_client(h));
     let login = login.and_then(|l| ctx.login(l));
     let users = users.map(|u| ctx.users(u));
     let services = services.map(|s| ctx.services(s));
 
-    match (
-        server, tgc, tickets, login, authn, logout, validation, users, services,
-    ) {
-        (
-            Some(server),
-            Some(tgc),
-            Some(tickets),
-            Some(login),
-            Some(authn),
-            Some(logout),
-            Some(validation),
-            Some(users),
-            Some(services),
-        ) if ctx.problems.is_empty() => Ok(Settings {
+    let settings = (|| {
+        Some(Settings {
             origin,
-            server,
-            tgc,
-            tickets,
-            login,
+            server: server?,
+            tgc: tgc?,
+            tickets: tickets?,
+            sso: Sso {
+                proxy_authn_enabled: sso?.proxy_authn_enabled,
+            },
+            http_client: http_client?,
+            login: login?,
             authn: Authn {
-                max_concurrent_verifications: match authn.max_concurrent_verifications {
+                max_concurrent_verifications: match authn?.max_concurrent_verifications {
                     0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
                     n => n as usize,
                 },
             },
             logout: Logout {
-                follow_service_redirects: logout.follow_service_redirects,
+                follow_service_redirects: logout?.follow_service_redirects,
             },
             validation: Validation {
-                attributes_on_v2: validation.attributes_on_v2,
+                attributes_on_v2: validation?.attributes_on_v2,
             },
-            users,
-            services,
-        }),
+            users: users?,
+            services: services?,
+        })
+    })();
+    match settings {
+        Some(settings) if ctx.problems.is_empty() => Ok(settings),
         _ => Err(ConfigError {
             problems: ctx.problems,
         }),
@@ -566,6 +571,7 @@ impl Ctx {
         let idle = self.duration("tickets.tgt_idle_ttl", &raw.tgt_idle_ttl);
         let hard = self.duration("tickets.tgt_hard_ttl", &raw.tgt_hard_ttl);
         let st = self.duration("tickets.st_ttl", &raw.st_ttl);
+        let pt = self.duration("tickets.pt_ttl", &raw.pt_ttl);
         let reaper = self.duration("tickets.reaper_interval", &raw.reaper_interval);
         if let (Some(idle), Some(hard)) = (idle, hard)
             && hard < idle
@@ -580,15 +586,128 @@ impl Ctx {
             );
             return None;
         }
-        if st.is_some_and(|st| st > std::time::Duration::from_secs(300)) {
-            self.problem("tickets.st_ttl", "service tickets should live at most 5 minutes (CAS §3.1.1); the default is \"10s\"");
-            return None;
+        for (key, ttl) in [("tickets.st_ttl", st), ("tickets.pt_ttl", pt)] {
+            if ttl.is_some_and(|t| t > std::time::Duration::from_secs(300)) {
+                self.problem(
+                    key,
+                    "one-use tickets should live at most 5 minutes (CAS §3.1.1, §3.2.1); the default is \"10s\"",
+                );
+                return None;
+            }
         }
         Some(Tickets {
             tgt_idle_ttl: idle?,
             tgt_hard_ttl: hard?,
             st_ttl: st?,
+            pt_ttl: pt?,
             reaper_interval: reaper?,
+        })
+    }
+
+    fn http_client(&mut self, raw: raw::HttpClient) -> Option<HttpClient> {
+        let connect_timeout = self.duration("http_client.connect_timeout", &raw.connect_timeout);
+        let read_timeout = self.duration("http_client.read_timeout", &raw.read_timeout);
+        let extra_roots = match raw.trust_store {
+            None => Some(Vec::new()),
+            Some(file) => {
+                let path = self.resolve(&file);
+                match std::fs::read(&path) {
+                    Ok(pem) => {
+                        use rustls_pki_types::CertificateDer;
+                        use rustls_pki_types::pem::PemObject as _;
+                        let certs: Result<Vec<Vec<u8>>, _> = CertificateDer::pem_slice_iter(&pem)
+                            .map(|c| c.map(|c| c.to_vec()))
+                            .collect();
+                        match certs {
+                            Ok(certs) if !certs.is_empty() => Some(certs),
+                            Ok(_) => {
+                                self.problem(
+                                    "http_client.trust_store",
+                                    format!(
+                                        "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                                        path.display()
+                                    ),
+                                );
+                                None
+                            }
+                            Err(e) => {
+                                self.problem(
+                                    "http_client.trust_store",
+                                    format!(
+                                        "{} is not a PEM certificate file: {e:?}",
+                                        path.display()
+                                    ),
+                                );
+                                None
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        self.problem(
+                            "http_client.trust_store",
+                            format!("cannot read {}: {e}", path.display()),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        let authority_pattern = match raw.authority_pattern {
+            None => Some(None),
+            Some(re) => match regex::Regex::new(&format!("^(?:{re})$")) {
+                Ok(re) => Some(Some(re)),
+                Err(e) => {
+                    self.problem(
+                        "http_client.authority_pattern",
+                        format!("invalid regular expression: {e}"),
+                    );
+                    None
+                }
+            },
+        };
+        let proxy = match raw.proxy {
+            None => Some(None),
+            Some(p) => match p.rsplit_once(':') {
+                Some((host, port))
+                    if !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok() =>
+                {
+                    Some(Some(p))
+                }
+                _ => {
+                    self.problem(
+                        "http_client.proxy",
+                        format!("`{p}` is not host:port (e.g. \"proxy.example.org:3128\")"),
+                    );
+                    None
+                }
+            },
+        };
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        let mut default_headers = Vec::new();
+        for (name, value) in raw.default_headers {
+            if name.is_empty() || !name.chars().all(token) {
+                self.problem(
+                    &format!("http_client.default_headers.{name}"),
+                    "is not a valid HTTP header name",
+                );
+            } else if value.chars().any(|c| c.is_control() || !c.is_ascii()) {
+                self.problem(
+                    &format!("http_client.default_headers.{name}"),
+                    "the value must be printable ASCII",
+                );
+            } else {
+                default_headers.push((name, value));
+            }
+        }
+        Some(HttpClient {
+            connect_timeout: connect_timeout?,
+            read_timeout: read_timeout?,
+            extra_roots: extra_roots?,
+            verify_hostname: raw.verify_hostname,
+            allow_local_urls: raw.allow_local_urls,
+            authority_pattern: authority_pattern?,
+            proxy: proxy?,
+            default_headers,
         })
     }
 
@@ -673,8 +792,16 @@ impl Ctx {
                     "give the service a name users will recognise",
                 );
             }
-            match ServicePattern::parse(&s.pattern) {
-                Ok(pattern) => services.push(RegisteredService {
+            let proxy_callback = match s.proxy_callback.as_deref().map(ServicePattern::parse) {
+                None => Some(None),
+                Some(Ok(p)) => Some(Some(p)),
+                Some(Err(e)) => {
+                    self.problem(&format!("services[{i}].proxy_callback"), e.0);
+                    None
+                }
+            };
+            match (ServicePattern::parse(&s.pattern), proxy_callback) {
+                (Ok(pattern), Some(proxy_callback)) => services.push(RegisteredService {
                     id: s.id,
                     name: s.name,
                     description: s.description,
@@ -682,8 +809,11 @@ impl Ctx {
                     evaluation_order: s.evaluation_order,
                     enabled: s.enabled,
                     attributes: s.attributes,
+                    proxy_callback,
+                    accept_proxy_tickets: s.accept_proxy_tickets,
                 }),
-                Err(e) => self.problem(&format!("services[{i}].pattern"), e.0),
+                (Err(e), _) => self.problem(&format!("services[{i}].pattern"), e.0),
+                (Ok(_), None) => {}
             }
         }
         services

@@ -34,7 +34,26 @@ pub struct Tickets {
     pub tgt_idle_ttl: String,
     pub tgt_hard_ttl: String,
     pub st_ttl: String,
+    pub pt_ttl: String,
     pub reaper_interval: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Sso {
+    pub proxy_authn_enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HttpClient {
+    pub connect_timeout: String,
+    pub read_timeout: String,
+    pub trust_store: Option<String>,
+    pub verify_hostname: bool,
+    pub allow_local_urls: bool,
+    pub authority_pattern: Option<String>,
+    pub proxy: Option<String>,
+    #[serde(default)]
+    pub default_headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +105,9 @@ pub struct Service {
     pub enabled: bool,
     #[serde(default)]
     pub attributes: Vec<String>,
+    pub proxy_callback: Option<String>,
+    #[serde(default)]
+    pub accept_proxy_tickets: bool,
 }
 
 fn yes() -> bool {

@@ -36,6 +36,8 @@ pub struct Settings {
     pub server: Server,
     pub tgc: Tgc,
     pub tickets: Tickets,
+    pub sso: Sso,
+    pub http_client: HttpClient,
     pub login: Login,
     pub authn: Authn,
     pub logout: Logout,
@@ -84,7 +86,31 @@ pub struct Tickets {
     pub tgt_idle_ttl: Duration,
     pub tgt_hard_ttl: Duration,
     pub st_ttl: Duration,
+    pub pt_ttl: Duration,
     pub reaper_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sso {
+    /// Proxy authentication (`pgtUrl`, `/proxy`) as a whole.
+    pub proxy_authn_enabled: bool,
+}
+
+/// The outbound HTTP client (proxy callbacks, later single logout).
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// Extra trusted CA certificates (DER), used together with the system roots.
+    pub extra_roots: Vec<Vec<u8>>,
+    pub verify_hostname: bool,
+    /// Allow loopback, private and link-local destinations (refused by default).
+    pub allow_local_urls: bool,
+    /// When set, the `host[:port]` of every outbound URL must match it (anchored).
+    pub authority_pattern: Option<regex::Regex>,
+    /// `host:port` of an HTTP proxy for outbound calls.
+    pub proxy: Option<String>,
+    pub default_headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]

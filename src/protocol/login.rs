@@ -158,18 +158,28 @@ impl Cas {
 /// LOGIN-16: `ticket` goes before any `#fragment`, after the service's own query, which
 /// is kept byte for byte and in order.
 pub fn append_ticket(service: &str, ticket: &str) -> String {
-    let (base, fragment) = match service.split_once('#') {
+    append_query(service, &[("ticket", ticket)])
+}
+
+/// Appends `name=value` pairs to `url`'s query, before any fragment, keeping what is
+/// there (LOGIN-16, PCB-04). Values are ticket ids, which never need encoding (TKT-01).
+pub fn append_query(url: &str, pairs: &[(&str, &str)]) -> String {
+    let (base, fragment) = match url.split_once('#') {
         Some((base, fragment)) => (base, Some(fragment)),
-        None => (service, None),
+        None => (url, None),
     };
-    let separator = if !base.contains('?') {
-        "?"
-    } else if base.ends_with('?') || base.ends_with('&') {
-        ""
-    } else {
-        "&"
-    };
-    let mut out = format!("{base}{separator}ticket={ticket}");
+    let mut out = String::with_capacity(url.len() + 80);
+    out.push_str(base);
+    for (name, value) in pairs {
+        if !out.contains('?') {
+            out.push('?');
+        } else if !out.ends_with('?') && !out.ends_with('&') {
+            out.push('&');
+        }
+        out.push_str(name);
+        out.push('=');
+        out.push_str(value);
+    }
     if let Some(fragment) = fragment {
         out.push('#');
         out.push_str(fragment);

@@ -9,6 +9,7 @@ pub mod flow;
 pub mod json;
 mod login;
 mod logout;
+mod proxy;
 mod validate;
 pub mod xml;
 
@@ -22,6 +23,7 @@ use crate::tickets::{ExpirationPolicy, RegistryError, TicketRegistry};
 
 pub use login::{CredentialOutcome, LoginDecision, LoginRequest, append_ticket};
 pub use logout::LogoutOutcome;
+pub use proxy::{NoCallbacks, ProxyCallback};
 pub use validate::{
     Endpoint, Format, StandardAttributes, ValidationRequest, ValidationSuccess, format_date,
     render_cas1,
@@ -85,15 +87,28 @@ pub enum ProtocolError {
 pub struct TicketPolicies {
     pub tgt: ExpirationPolicy,
     pub service_ticket: ExpirationPolicy,
+    pub proxy_ticket: ExpirationPolicy,
 }
 
 /// Switches that change protocol behaviour.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct ProtocolOptions {
     /// LOGOUT-04: redirect to a registered `service` after logout.
     pub follow_service_redirects: bool,
     /// VAL-16: CAS 3 attributes on `/serviceValidate` and `/proxyValidate` too.
     pub attributes_on_v2: bool,
+    /// Proxy authentication (`pgtUrl`, `/proxy`) as a whole.
+    pub proxy_authn_enabled: bool,
+}
+
+impl Default for ProtocolOptions {
+    fn default() -> Self {
+        Self {
+            follow_service_redirects: false,
+            attributes_on_v2: false,
+            proxy_authn_enabled: true,
+        }
+    }
 }
 
 /// The CAS server's protocol core.
@@ -103,6 +118,8 @@ pub struct Cas {
     pub services: Arc<ServiceRegistry>,
     pub authenticator: Arc<dyn Authenticator>,
     pub clock: Arc<dyn Clock>,
+    /// How PGTs reach `pgtUrl`s.
+    pub proxy_callback: Arc<dyn ProxyCallback>,
     pub policies: TicketPolicies,
     pub options: ProtocolOptions,
 }
@@ -141,15 +158,34 @@ pub(crate) mod testing {
         attributes.insert("secret".to_owned(), vec!["not released".to_owned()]);
         Cas {
             tickets: Arc::new(MemoryRegistry::new()),
-            services: Arc::new(ServiceRegistry::new(vec![RegisteredService {
-                id: 1,
-                name: "App".into(),
-                description: String::new(),
-                pattern: ServicePattern::parse("prefix:https://app.example.org/").unwrap(),
-                evaluation_order: 0,
-                enabled: true,
-                attributes: vec!["mail".into()],
-            }])),
+            services: Arc::new(ServiceRegistry::new(vec![
+                RegisteredService {
+                    id: 1,
+                    name: "App".into(),
+                    description: String::new(),
+                    pattern: ServicePattern::parse("prefix:https://app.example.org/").unwrap(),
+                    evaluation_order: 0,
+                    enabled: true,
+                    attributes: vec!["mail".into()],
+                    proxy_callback: Some(
+                        ServicePattern::parse("prefix:https://app.example.org/cb/").unwrap(),
+                    ),
+                    accept_proxy_tickets: false,
+                },
+                RegisteredService {
+                    id: 2,
+                    name: "Backend".into(),
+                    description: String::new(),
+                    pattern: ServicePattern::parse("prefix:https://backend.example.org/").unwrap(),
+                    evaluation_order: 0,
+                    enabled: true,
+                    attributes: vec![],
+                    proxy_callback: Some(
+                        ServicePattern::parse("prefix:https://backend.example.org/cb/").unwrap(),
+                    ),
+                    accept_proxy_tickets: true,
+                },
+            ])),
             authenticator: Arc::new(StaticUsers::new(
                 vec![UserRecord {
                     username: "alice".into(),
@@ -159,12 +195,14 @@ pub(crate) mod testing {
                 2,
             )),
             clock: Arc::new(clock),
+            proxy_callback: Arc::new(NoCallbacks),
             policies: TicketPolicies {
                 tgt: ExpirationPolicy::sliding(
                     Duration::from_secs(7200),
                     Duration::from_secs(28800),
                 ),
                 service_ticket: ExpirationPolicy::fixed(Duration::from_secs(10)),
+                proxy_ticket: ExpirationPolicy::fixed(Duration::from_secs(10)),
             },
             options: ProtocolOptions::default(),
         }

@@ -75,8 +75,7 @@ pub struct ValidationRequest<'a> {
     pub service: Option<&'a str>,
     pub ticket: Option<&'a str>,
     pub renew: bool,
-    /// A proxy callback URL (§2.5.4). No service may proxy until proxy authentication
-    /// lands, so its presence fails the validation like Apereo's default refuse policy.
+    /// A proxy callback URL (§2.5.4): on success, a PGT is sent there.
     pub pgt_url: Option<&'a str>,
 }
 
@@ -162,12 +161,6 @@ impl Cas {
                 format!("Service '{service}' is no longer authorized to use CAS"),
             ));
         };
-        if req.pgt_url.is_some() {
-            return Err(Failure::new(
-                ErrorCode::UnauthorizedServiceProxy,
-                format!("Service '{service}' is not allowed to use proxy authentication"),
-            ));
-        }
         // The ticket dies with its SSO session (logout or expiry).
         let Some(tgt) = self
             .tickets
@@ -200,16 +193,23 @@ impl Cas {
                 };
                 (standard, released)
             });
+        let proxy_granting_ticket = match req.pgt_url {
+            Some(pgt_url) => Some(
+                self.grant_proxy_granting_ticket(registered, &st, pgt_url)
+                    .await?,
+            ),
+            None => None,
+        };
         Ok(ValidationSuccess {
             user: tgt.principal.id,
             attributes,
-            proxy_granting_ticket: None,
+            proxy_granting_ticket,
             proxies: st.proxies,
         })
     }
 }
 
-fn internal(e: crate::tickets::RegistryError) -> Failure {
+pub(super) fn internal(e: crate::tickets::RegistryError) -> Failure {
     tracing::error!(error = %e, "validation failed on a registry fault");
     Failure::new(
         ErrorCode::InternalError,

@@ -67,6 +67,20 @@ pub fn authentication_failure(failure: &Failure) -> String {
     failure_document("cas:authenticationFailure", failure)
 }
 
+/// `/proxy` success (FMT-30).
+pub fn proxy_success(proxy_ticket: &str) -> String {
+    document(|w| {
+        w.create_element("cas:proxySuccess")
+            .write_inner_content(|w| text_element(w, "cas:proxyTicket", proxy_ticket))
+            .map(|_| ())
+    })
+}
+
+/// `/proxy` failure (FMT-31).
+pub fn proxy_failure(failure: &Failure) -> String {
+    failure_document("cas:proxyFailure", failure)
+}
+
 fn failure_document(element: &str, failure: &Failure) -> String {
     document(|w| {
         w.create_element(element)

@@ -20,6 +20,10 @@ pub struct RegisteredService {
     pub enabled: bool,
     /// Names of the user attributes released to this service on `/p3` and JSON; none by default.
     pub attributes: Vec<String>,
+    /// SVC-03: which `pgtUrl`s may receive a PGT for this service; `None` refuses proxying.
+    pub proxy_callback: Option<ServicePattern>,
+    /// Whether proxy tickets may be issued for this service (`/proxy?targetService=`).
+    pub accept_proxy_tickets: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -107,6 +111,8 @@ mod tests {
             evaluation_order: order,
             enabled,
             attributes: vec![],
+            proxy_callback: None,
+            accept_proxy_tickets: false,
         }
     }
 

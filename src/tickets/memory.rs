@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    IssuedTicket, Redeemed, RegistryError, ServiceTicket, Ticket, TicketGrantingTicket,
-    TicketRegistry,
+    Grant, IssuedTicket, ProxyGrantingTicket, Redeemed, RegistryError, ServiceTicket, Ticket,
+    TicketGrantingTicket, TicketRegistry,
 };
 
 #[derive(Debug, Default)]
@@ -55,7 +55,16 @@ impl Inner {
                 self.tickets.remove(&issued.ticket_id);
             }
         }
+        for pgt in &tgt.proxy_granting {
+            if matches!(self.tickets.get(pgt), Some(Ticket::ProxyGranting(_))) {
+                self.tickets.remove(pgt);
+            }
+        }
         Some(tgt)
+    }
+
+    fn has_live_tgt(&self, id: &str, now: OffsetDateTime) -> bool {
+        matches!(self.tickets.get(id), Some(Ticket::Tgt(tgt)) if !tgt.is_expired(now))
     }
 }
 
@@ -83,7 +92,9 @@ impl TicketRegistry for MemoryRegistry {
         let Some(tgt) = inner.live_tgt_mut(&ticket.tgt_id, now) else {
             return Ok(false);
         };
-        tgt.last_used_at = now;
+        if ticket.grant == Grant::Service {
+            tgt.last_used_at = now;
+        }
         tgt.issued.push(IssuedTicket {
             ticket_id: ticket.id.clone(),
             service: ticket.service.clone(),
@@ -98,7 +109,7 @@ impl TicketRegistry for MemoryRegistry {
         let mut inner = self.lock();
         match inner.tickets.get(id) {
             None => return Ok(Redeemed::Missing),
-            Some(Ticket::Tgt(_)) => return Ok(Redeemed::WrongKind),
+            Some(Ticket::Tgt(_) | Ticket::ProxyGranting(_)) => return Ok(Redeemed::WrongKind),
             Some(Ticket::Service(_)) => {}
         }
         let Some(Ticket::Service(st)) = inner.tickets.remove(id) else {
@@ -109,6 +120,46 @@ impl TicketRegistry for MemoryRegistry {
         } else {
             Redeemed::Valid(st)
         })
+    }
+
+    async fn add_pgt(
+        &self,
+        pgt: ProxyGrantingTicket,
+        now: OffsetDateTime,
+    ) -> Result<bool, RegistryError> {
+        let mut inner = self.lock();
+        let Some(tgt) = inner.live_tgt_mut(&pgt.tgt_id, now) else {
+            return Ok(false);
+        };
+        tgt.proxy_granting.push(pgt.id.clone());
+        inner
+            .tickets
+            .insert(pgt.id.clone(), Ticket::ProxyGranting(pgt));
+        Ok(true)
+    }
+
+    async fn get_pgt(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<ProxyGrantingTicket>, RegistryError> {
+        let inner = self.lock();
+        match inner.tickets.get(id) {
+            Some(Ticket::ProxyGranting(pgt)) if inner.has_live_tgt(&pgt.tgt_id, now) => {
+                Ok(Some(pgt.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn remove_pgt(&self, id: &str) -> Result<(), RegistryError> {
+        let mut inner = self.lock();
+        if let Some(Ticket::ProxyGranting(pgt)) = inner.tickets.remove(id)
+            && let Some(Ticket::Tgt(tgt)) = inner.tickets.get_mut(&pgt.tgt_id)
+        {
+            tgt.proxy_granting.retain(|p| p != id);
+        }
+        Ok(())
     }
 
     async fn remove_tgt(&self, id: &str) -> Result<Option<TicketGrantingTicket>, RegistryError> {
@@ -132,6 +183,8 @@ impl TicketRegistry for MemoryRegistry {
             .filter(|(_, t)| match t {
                 Ticket::Tgt(tgt) => tgt.is_expired(now),
                 Ticket::Service(st) => st.is_expired(now),
+                // Normally removed with its TGT; this catches a parent that is already gone.
+                Ticket::ProxyGranting(pgt) => !inner.has_live_tgt(&pgt.tgt_id, now),
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -284,6 +337,32 @@ mod tests {
         );
         assert_eq!(reg.sweep(much_later).await.unwrap(), 2);
         assert_eq!(reg.count().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_pgt_lives_exactly_as_long_as_its_tgt_and_is_never_redeemed() {
+        let reg = MemoryRegistry::new();
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let t = tgt(t0);
+        reg.add_tgt(t.clone()).await.unwrap();
+        let pgt = ProxyGrantingTicket::new(&t.id, "https://a/", vec!["https://a/cb".into()], t0);
+        assert!(reg.add_pgt(pgt.clone(), t0).await.unwrap());
+        assert!(matches!(
+            reg.redeem(&pgt.id, t0).await.unwrap(),
+            Redeemed::WrongKind
+        ));
+        assert!(reg.get_pgt(&pgt.id, t0).await.unwrap().is_some());
+        assert!(
+            reg.get_pgt(&t.id, t0).await.unwrap().is_none(),
+            "a TGT is not a PGT"
+        );
+        let idle = t0 + time::Duration::seconds(60);
+        assert!(
+            reg.get_pgt(&pgt.id, idle).await.unwrap().is_none(),
+            "expires with its TGT"
+        );
+        reg.remove_tgt(&t.id).await.unwrap();
+        assert_eq!(reg.count().await.unwrap(), 0, "removed with its TGT");
     }
 
     #[tokio::test]

@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 pub use expiration::ExpirationPolicy;
 pub use memory::MemoryRegistry;
 pub use model::{
-    Grant, IssuedTicket, Principal, ServiceTicket, Ticket, TicketGrantingTicket,
-    new_service_ticket_id, new_tgt_id,
+    Grant, IssuedTicket, Principal, ProxyGrantingTicket, ServiceTicket, Ticket,
+    TicketGrantingTicket, new_pgt_iou, new_service_ticket_id, new_tgt_id,
 };
 
 /// A store that cannot answer (a networked store that is down). The in-memory store never
@@ -47,13 +47,31 @@ pub trait TicketRegistry: Send + Sync + std::fmt::Debug {
         now: OffsetDateTime,
     ) -> Result<Option<TicketGrantingTicket>, RegistryError>;
 
-    /// Stores `ticket` under its live parent TGT, records it there for single logout and
-    /// slides the parent's idle window, as one step. `false` if the parent is gone.
+    /// Stores `ticket` under its live parent TGT and records it there for single logout,
+    /// as one step; a service ticket (the user's own activity) also slides the parent's
+    /// idle window, a proxy ticket does not. `false` if the parent is gone.
     async fn add_service_ticket(
         &self,
         ticket: ServiceTicket,
         now: OffsetDateTime,
     ) -> Result<bool, RegistryError>;
+
+    /// Stores a PGT under its live parent TGT; `false` if the parent is gone.
+    async fn add_pgt(
+        &self,
+        pgt: ProxyGrantingTicket,
+        now: OffsetDateTime,
+    ) -> Result<bool, RegistryError>;
+
+    /// The PGT `id`, if it is one and its TGT is alive (TKT-06).
+    async fn get_pgt(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<ProxyGrantingTicket>, RegistryError>;
+
+    /// Removes one PGT (a proxy callback that failed).
+    async fn remove_pgt(&self, id: &str) -> Result<(), RegistryError>;
 
     /// Atomically removes and returns a one-use ticket: two concurrent callers never both
     /// receive `Valid` for the same id.

@@ -20,6 +20,8 @@ pub struct Principal {
 /// TKT-05: ST and PT ids fit in 32 characters (`ST-` + 29 base62 ≈ 172 bits).
 const SERVICE_TICKET_RANDOM_LEN: usize = 29;
 const TGT_RANDOM_LEN: usize = 40;
+/// TKT-05: PGT and PGTIOU stay within 64 characters.
+const PGT_RANDOM_LEN: usize = 56;
 
 /// New ids: `PREFIX-<base62 from the OS CSPRNG>` (TKT-01, TKT-02).
 pub fn new_tgt_id() -> String {
@@ -28,6 +30,19 @@ pub fn new_tgt_id() -> String {
 
 pub fn new_service_ticket_id() -> String {
     format!("ST-{}", random_base62(SERVICE_TICKET_RANDOM_LEN))
+}
+
+pub fn new_proxy_ticket_id() -> String {
+    format!("PT-{}", random_base62(SERVICE_TICKET_RANDOM_LEN))
+}
+
+pub fn new_pgt_id() -> String {
+    format!("PGT-{}", random_base62(PGT_RANDOM_LEN))
+}
+
+/// PCB-09: an IOU is independent randomness, never derived from the PGT.
+pub fn new_pgt_iou() -> String {
+    format!("PGTIOU-{}", random_base62(PGT_RANDOM_LEN - 3))
 }
 
 /// A ticket handed out under an SSO session, remembered for single logout.
@@ -51,6 +66,9 @@ pub struct TicketGrantingTicket {
     pub remember_me: bool,
     pub expiration: ExpirationPolicy,
     pub issued: Vec<IssuedTicket>,
+    /// PGTs granted under this session; they die with it (TKT-06, LOGOUT-02).
+    #[serde(default)]
+    pub proxy_granting: Vec<String>,
 }
 
 impl TicketGrantingTicket {
@@ -68,12 +86,38 @@ impl TicketGrantingTicket {
             remember_me,
             expiration,
             issued: Vec::new(),
+            proxy_granting: Vec::new(),
         }
     }
 
     pub fn is_expired(&self, now: OffsetDateTime) -> bool {
         self.expiration
             .is_expired(self.authenticated_at, self.last_used_at, now)
+    }
+}
+
+/// A proxy-granting ticket (§3.3): multi-use, alive exactly as long as its TGT.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProxyGrantingTicket {
+    pub id: String,
+    pub tgt_id: String,
+    /// The service that validated with `pgtUrl` and now holds this PGT.
+    pub service: String,
+    /// The proxy chain this PGT extends, most recent (its own `pgtUrl`) first.
+    pub proxies: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl ProxyGrantingTicket {
+    pub fn new(tgt_id: &str, service: &str, proxies: Vec<String>, now: OffsetDateTime) -> Self {
+        Self {
+            id: new_pgt_id(),
+            tgt_id: tgt_id.to_owned(),
+            service: service.to_owned(),
+            proxies,
+            created_at: now,
+        }
     }
 }
 
@@ -127,6 +171,25 @@ impl ServiceTicket {
         self.expiration
             .is_expired(self.created_at, self.created_at, now)
     }
+
+    /// A proxy ticket (§3.2) for `service`, carrying the PGT's chain (PVAL-02).
+    pub fn proxy(
+        pgt: &ProxyGrantingTicket,
+        service: &str,
+        now: OffsetDateTime,
+        expiration: ExpirationPolicy,
+    ) -> Self {
+        Self {
+            id: new_proxy_ticket_id(),
+            tgt_id: pgt.tgt_id.clone(),
+            service: service.to_owned(),
+            created_at: now,
+            expiration,
+            from_new_login: false,
+            grant: Grant::Proxy,
+            proxies: pgt.proxies.clone(),
+        }
+    }
 }
 
 /// Everything a registry stores, tagged by kind so that a ticket presented where another
@@ -135,6 +198,7 @@ impl ServiceTicket {
 pub enum Ticket {
     Tgt(TicketGrantingTicket),
     Service(ServiceTicket),
+    ProxyGranting(ProxyGrantingTicket),
 }
 
 #[cfg(test)]
@@ -143,11 +207,20 @@ mod tests {
 
     #[test]
     fn ids_follow_the_protocol_charset_and_length() {
-        let re = regex::Regex::new(r"^(ST|TGT)-[A-Za-z0-9-]+$").unwrap();
+        let re = regex::Regex::new(r"^(ST|PT|PGT|PGTIOU|TGT)-[A-Za-z0-9-]+$").unwrap();
         let st = new_service_ticket_id();
         assert!(re.is_match(&st));
         assert_eq!(st.len(), 32);
-        assert!(re.is_match(&new_tgt_id()));
+        assert_eq!(new_proxy_ticket_id().len(), 32);
+        assert!(new_pgt_id().len() <= 64 && new_pgt_iou().len() <= 64);
+        for id in [
+            new_tgt_id(),
+            new_proxy_ticket_id(),
+            new_pgt_id(),
+            new_pgt_iou(),
+        ] {
+            assert!(re.is_match(&id), "{id}");
+        }
         assert_ne!(new_service_ticket_id(), st);
     }
 }

@@ -8,6 +8,7 @@ mod error;
 mod login;
 mod logout;
 mod params;
+mod proxy;
 mod redirect;
 mod session;
 mod state;
@@ -54,6 +55,7 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
             "/p3/proxyValidate",
             get(validate::p3_proxy_validate).post(validate::p3_proxy_validate),
         )
+        .route("/proxy", get(proxy::get_proxy).post(proxy::get_proxy))
         .route("/health", get(health))
         // GEN-06: nothing that carries or leads to a ticket may be cached.
         .layer(middleware::from_fn(no_store))

@@ -1,0 +1,313 @@
+//! The one outbound HTTP client: proxy-granting callbacks now, single-logout messages later.
+//!
+//! Every call the server makes on a client's say-so (a `pgtUrl` is chosen by whoever
+//! validates a ticket) is a server-side request forgery risk, so the client is closed by
+//! default: TLS certificates and host names are verified, redirects are never followed,
+//! timeouts are short, and loopback, private and link-local destinations are refused,
+//! both as IP literals and after DNS resolution (a name that resolves to 127.0.0.1 is
+//! refused too). `allow_local_urls` lifts that last rule for internal deployments.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::HttpClient;
+use crate::protocol::ProxyCallback;
+
+/// Why an outbound call did not happen or did not succeed. Texts never contain the
+/// request URL's query (which carries PGTs).
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Transport(String),
+    #[error("answered HTTP {0}")]
+    Status(u16),
+}
+
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    client: reqwest::Client,
+    allow_local_urls: bool,
+    authority_pattern: Option<regex::Regex>,
+}
+
+impl Outbound {
+    pub fn new(settings: &HttpClient) -> Result<Self, String> {
+        let mut roots: Vec<reqwest::Certificate> = Vec::new();
+        // System roots are loaded here rather than left to the platform verifier, so that
+        // the same trust store serves with or without host-name verification.
+        let native = rustls_native_certs::load_native_certs();
+        for err in &native.errors {
+            tracing::debug!(error = %err, "skipping an unreadable system CA certificate");
+        }
+        roots.extend(
+            native
+                .certs
+                .iter()
+                .filter_map(|der| reqwest::Certificate::from_der(der).ok()),
+        );
+        for der in &settings.extra_roots {
+            roots.push(
+                reqwest::Certificate::from_der(der)
+                    .map_err(|e| format!("http_client.trust_store: unusable certificate: {e}"))?,
+            );
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &settings.default_headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("http_client.default_headers: {name}: {e}"))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| format!("http_client.default_headers: {name}: {e}"))?;
+            headers.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .tls_certs_only(roots)
+            .tls_danger_accept_invalid_hostnames(!settings.verify_hostname)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(settings.connect_timeout)
+            .read_timeout(settings.read_timeout)
+            .timeout(settings.connect_timeout + settings.read_timeout)
+            .user_agent(concat!("cas-server/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
+            .dns_resolver(GuardedResolver {
+                allow_local: settings.allow_local_urls,
+            });
+        builder = match &settings.proxy {
+            Some(proxy) => builder.proxy(
+                reqwest::Proxy::all(format!("http://{proxy}"))
+                    .map_err(|e| format!("http_client.proxy: {e}"))?,
+            ),
+            None => builder.no_proxy(),
+        };
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot build the outbound HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            allow_local_urls: settings.allow_local_urls,
+            authority_pattern: settings.authority_pattern.clone(),
+        })
+    }
+
+    /// Checks `url` against the destination rules before any connection is made.
+    fn admit(&self, url: &str) -> Result<reqwest::Url, OutboundError> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| OutboundError::Refused(format!("not a URL ({e})")))?;
+        if !matches!(parsed.scheme(), "https" | "http") {
+            return Err(OutboundError::Refused("only http(s) URLs".into()));
+        }
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| OutboundError::Refused("no host".into()))?;
+        if let Some(pattern) = &self.authority_pattern {
+            let authority = match parsed.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_owned(),
+            };
+            if !pattern.is_match(&authority) {
+                return Err(OutboundError::Refused(format!(
+                    "{authority} is outside http_client.authority_pattern"
+                )));
+            }
+        }
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = literal.parse::<IpAddr>()
+            && !self.allow_local_urls
+            && is_local(ip)
+        {
+            return Err(OutboundError::Refused(format!(
+                "{ip} is a local address (set http_client.allow_local_urls to reach it)"
+            )));
+        }
+        Ok(parsed)
+    }
+
+    /// GETs `url`; `Ok` only for HTTP 200.
+    pub async fn get_expecting_200(&self, url: &str) -> Result<(), OutboundError> {
+        let url = self.admit(url)?;
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| OutboundError::Transport(describe(&e)))?;
+        match response.status().as_u16() {
+            200 => Ok(()),
+            other => Err(OutboundError::Status(other)),
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyCallback for Outbound {
+    async fn deliver(&self, url: &str) -> Result<(), String> {
+        self.get_expecting_200(url).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The error and its causes, without the URL (it carries a PGT).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let mut text = kind.to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Loopback, private, link-local, unspecified, shared (CGNAT), multicast and broadcast
+/// addresses: everything that is not a public unicast destination.
+pub fn is_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_local(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Resolves names and drops local addresses unless they are allowed, so DNS cannot be
+/// used to point an outbound call at an internal host.
+#[derive(Debug, Clone, Copy)]
+struct GuardedResolver {
+    allow_local: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_local = self.allow_local;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let admitted: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|addr| allow_local || !is_local(addr.ip()))
+                .collect();
+            if admitted.is_empty() {
+                return Err(format!(
+                    "{host} resolves only to local addresses (set http_client.allow_local_urls to reach them)"
+                )
+                .into());
+            }
+            Ok(Box::new(admitted.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Shared handle, as the protocol layer holds it.
+pub fn callback(outbound: &Outbound) -> Arc<dyn ProxyCallback> {
+    Arc::new(outbound.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_addresses_are_recognised() {
+        for local in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::",
+        ] {
+            assert!(is_local(local.parse().unwrap()), "{local}");
+        }
+        for public in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(!is_local(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    fn settings() -> HttpClient {
+        HttpClient {
+            connect_timeout: std::time::Duration::from_secs(1),
+            read_timeout: std::time::Duration::from_secs(1),
+            extra_roots: vec![],
+            verify_hostname: true,
+            allow_local_urls: false,
+            authority_pattern: Some(
+                regex::Regex::new(r"^(?:[a-z.]+\.example\.org(:\d+)?|127\.0\.0\.1:\d+)$").unwrap(),
+            ),
+            proxy: None,
+            default_headers: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn literal_local_addresses_and_foreign_authorities_are_refused_before_connecting() {
+        let out = Outbound::new(&settings()).unwrap();
+        let e = out
+            .get_expecting_200("https://127.0.0.1:9/cb?pgtId=PGT-secret")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, OutboundError::Refused(_)), "{e}");
+        assert!(!e.to_string().contains("PGT-secret"));
+        let e = out
+            .get_expecting_200("https://evil.example.net/cb")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("authority_pattern"), "{e}");
+        assert!(matches!(
+            out.get_expecting_200("ftp://a.example.org/").await,
+            Err(OutboundError::Refused(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_loopback_is_refused_after_resolution() {
+        let mut s = settings();
+        s.authority_pattern = None;
+        let out = Outbound::new(&s).unwrap();
+        let e = out
+            .get_expecting_200("https://localhost:9/cb")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("local addresses"), "{e}");
+    }
+}

@@ -1,0 +1,431 @@
+//! Proxy authentication (§2.5.4, §2.7): handing a PGT to a service's `pgtUrl`, and
+//! trading a PGT for proxy tickets at `/proxy`.
+//!
+//! The protocol decides *whether* and *what* to send; how it travels (TLS, timeouts,
+//! address checks) belongs to the [`ProxyCallback`] implementation in `outbound`.
+
+use async_trait::async_trait;
+
+use super::login::append_query;
+use super::{Cas, ErrorCode, Failure};
+use crate::services::RegisteredService;
+use crate::tickets::{ProxyGrantingTicket, ServiceTicket, new_pgt_iou};
+
+/// Delivers `pgtIou`/`pgtId` to a callback URL (PCB-04). `Ok` only for HTTP 200 (PCB-05).
+#[async_trait]
+pub trait ProxyCallback: Send + Sync + std::fmt::Debug {
+    /// `url` already carries both parameters; the error text is for logs and is free of
+    /// the PGT.
+    async fn deliver(&self, url: &str) -> Result<(), String>;
+}
+
+/// Refuses every callback: for deployments and tests without an outbound client.
+#[derive(Debug, Default)]
+pub struct NoCallbacks;
+
+#[async_trait]
+impl ProxyCallback for NoCallbacks {
+    async fn deliver(&self, _url: &str) -> Result<(), String> {
+        Err("outbound calls are not configured".into())
+    }
+}
+
+impl Cas {
+    /// Grants a PGT to `pgt_url` for a validated ticket (VAL-10, PCB-01..09) and returns
+    /// the PGTIOU for the response. `chain` is the validated ticket's proxy chain.
+    pub(super) async fn grant_proxy_granting_ticket(
+        &self,
+        registered: &RegisteredService,
+        ticket: &ServiceTicket,
+        pgt_url: &str,
+    ) -> Result<String, Failure> {
+        // PCB-02: the default policy refuses; a policy names the callbacks it allows.
+        let allowed = self.options.proxy_authn_enabled
+            && registered
+                .proxy_callback
+                .as_ref()
+                .is_some_and(|pattern| pattern.matches(pgt_url));
+        if !allowed {
+            return Err(Failure::new(
+                ErrorCode::UnauthorizedServiceProxy,
+                format!(
+                    "Service '{}' is not allowed to use proxy callback '{pgt_url}'",
+                    ticket.service
+                ),
+            ));
+        }
+        // PCB-01.
+        let is_https = url::Url::parse(pgt_url).is_ok_and(|u| u.scheme() == "https");
+        if !is_https || pgt_url.chars().any(char::is_control) {
+            return Err(Failure::new(
+                ErrorCode::InvalidProxyCallback,
+                format!("The proxy callback '{pgt_url}' is not an https URL"),
+            ));
+        }
+        let mut proxies = Vec::with_capacity(ticket.proxies.len() + 1);
+        proxies.push(pgt_url.to_owned());
+        proxies.extend(ticket.proxies.iter().cloned());
+        let now = self.clock.now();
+        let pgt = ProxyGrantingTicket::new(&ticket.tgt_id, &ticket.service, proxies, now);
+        let pgt_id = pgt.id.clone();
+        let iou = new_pgt_iou();
+        // Stored before the call so the client may use the PGT as soon as it has it.
+        if !self
+            .tickets
+            .add_pgt(pgt, now)
+            .await
+            .map_err(super::validate::internal)?
+        {
+            return Err(Failure::new(
+                ErrorCode::InvalidTicket,
+                "The SSO session ended during validation",
+            ));
+        }
+        let url = append_query(pgt_url, &[("pgtIou", &iou), ("pgtId", &pgt_id)]);
+        match self.proxy_callback.deliver(&url).await {
+            Ok(()) => Ok(iou),
+            Err(why) => {
+                tracing::warn!(pgt_url, reason = %why, "proxy callback failed; no PGT granted");
+                if let Err(e) = self.tickets.remove_pgt(&pgt_id).await {
+                    tracing::error!(error = %e, "could not withdraw the PGT of a failed callback");
+                }
+                // PCB-06: validation fails; the ticket is already consumed (PCB-07).
+                Err(Failure::new(
+                    ErrorCode::InvalidProxyCallback,
+                    format!(
+                        "The proxy callback '{pgt_url}' could not be reached or did not answer 200"
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// `/proxy` (§2.7): a proxy ticket for `target_service`, from a live PGT.
+    #[tracing::instrument(skip_all)]
+    pub async fn proxy(
+        &self,
+        pgt: Option<&str>,
+        target_service: Option<&str>,
+    ) -> Result<String, Failure> {
+        let (Some(pgt), Some(target)) = (pgt, target_service) else {
+            return Err(Failure::new(
+                ErrorCode::InvalidRequest,
+                "'pgt' and 'targetService' parameters are both required",
+            ));
+        };
+        if !self.options.proxy_authn_enabled {
+            return Err(Failure::new(
+                ErrorCode::UnauthorizedService,
+                "Proxy authentication is disabled on this server",
+            ));
+        }
+        let now = self.clock.now();
+        // PROXY-04, PROXY-06: by stored kind; a TGT, ST or PT id is "not a PGT".
+        let Some(pgt) = self
+            .tickets
+            .get_pgt(pgt, now)
+            .await
+            .map_err(super::validate::internal)?
+        else {
+            return Err(Failure::new(
+                ErrorCode::InvalidTicket,
+                format!("Ticket '{pgt}' is not a valid proxy-granting ticket"),
+            ));
+        };
+        // PROXY-03.
+        if !self
+            .resolve_service(target)
+            .is_some_and(|s| s.accept_proxy_tickets)
+        {
+            return Err(Failure::new(
+                ErrorCode::UnauthorizedService,
+                format!("Service '{target}' is not authorized to receive proxy tickets"),
+            ));
+        }
+        let ticket = ServiceTicket::proxy(&pgt, target, now, self.policies.proxy_ticket);
+        let id = ticket.id.clone();
+        if !self
+            .tickets
+            .add_service_ticket(ticket, now)
+            .await
+            .map_err(super::validate::internal)?
+        {
+            return Err(Failure::new(
+                ErrorCode::InvalidTicket,
+                format!("The SSO session of ticket '{}' has ended", pgt.id),
+            ));
+        }
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::super::testing::{SERVICE, cas};
+    use super::super::{CredentialOutcome, Endpoint, ValidationRequest};
+    use super::*;
+    use crate::clock::ManualClock;
+
+    /// Records callback URLs; fails when `fail` is set.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        urls: Mutex<Vec<String>>,
+        fail: bool,
+    }
+
+    #[async_trait]
+    impl ProxyCallback for Recorder {
+        async fn deliver(&self, url: &str) -> Result<(), String> {
+            self.urls.lock().unwrap().push(url.to_owned());
+            if self.fail {
+                Err("HTTP 500".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    const BACKEND: &str = "https://backend.example.org/api";
+
+    fn query_value(url: &str, name: &str) -> String {
+        url::Url::parse(url)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    }
+
+    async fn st(cas: &Cas) -> String {
+        let CredentialOutcome::Success {
+            redirect: Some((_, st)),
+            ..
+        } = cas
+            .submit_credentials(Some(SERVICE), "alice", "pw", None)
+            .await
+            .unwrap()
+        else {
+            panic!("login failed")
+        };
+        st
+    }
+
+    fn with_pgt_url<'a>(
+        service: &'a str,
+        ticket: &'a str,
+        pgt_url: &'a str,
+    ) -> ValidationRequest<'a> {
+        ValidationRequest {
+            service: Some(service),
+            ticket: Some(ticket),
+            renew: false,
+            pgt_url: Some(pgt_url),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pgt_reaches_the_callback_and_buys_proxy_tickets_along_a_chain() {
+        let recorder = Arc::new(Recorder::default());
+        let mut cas = cas(ManualClock::new());
+        cas.proxy_callback = recorder.clone();
+        let st = st(&cas).await;
+
+        let ok = cas
+            .validate(
+                Endpoint::ServiceValidate,
+                with_pgt_url(SERVICE, &st, "https://app.example.org/cb/?x=1"),
+            )
+            .await
+            .unwrap();
+
+        let url = recorder.urls.lock().unwrap()[0].clone();
+        assert!(
+            url.starts_with("https://app.example.org/cb/?x=1&pgtIou=PGTIOU-"),
+            "{url}"
+        );
+        let iou = query_value(&url, "pgtIou");
+        let pgt = query_value(&url, "pgtId");
+        assert_eq!(ok.proxy_granting_ticket.as_deref(), Some(iou.as_str()));
+        assert_ne!(
+            iou.trim_start_matches("PGTIOU-"),
+            pgt.trim_start_matches("PGT-")
+        );
+        // PROXY-05: multi-use.
+        let pt1 = cas.proxy(Some(&pgt), Some(BACKEND)).await.unwrap();
+        let pt2 = cas.proxy(Some(&pgt), Some(BACKEND)).await.unwrap();
+        assert_ne!(pt1, pt2);
+        assert!(pt1.starts_with("PT-"));
+        // VAL-06: not at /serviceValidate, and consumed there.
+        let refused = cas
+            .validate(
+                Endpoint::ServiceValidate,
+                ValidationRequest {
+                    service: Some(BACKEND),
+                    ticket: Some(&pt2),
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert_eq!(refused.unwrap_err().code, ErrorCode::InvalidTicket);
+        let again = cas
+            .validate(
+                Endpoint::ProxyValidate,
+                ValidationRequest {
+                    service: Some(BACKEND),
+                    ticket: Some(&pt2),
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert!(again.unwrap_err().description.contains("not recognized"));
+        // Chain: the backend validates PT1 with its own callback and proxies further.
+        let ok = cas
+            .validate(
+                Endpoint::ProxyValidate,
+                with_pgt_url(BACKEND, &pt1, "https://backend.example.org/cb/"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ok.proxies, vec!["https://app.example.org/cb/?x=1"]);
+        let pgt2 = query_value(&recorder.urls.lock().unwrap()[1], "pgtId");
+        let pt3 = cas.proxy(Some(&pgt2), Some(BACKEND)).await.unwrap();
+        let ok = cas
+            .validate(
+                Endpoint::P3ProxyValidate,
+                ValidationRequest {
+                    service: Some(BACKEND),
+                    ticket: Some(&pt3),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            ok.proxies,
+            vec![
+                "https://backend.example.org/cb/",
+                "https://app.example.org/cb/?x=1"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_callbacks_give_the_checklist_codes_and_no_pgt() {
+        let recorder = Arc::new(Recorder {
+            fail: true,
+            ..Default::default()
+        });
+        let mut cas = cas(ManualClock::new());
+        cas.proxy_callback = recorder.clone();
+        let cases = [
+            (
+                "https://elsewhere.example/cb/",
+                ErrorCode::UnauthorizedServiceProxy,
+            ),
+            (
+                "http://app.example.org/cb/",
+                ErrorCode::UnauthorizedServiceProxy,
+            ),
+            (
+                "https://app.example.org/cb/",
+                ErrorCode::InvalidProxyCallback,
+            ),
+        ];
+        for (pgt_url, code) in cases {
+            let st = st(&cas).await;
+            let r = cas
+                .validate(
+                    Endpoint::ServiceValidate,
+                    with_pgt_url(SERVICE, &st, pgt_url),
+                )
+                .await;
+            assert_eq!(r.unwrap_err().code, code, "{pgt_url}");
+            let again = cas
+                .validate(
+                    Endpoint::ServiceValidate,
+                    ValidationRequest {
+                        service: Some(SERVICE),
+                        ticket: Some(&st),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            assert_eq!(
+                again.unwrap_err().code,
+                ErrorCode::InvalidTicket,
+                "PCB-07: consumed"
+            );
+        }
+        let urls = recorder.urls.lock().unwrap().clone();
+        assert_eq!(urls.len(), 1, "only the allowed https callback was tried");
+        let pgt = query_value(&urls[0], "pgtId");
+        let r = cas.proxy(Some(&pgt), Some(BACKEND)).await;
+        assert_eq!(
+            r.unwrap_err().code,
+            ErrorCode::InvalidTicket,
+            "the PGT of a failed callback is withdrawn"
+        );
+    }
+
+    #[tokio::test]
+    async fn proxy_requests_are_checked_in_order() {
+        let recorder = Arc::new(Recorder::default());
+        let mut cas = cas(ManualClock::new());
+        cas.proxy_callback = recorder.clone();
+        let st = st(&cas).await;
+        cas.validate(
+            Endpoint::ServiceValidate,
+            with_pgt_url(SERVICE, &st, "https://app.example.org/cb/"),
+        )
+        .await
+        .unwrap();
+        let pgt = query_value(&recorder.urls.lock().unwrap()[0], "pgtId");
+
+        assert_eq!(
+            cas.proxy(None, Some(BACKEND)).await.unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            cas.proxy(Some(&pgt), None).await.unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            cas.proxy(Some("PGT-unknown"), Some(BACKEND))
+                .await
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidTicket
+        );
+        assert_eq!(
+            cas.proxy(Some(&pgt), Some(SERVICE)).await.unwrap_err().code,
+            ErrorCode::UnauthorizedService,
+            "not accepting PTs"
+        );
+        assert_eq!(
+            cas.proxy(Some(&pgt), Some("https://evil.example/"))
+                .await
+                .unwrap_err()
+                .code,
+            ErrorCode::UnauthorizedService
+        );
+        cas.options.proxy_authn_enabled = false;
+        assert_eq!(
+            cas.proxy(Some(&pgt), Some(BACKEND)).await.unwrap_err().code,
+            ErrorCode::UnauthorizedService
+        );
+        let st = self::st(&cas).await;
+        let r = cas
+            .validate(
+                Endpoint::ServiceValidate,
+                with_pgt_url(SERVICE, &st, "https://app.example.org/cb/"),
+            )
+            .await;
+        assert_eq!(
+            r.unwrap_err().code,
+            ErrorCode::UnauthorizedServiceProxy,
+            "the global switch"
+        );
+    }
+}
