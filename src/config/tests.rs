@@ -192,3 +192,60 @@ fn the_example_config_loads_and_documents_every_key() {
         );
     }
 }
+
+#[test]
+fn http_client_mistakes_are_reported_together() {
+    let e = load_text(
+        "[http_client]\ntrust_store = \"/nonexistent/ca.pem\"\nproxy = \"no-port\"\nauthority_pattern = \"(\"\nread_timeout = \"soon\"\ndefault_headers = { \"Bad Header\" = \"x\" }\n",
+    )
+    .unwrap_err();
+    let k = keys(&e);
+    for expected in [
+        "http_client.trust_store",
+        "http_client.proxy",
+        "http_client.authority_pattern",
+        "http_client.read_timeout",
+        "http_client.default_headers.Bad Header",
+    ] {
+        assert!(k.contains(&expected), "{expected} missing: {e}");
+    }
+}
+
+#[test]
+fn a_trust_store_must_hold_pem_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let e = load_text(&format!(
+        "[http_client]\ntrust_store = \"{}\"\n",
+        bad.display()
+    ))
+    .unwrap_err();
+    assert_eq!(keys(&e), vec!["http_client.trust_store"]);
+    assert!(e.to_string().contains("no PEM certificate"), "{e}");
+}
+
+#[test]
+fn service_proxy_policies_are_parsed_and_checked() {
+    let s = load_text(
+        "[[services]]\nid = 1\nname = \"Portal\"\npattern = \"https://p.example.org/\"\nproxy_callback = \"prefix:https://p.example.org/cb/\"\naccept_proxy_tickets = true\n",
+    )
+    .unwrap();
+    assert!(s.services[0].accept_proxy_tickets);
+    assert!(
+        s.services[0]
+            .proxy_callback
+            .as_ref()
+            .unwrap()
+            .matches("https://p.example.org/cb/x")
+    );
+    let e = load_text(
+        "[[services]]\nid = 1\nname = \"Portal\"\npattern = \"https://p.example.org/\"\nproxy_callback = \"regex:(\"\n[tickets]\npt_ttl = \"1h\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        keys(&e),
+        vec!["tickets.pt_ttl", "services[0].proxy_callback"],
+        "{e}"
+    );
+}

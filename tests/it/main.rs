@@ -7,5 +7,6 @@ mod support;
 mod cli;
 mod login;
 mod logout;
+mod proxy;
 mod tgc;
 mod validate;

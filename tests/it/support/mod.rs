@@ -14,6 +14,8 @@ use reqwest::cookie::{CookieStore as _, Jar};
 use reqwest::header::{HeaderMap, LOCATION};
 use tokio::sync::oneshot;
 
+pub mod callback;
+
 pub const PASSWORD: &str = "correct horse";
 pub const BOB_PASSWORD: &str = "hunter2";
 /// Registered through `prefix:https://app.example.org/`; its own query must survive.
@@ -24,6 +26,9 @@ pub const OTHER_SERVICE: &str = "https://app.example.org/other";
 pub const EXACT_SERVICE: &str = "https://exact.example.org/";
 pub const DISABLED_SERVICE: &str = "https://disabled.example.org/";
 pub const FOREIGN_SERVICE: &str = "https://evil.example.net/";
+pub const PORTAL: &str = "https://portal.example.org/app";
+pub const BACKEND: &str = "https://backend.example.org/api";
+pub const DATABASE: &str = "https://db.example.org/query";
 pub const USER_AGENT: &str = "cas-server-tests/1.0 (Browser)";
 
 pub const CONFIG: &str = r#"
@@ -61,6 +66,29 @@ id = 3
 name = "Disabled App"
 pattern = "https://disabled.example.org/"
 enabled = false
+
+# Proxy authentication: the portal may receive PGTs at the test callback endpoint and
+# obtain proxy tickets for the backend, which may proxy on to the database API.
+[[services]]
+id = 4
+name = "Portal"
+pattern = "prefix:https://portal.example.org/"
+proxy_callback = 'regex:https?://(localhost|127\.0\.0\.1):\d+/cb/.*'
+attributes = ["mail"]
+
+[[services]]
+id = 5
+name = "Backend"
+pattern = "prefix:https://backend.example.org/"
+accept_proxy_tickets = true
+proxy_callback = 'regex:https://(localhost|127\.0\.0\.1):\d+/cb/.*'
+attributes = ["mail"]
+
+[[services]]
+id = 6
+name = "Database API"
+pattern = "prefix:https://db.example.org/"
+accept_proxy_tickets = true
 "#;
 
 /// The test configuration, loaded exactly as an operator's file would be.
