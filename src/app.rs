@@ -12,12 +12,13 @@ use crate::auth::StaticUsers;
 use crate::clock::Clock;
 use crate::config::{Settings, TgcKeySource};
 use crate::crypto::random_bytes;
-use crate::outbound::{self, Outbound};
+use crate::outbound::{self, Outbound, SloQueue};
 use crate::protocol::flow::LoginFlow;
 use crate::protocol::{Cas, ProtocolOptions, TicketPolicies};
 use crate::services::ServiceRegistry;
 use crate::tgc::{TgcCodec, TgcKeys};
-use crate::tickets::{ExpirationPolicy, MemoryRegistry, TicketRegistry, reaper};
+use crate::tickets::reaper::{self, OnExpired};
+use crate::tickets::{ExpirationPolicy, MemoryRegistry, TicketRegistry};
 use crate::web::{self, AppState, CookieSettings, Inner};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,14 +35,23 @@ pub enum StartupError {
 }
 
 /// A bound, ready-to-run server.
-#[derive(Debug)]
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
     registry: Arc<dyn TicketRegistry>,
     clock: Arc<dyn Clock>,
     reaper_interval: std::time::Duration,
+    on_expired: Option<OnExpired>,
     base_path: String,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("addr", &self.local_addr())
+            .field("base_path", &self.base_path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl App {
@@ -52,6 +62,7 @@ impl App {
             .map_err(|e| StartupError::Keys(e.to_string()))?;
         let registry: Arc<dyn TicketRegistry> = Arc::new(MemoryRegistry::new());
         let outbound = Outbound::new(&settings.http_client).map_err(StartupError::Outbound)?;
+        let slo = SloQueue::start(outbound.clone(), &settings.slo);
         let cas = Cas {
             tickets: registry.clone(),
             services: Arc::new(ServiceRegistry::new(settings.services.clone())),
@@ -61,6 +72,7 @@ impl App {
             )),
             clock: clock.clone(),
             proxy_callback: outbound::callback(&outbound),
+            logout_sender: slo.clone(),
             policies: TicketPolicies {
                 tgt: ExpirationPolicy::sliding(
                     settings.tickets.tgt_idle_ttl,
@@ -73,8 +85,13 @@ impl App {
                 follow_service_redirects: settings.logout.follow_service_redirects,
                 attributes_on_v2: settings.validation.attributes_on_v2,
                 proxy_authn_enabled: settings.sso.proxy_authn_enabled,
+                slo_enabled: settings.slo.enabled,
             },
         };
+        let on_expired: Option<OnExpired> = (settings.slo.enabled && settings.slo.on_expiry).then(|| {
+            let cas = cas.clone();
+            Arc::new(move |sessions| cas.sessions_expired(sessions)) as OnExpired
+        });
         let flow_key = settings.login.flow_key.unwrap_or_else(random_bytes);
         let flow = LoginFlow::new(
             &flow_key,
@@ -98,6 +115,7 @@ impl App {
                 same_site: settings.tgc.same_site,
             },
             trusted_proxies: settings.server.trusted_proxies.clone(),
+            slo: slo.stats(),
             assets: format!("{base_path}/"),
         });
         let router = web::router(state, settings.server.request_timeout);
@@ -111,6 +129,7 @@ impl App {
             registry,
             clock,
             reaper_interval: settings.tickets.reaper_interval,
+            on_expired,
             base_path,
         })
     }
@@ -132,7 +151,13 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let reaper = reaper::spawn(self.registry, self.clock, self.reaper_interval, stop_rx);
+        let reaper = reaper::spawn(
+            self.registry,
+            self.clock,
+            self.reaper_interval,
+            self.on_expired,
+            stop_rx,
+        );
         let served = axum::serve(
             self.listener,
             self.router

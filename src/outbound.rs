@@ -1,4 +1,4 @@
-//! The one outbound HTTP client: proxy-granting callbacks now, single-logout messages later.
+//! The one outbound HTTP client: proxy-granting callbacks and single-logout messages.
 //!
 //! Every call the server makes on a client's say-so (a `pgtUrl` is chosen by whoever
 //! validates a ticket) is a server-side request forgery risk, so the client is closed by
@@ -9,13 +9,16 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::HttpClient;
-use crate::protocol::ProxyCallback;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::config::{HttpClient, Slo};
+use crate::protocol::{LogoutMessage, LogoutSender, ProxyCallback};
 
 /// Why an outbound call did not happen or did not succeed. Texts never contain the
 /// request URL's query (which carries PGTs).
@@ -139,6 +142,113 @@ impl Outbound {
         match response.status().as_u16() {
             200 => Ok(()),
             other => Err(OutboundError::Status(other)),
+        }
+    }
+}
+
+impl Outbound {
+    /// POSTs a form; `Ok` for any 2xx (SLO-08: clients answer 2xx to logout messages).
+    pub async fn post_form(&self, url: &str, body: String) -> Result<(), OutboundError> {
+        let url = self.admit(url)?;
+        let response = self
+            .client
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| OutboundError::Transport(describe(&e)))?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            status => Err(OutboundError::Status(status.as_u16())),
+        }
+    }
+}
+
+/// Counters of the single-logout queue, for `/health` and operators.
+#[derive(Debug, Default)]
+pub struct SloStats {
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// The back-channel single-logout sender: a bounded queue in front of a bounded pool of
+/// concurrent sends. `send` never waits: when the queue is full the message is dropped
+/// and counted, because a logout must not be slowed by slow or dead applications
+/// (SLO-04). Failed messages are logged and never retried.
+#[derive(Debug)]
+pub struct SloQueue {
+    queue: mpsc::Sender<LogoutMessage>,
+    stats: Arc<SloStats>,
+}
+
+impl SloQueue {
+    /// Starts the dispatcher; it stops when the queue's last sender is dropped.
+    pub fn start(outbound: Outbound, slo: &Slo) -> Arc<Self> {
+        let (queue, mut pending) = mpsc::channel::<LogoutMessage>(slo.queue_capacity);
+        let stats = Arc::new(SloStats::default());
+        let workers = Arc::new(Semaphore::new(slo.workers));
+        let timeout = slo.timeout;
+        let counters = stats.clone();
+        tokio::spawn(async move {
+            while let Some(message) = pending.recv().await {
+                let Ok(permit) = workers.clone().acquire_owned().await else {
+                    break;
+                };
+                let outbound = outbound.clone();
+                let counters = counters.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let body = form_urlencoded::Serializer::new(String::new())
+                        .append_pair("logoutRequest", &message.logout_request)
+                        .finish();
+                    let outcome =
+                        tokio::time::timeout(timeout, outbound.post_form(&message.url, body)).await;
+                    match outcome {
+                        Ok(Ok(())) => {
+                            counters.sent.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(url = %message.url, "single-logout message delivered");
+                        }
+                        Ok(Err(e)) => {
+                            counters.failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(url = %message.url, error = %e, "single-logout message failed; not retried");
+                        }
+                        Err(_) => {
+                            counters.failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(url = %message.url, timeout = ?timeout, "single-logout message timed out; not retried");
+                        }
+                    }
+                });
+            }
+        });
+        Arc::new(Self { queue, stats })
+    }
+
+    pub fn stats(&self) -> Arc<SloStats> {
+        self.stats.clone()
+    }
+}
+
+impl LogoutSender for SloQueue {
+    fn send(&self, message: LogoutMessage) {
+        match self.queue.try_send(message) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    url = %message.url,
+                    dropped_total = dropped,
+                    "single-logout queue full; message dropped (raise slo.queue_capacity or slo.workers)"
+                );
+            }
+            Err(mpsc::error::TrySendError::Closed(message)) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(url = %message.url, "single-logout sender stopped; message dropped");
+            }
         }
     }
 }

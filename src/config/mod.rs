@@ -21,13 +21,13 @@ use serde_json::{Map, Value};
 
 pub use duration::parse as parse_duration;
 pub use settings::{
-    Authn, HttpClient, Login, Logout, Origin, SameSite, Server, Settings, Sso, Tgc, TgcKeySource,
-    Tickets, Validation,
+    Authn, HttpClient, Login, Logout, Origin, SameSite, Server, Settings, Slo, Sso, Tgc,
+    TgcKeySource, Tickets, Validation,
 };
 
 use crate::auth::{UserRecord, check_password_hash};
 use crate::crypto::b64url_decode;
-use crate::services::{RegisteredService, ServicePattern};
+use crate::services::{LogoutPolicy, LogoutType, RegisteredService, ServicePattern};
 use crate::tgc::{CryptoMode, TgcKeys};
 
 /// Every key's default; merged under every configuration.
@@ -44,6 +44,7 @@ const SECTIONS: &[&str] = &[
     "tickets",
     "sso",
     "http_client",
+    "slo",
     "login",
     "authn",
     "logout",
@@ -74,6 +75,8 @@ const OPTIONAL_KEYS: &[&str] = &[
     "services.attributes",
     "services.proxy_callback",
     "services.accept_proxy_tickets",
+    "services.logout_type",
+    "services.logout_url",
 ];
 
 /// Where the overlay on top of the defaults comes from.
@@ -199,6 +202,7 @@ pub fn load_with_env(
     let tickets = ctx.section::<raw::Tickets>(&root, "tickets", &known_keys);
     let sso = ctx.section::<raw::Sso>(&root, "sso", &known_keys);
     let http_client = ctx.section::<raw::HttpClient>(&root, "http_client", &known_keys);
+    let slo = ctx.section::<raw::Slo>(&root, "slo", &known_keys);
     let login = ctx.section::<raw::Login>(&root, "login", &known_keys);
     let authn = ctx.section::<raw::Authn>(&root, "authn", &known_keys);
     let logout = ctx.section::<raw::Logout>(&root, "logout", &known_keys);
@@ -210,6 +214,7 @@ pub fn load_with_env(
     let tgc = tgc.and_then(|t| ctx.tgc(t, server.as_ref()));
     let tickets = tickets.and_then(|t| ctx.tickets(t));
     let http_client = http_client.and_then(|h| ctx.http_client(h));
+    let slo = slo.and_then(|s| ctx.slo(s));
     let login = login.and_then(|l| ctx.login(l));
     let users = users.map(|u| ctx.users(u));
     let services = services.map(|s| ctx.services(s));
@@ -224,6 +229,7 @@ pub fn load_with_env(
                 proxy_authn_enabled: sso?.proxy_authn_enabled,
             },
             http_client: http_client?,
+            slo: slo?,
             login: login?,
             authn: Authn {
                 max_concurrent_verifications: match authn?.max_concurrent_verifications {
@@ -711,6 +717,23 @@ impl Ctx {
         })
     }
 
+    fn slo(&mut self, raw: raw::Slo) -> Option<Slo> {
+        let timeout = self.duration("slo.timeout", &raw.timeout);
+        for (key, value) in [("slo.workers", raw.workers), ("slo.queue_capacity", raw.queue_capacity)] {
+            if value == 0 {
+                self.problem(key, "must be at least 1");
+                return None;
+            }
+        }
+        Some(Slo {
+            enabled: raw.enabled,
+            workers: raw.workers as usize,
+            queue_capacity: raw.queue_capacity as usize,
+            timeout: timeout?,
+            on_expiry: raw.on_expiry,
+        })
+    }
+
     fn login(&mut self, raw: raw::Login) -> Option<Login> {
         let form_ttl = self.duration("login.form_ttl", &raw.form_ttl);
         let flow_key = match raw.flow_key {
@@ -800,8 +823,9 @@ impl Ctx {
                     None
                 }
             };
-            match (ServicePattern::parse(&s.pattern), proxy_callback) {
-                (Ok(pattern), Some(proxy_callback)) => services.push(RegisteredService {
+            let logout = self.logout_policy(i, s.logout_type.as_deref(), s.logout_url);
+            match (ServicePattern::parse(&s.pattern), proxy_callback, logout) {
+                (Ok(pattern), Some(proxy_callback), Some(logout)) => services.push(RegisteredService {
                     id: s.id,
                     name: s.name,
                     description: s.description,
@@ -811,12 +835,39 @@ impl Ctx {
                     attributes: s.attributes,
                     proxy_callback,
                     accept_proxy_tickets: s.accept_proxy_tickets,
+                    logout,
                 }),
-                (Err(e), _) => self.problem(&format!("services[{i}].pattern"), e.0),
-                (Ok(_), None) => {}
+                (Err(e), _, _) => self.problem(&format!("services[{i}].pattern"), e.0),
+                _ => {}
             }
         }
         services
+    }
+}
+
+impl Ctx {
+    fn logout_policy(&mut self, i: usize, kind: Option<&str>, url: Option<String>) -> Option<LogoutPolicy> {
+        let kind = match kind.unwrap_or("back_channel") {
+            "back_channel" => LogoutType::BackChannel,
+            "front_channel" => LogoutType::FrontChannel,
+            "none" => LogoutType::None,
+            other => {
+                self.problem(
+                    &format!("services[{i}].logout_type"),
+                    format!("`{other}` is not \"back_channel\", \"front_channel\" or \"none\""),
+                );
+                return None;
+            }
+        };
+        if let Some(u) = &url {
+            let ok = url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "https" | "http"))
+                && !u.chars().any(char::is_control);
+            if !ok {
+                self.problem(&format!("services[{i}].logout_url"), format!("`{u}` is not an absolute http(s) URL"));
+                return None;
+            }
+        }
+        Some(LogoutPolicy { kind, url })
     }
 }
 

@@ -57,6 +57,15 @@ pub struct HttpClient {
 }
 
 #[derive(Debug, Deserialize)]
+pub struct Slo {
+    pub enabled: bool,
+    pub workers: u32,
+    pub queue_capacity: u32,
+    pub timeout: String,
+    pub on_expiry: bool,
+}
+
+#[derive(Debug, Deserialize)]
 pub struct Login {
     pub form_ttl: String,
     pub flow_key: Option<String>,
@@ -108,6 +117,8 @@ pub struct Service {
     pub proxy_callback: Option<String>,
     #[serde(default)]
     pub accept_proxy_tickets: bool,
+    pub logout_type: Option<String>,
+    pub logout_url: Option<String>,
 }
 
 fn yes() -> bool {

@@ -38,6 +38,7 @@ pub struct Settings {
     pub tickets: Tickets,
     pub sso: Sso,
     pub http_client: HttpClient,
+    pub slo: Slo,
     pub login: Login,
     pub authn: Authn,
     pub logout: Logout,
@@ -111,6 +112,20 @@ pub struct HttpClient {
     /// `host:port` of an HTTP proxy for outbound calls.
     pub proxy: Option<String>,
     pub default_headers: Vec<(String, String)>,
+}
+
+/// Single logout (SLO-01..12).
+#[derive(Debug, Clone)]
+pub struct Slo {
+    pub enabled: bool,
+    /// Back-channel messages in flight at once.
+    pub workers: usize,
+    /// Messages waiting for a worker; beyond it new messages are dropped.
+    pub queue_capacity: usize,
+    /// Longest one back-channel message may take.
+    pub timeout: Duration,
+    /// Also notify services when a session ends by idle or hard timeout.
+    pub on_expiry: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -2,7 +2,8 @@
 
 use super::{Cas, ProtocolError};
 use crate::auth::AuthError;
-use crate::tickets::{Principal, ServiceTicket, TicketGrantingTicket};
+use super::slo::logout_target;
+use crate::tickets::{LogoutTarget, Principal, ServiceTicket, TicketGrantingTicket};
 
 /// The protocol parameters of a GET `/login`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -109,8 +110,12 @@ impl Cas {
             Err(AuthError::InvalidCredentials) => return Ok(CredentialOutcome::Rejected),
             Err(AuthError::Unavailable(e)) => return Err(ProtocolError::AuthUnavailable(e)),
         };
-        if let Some(old) = previous {
-            self.tickets.remove_tgt(old).await?;
+        // The replaced session ends here: its services are told over the back channel
+        // (there is no logout page to drive the front channel).
+        if let Some(old) = previous
+            && let Some(old) = self.tickets.remove_tgt(old).await?
+        {
+            self.single_logout(&old);
         }
         let tgt = TicketGrantingTicket::new(
             principal.clone(),
@@ -148,7 +153,10 @@ impl Cas {
             from_new_login,
         );
         let id = ticket.id.clone();
-        if !self.tickets.add_service_ticket(ticket, now).await? {
+        let logout = self
+            .resolve_service(service)
+            .map_or(LogoutTarget::None, |registered| logout_target(registered, service));
+        if !self.tickets.add_service_ticket(ticket, logout, now).await? {
             return Ok(None);
         }
         Ok(Some((append_ticket(service, &id), id)))

@@ -9,6 +9,8 @@ pub struct LogoutOutcome {
     /// LOGOUT-04/05: where to redirect, only for a registered service and only when the
     /// operator enabled it.
     pub redirect: Option<String>,
+    /// SLO-09: URLs the logout page must have the browser request.
+    pub front_channel: Vec<String>,
 }
 
 impl Cas {
@@ -20,18 +22,24 @@ impl Cas {
         session: Option<&str>,
         service: Option<&str>,
     ) -> Result<LogoutOutcome, ProtocolError> {
-        let principal = match session {
-            // LOGOUT-01/02: removing the TGT removes everything issued under it.
-            Some(id) => self.tickets.remove_tgt(id).await?.map(|t| t.principal.id),
+        // LOGOUT-01/02: removing the TGT removes everything issued under it.
+        let ended = match session {
+            Some(id) => self.tickets.remove_tgt(id).await?,
             None => None,
         };
+        // LOGOUT-07: single logout before the response; it only queues (SLO-04).
+        let front_channel = ended
+            .as_ref()
+            .map(|tgt| self.single_logout(tgt))
+            .unwrap_or_default();
         let redirect = service
             .filter(|_| self.options.follow_service_redirects)
             .filter(|s| self.resolve_service(s).is_some())
             .map(str::to_owned);
         Ok(LogoutOutcome {
-            principal,
+            principal: ended.map(|t| t.principal.id),
             redirect,
+            front_channel,
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod json;
 mod login;
 mod logout;
 mod proxy;
+mod slo;
 mod validate;
 pub mod xml;
 
@@ -24,6 +25,7 @@ use crate::tickets::{ExpirationPolicy, RegistryError, TicketRegistry};
 pub use login::{CredentialOutcome, LoginDecision, LoginRequest, append_ticket};
 pub use logout::LogoutOutcome;
 pub use proxy::{NoCallbacks, ProxyCallback};
+pub use slo::{LogoutMessage, LogoutSender, NoLogoutSender, front_channel_url, logout_target};
 pub use validate::{
     Endpoint, Format, StandardAttributes, ValidationRequest, ValidationSuccess, format_date,
     render_cas1,
@@ -99,6 +101,8 @@ pub struct ProtocolOptions {
     pub attributes_on_v2: bool,
     /// Proxy authentication (`pgtUrl`, `/proxy`) as a whole.
     pub proxy_authn_enabled: bool,
+    /// Single logout as a whole.
+    pub slo_enabled: bool,
 }
 
 impl Default for ProtocolOptions {
@@ -107,6 +111,7 @@ impl Default for ProtocolOptions {
             follow_service_redirects: false,
             attributes_on_v2: false,
             proxy_authn_enabled: true,
+            slo_enabled: true,
         }
     }
 }
@@ -120,6 +125,8 @@ pub struct Cas {
     pub clock: Arc<dyn Clock>,
     /// How PGTs reach `pgtUrl`s.
     pub proxy_callback: Arc<dyn ProxyCallback>,
+    /// Where back-channel logout messages go.
+    pub logout_sender: Arc<dyn LogoutSender>,
     pub policies: TicketPolicies,
     pub options: ProtocolOptions,
 }
@@ -171,6 +178,7 @@ pub(crate) mod testing {
                         ServicePattern::parse("prefix:https://app.example.org/cb/").unwrap(),
                     ),
                     accept_proxy_tickets: false,
+                    logout: crate::services::LogoutPolicy::default(),
                 },
                 RegisteredService {
                     id: 2,
@@ -184,6 +192,7 @@ pub(crate) mod testing {
                         ServicePattern::parse("prefix:https://backend.example.org/cb/").unwrap(),
                     ),
                     accept_proxy_tickets: true,
+                    logout: crate::services::LogoutPolicy::default(),
                 },
             ])),
             authenticator: Arc::new(StaticUsers::new(
@@ -196,6 +205,7 @@ pub(crate) mod testing {
             )),
             clock: Arc::new(clock),
             proxy_callback: Arc::new(NoCallbacks),
+            logout_sender: Arc::new(NoLogoutSender),
             policies: TicketPolicies {
                 tgt: ExpirationPolicy::sliding(
                     Duration::from_secs(7200),

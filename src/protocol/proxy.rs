@@ -133,20 +133,21 @@ impl Cas {
             ));
         };
         // PROXY-03.
-        if !self
+        let Some(registered) = self
             .resolve_service(target)
-            .is_some_and(|s| s.accept_proxy_tickets)
-        {
+            .filter(|s| s.accept_proxy_tickets)
+        else {
             return Err(Failure::new(
                 ErrorCode::UnauthorizedService,
                 format!("Service '{target}' is not authorized to receive proxy tickets"),
             ));
-        }
+        };
+        let logout = super::slo::logout_target(registered, target);
         let ticket = ServiceTicket::proxy(&pgt, target, now, self.policies.proxy_ticket);
         let id = ticket.id.clone();
         if !self
             .tickets
-            .add_service_ticket(ticket, now)
+            .add_service_ticket(ticket, logout, now)
             .await
             .map_err(super::validate::internal)?
         {

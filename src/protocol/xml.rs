@@ -14,6 +14,34 @@ use quick_xml::events::BytesText;
 use super::{Failure, ValidationSuccess, format_date};
 
 pub const CAS_NS: &str = "http://www.yale.edu/tp/cas";
+const SAMLP_NS: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
+const SAML_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+
+/// SLO-03, SLO-05: the LogoutRequest, on one line, no XML declaration, with the `samlp:`
+/// and `saml:` prefixes clients match with regular expressions.
+pub fn logout_request(id: &str, issue_instant: &str, name_id: &str, session_index: &str) -> String {
+    let mut writer = Writer::new(Vec::with_capacity(384));
+    let written = writer
+        .create_element("samlp:LogoutRequest")
+        .with_attributes([
+            ("xmlns:samlp", SAMLP_NS),
+            ("ID", id),
+            ("Version", "2.0"),
+            ("IssueInstant", issue_instant),
+        ])
+        .write_inner_content(|w| {
+            w.create_element("saml:NameID")
+                .with_attribute(("xmlns:saml", SAML_NS))
+                .write_text_content(BytesText::new(&xml_safe(name_id)))?;
+            w.create_element("samlp:SessionIndex")
+                .write_text_content(BytesText::new(&xml_safe(session_index)))?;
+            Ok(())
+        });
+    if let Err(e) = written {
+        tracing::error!(error = %e, "could not write a LogoutRequest");
+    }
+    String::from_utf8(writer.into_inner()).unwrap_or_default()
+}
 
 /// `cas:authenticationSuccess` (FMT-10, FMT-11), children in XSD order (FMT-04).
 pub fn authentication_success(success: &ValidationSuccess) -> String {
@@ -219,6 +247,15 @@ mod tests {
         assert_eq!(
             xml,
             "<cas:serviceResponse xmlns:cas=\"http://www.yale.edu/tp/cas\">\n  <cas:authenticationFailure code=\"INVALID_SERVICE\">svc &apos;&lt;x&gt;&apos; &amp; y</cas:authenticationFailure>\n</cas:serviceResponse>\n"
+        );
+    }
+
+    #[test]
+    fn logout_request_has_the_exact_single_line_shape() {
+        let xml = logout_request("LR-1", "2024-05-01T12:00:00Z", "a<b", "ST-1");
+        assert_eq!(
+            xml,
+            "<samlp:LogoutRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" ID=\"LR-1\" Version=\"2.0\" IssueInstant=\"2024-05-01T12:00:00Z\"><saml:NameID xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\">a&lt;b</saml:NameID><samlp:SessionIndex>ST-1</samlp:SessionIndex></samlp:LogoutRequest>"
         );
     }
 

@@ -24,6 +24,27 @@ pub struct RegisteredService {
     pub proxy_callback: Option<ServicePattern>,
     /// Whether proxy tickets may be issued for this service (`/proxy?targetService=`).
     pub accept_proxy_tickets: bool,
+    /// How this service learns of single logout (SVC-08).
+    pub logout: LogoutPolicy,
+}
+
+/// SLO-07: how a service is told that an SSO session it joined has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogoutType {
+    /// The server POSTs a LogoutRequest (the default).
+    #[default]
+    BackChannel,
+    /// The logout page sends the user's browser with a SAMLRequest.
+    FrontChannel,
+    /// Not told.
+    None,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogoutPolicy {
+    pub kind: LogoutType,
+    /// Where to send it; by default the service URL the ticket was issued for.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -113,6 +134,7 @@ mod tests {
             attributes: vec![],
             proxy_callback: None,
             accept_proxy_tickets: false,
+            logout: LogoutPolicy::default(),
         }
     }
 

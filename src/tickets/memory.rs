@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    Grant, IssuedTicket, ProxyGrantingTicket, Redeemed, RegistryError, ServiceTicket, Ticket,
-    TicketGrantingTicket, TicketRegistry,
+    Grant, IssuedTicket, LogoutTarget, ProxyGrantingTicket, Redeemed, RegistryError,
+    ServiceTicket, Swept, Ticket, TicketGrantingTicket, TicketRegistry,
 };
 
 #[derive(Debug, Default)]
@@ -86,6 +86,7 @@ impl TicketRegistry for MemoryRegistry {
     async fn add_service_ticket(
         &self,
         ticket: ServiceTicket,
+        logout: LogoutTarget,
         now: OffsetDateTime,
     ) -> Result<bool, RegistryError> {
         let mut inner = self.lock();
@@ -98,6 +99,7 @@ impl TicketRegistry for MemoryRegistry {
         tgt.issued.push(IssuedTicket {
             ticket_id: ticket.id.clone(),
             service: ticket.service.clone(),
+            logout,
         });
         inner
             .tickets
@@ -175,7 +177,7 @@ impl TicketRegistry for MemoryRegistry {
         Ok(true)
     }
 
-    async fn sweep(&self, now: OffsetDateTime) -> Result<usize, RegistryError> {
+    async fn sweep(&self, now: OffsetDateTime) -> Result<Swept, RegistryError> {
         let mut inner = self.lock();
         let expired: Vec<String> = inner
             .tickets
@@ -188,17 +190,21 @@ impl TicketRegistry for MemoryRegistry {
             })
             .map(|(id, _)| id.clone())
             .collect();
-        let mut freed = 0;
+        let before = inner.tickets.len() + inner.claims.len();
+        let mut expired_sessions = Vec::new();
         for id in expired {
-            let before = inner.tickets.len();
-            if inner.remove_tgt(&id).is_none() {
-                inner.tickets.remove(&id);
+            match inner.remove_tgt(&id) {
+                Some(tgt) => expired_sessions.push(tgt),
+                None => {
+                    inner.tickets.remove(&id);
+                }
             }
-            freed += before - inner.tickets.len();
         }
-        let claims_before = inner.claims.len();
         inner.claims.retain(|_, until| *until > now);
-        Ok(freed + claims_before - inner.claims.len())
+        Ok(Swept {
+            freed: before - inner.tickets.len() - inner.claims.len(),
+            expired_sessions,
+        })
     }
 
     async fn count(&self) -> Result<usize, RegistryError> {
@@ -244,7 +250,7 @@ mod tests {
         let t = tgt(now);
         reg.add_tgt(t.clone()).await.unwrap();
         let s = st(&t, now);
-        assert!(reg.add_service_ticket(s.clone(), now).await.unwrap());
+        assert!(reg.add_service_ticket(s.clone(), LogoutTarget::None, now).await.unwrap());
         assert!(matches!(
             reg.redeem(&s.id, now).await.unwrap(),
             Redeemed::Valid(_)
@@ -275,7 +281,7 @@ mod tests {
         let t = tgt(now);
         reg.add_tgt(t.clone()).await.unwrap();
         let s = st(&t, now);
-        reg.add_service_ticket(s.clone(), now).await.unwrap();
+        reg.add_service_ticket(s.clone(), LogoutTarget::None, now).await.unwrap();
         let handles: Vec<_> = (0..32)
             .map(|_| {
                 let reg = reg.clone();
@@ -299,14 +305,14 @@ mod tests {
         let t = tgt(now);
         reg.add_tgt(t.clone()).await.unwrap();
         let s = st(&t, now);
-        reg.add_service_ticket(s.clone(), now).await.unwrap();
+        reg.add_service_ticket(s.clone(), LogoutTarget::None, now).await.unwrap();
         let removed = reg.remove_tgt(&t.id).await.unwrap().unwrap();
         assert_eq!(removed.issued.len(), 1);
         assert!(matches!(
             reg.redeem(&s.id, now).await.unwrap(),
             Redeemed::Missing
         ));
-        assert!(!reg.add_service_ticket(st(&t, now), now).await.unwrap());
+        assert!(!reg.add_service_ticket(st(&t, now), LogoutTarget::None, now).await.unwrap());
     }
 
     #[tokio::test]
@@ -316,7 +322,7 @@ mod tests {
         let t = tgt(t0);
         reg.add_tgt(t.clone()).await.unwrap();
         let s = st(&t, t0);
-        reg.add_service_ticket(s.clone(), t0).await.unwrap();
+        reg.add_service_ticket(s.clone(), LogoutTarget::None, t0).await.unwrap();
         let later = t0 + time::Duration::seconds(11);
         assert!(reg.get_tgt(&t.id, later).await.unwrap().is_some());
         assert!(matches!(
@@ -335,7 +341,10 @@ mod tests {
                 .await
                 .unwrap()
         );
-        assert_eq!(reg.sweep(much_later).await.unwrap(), 2);
+        let swept = reg.sweep(much_later).await.unwrap();
+        assert_eq!(swept.freed, 2);
+        assert_eq!(swept.expired_sessions.len(), 1);
+        assert_eq!(swept.expired_sessions[0].id, t.id);
         assert_eq!(reg.count().await.unwrap(), 0);
     }
 
@@ -372,7 +381,7 @@ mod tests {
         let t = tgt(t0);
         reg.add_tgt(t.clone()).await.unwrap();
         let at50 = t0 + time::Duration::seconds(50);
-        reg.add_service_ticket(st(&t, at50), at50).await.unwrap();
+        reg.add_service_ticket(st(&t, at50), LogoutTarget::None, at50).await.unwrap();
         let at100 = t0 + time::Duration::seconds(100);
         assert!(reg.get_tgt(&t.id, at100).await.unwrap().is_some());
     }

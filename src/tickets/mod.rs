@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 pub use expiration::ExpirationPolicy;
 pub use memory::MemoryRegistry;
 pub use model::{
-    Grant, IssuedTicket, Principal, ProxyGrantingTicket, ServiceTicket, Ticket,
+    Grant, IssuedTicket, LogoutTarget, Principal, ProxyGrantingTicket, ServiceTicket, Ticket,
     TicketGrantingTicket, new_pgt_iou, new_service_ticket_id, new_tgt_id,
 };
 
@@ -36,6 +36,13 @@ pub enum Redeemed {
     Valid(ServiceTicket),
 }
 
+/// What a sweep removed.
+#[derive(Debug, Default)]
+pub struct Swept {
+    pub freed: usize,
+    pub expired_sessions: Vec<TicketGrantingTicket>,
+}
+
 #[async_trait]
 pub trait TicketRegistry: Send + Sync + std::fmt::Debug {
     async fn add_tgt(&self, tgt: TicketGrantingTicket) -> Result<(), RegistryError>;
@@ -53,6 +60,7 @@ pub trait TicketRegistry: Send + Sync + std::fmt::Debug {
     async fn add_service_ticket(
         &self,
         ticket: ServiceTicket,
+        logout: LogoutTarget,
         now: OffsetDateTime,
     ) -> Result<bool, RegistryError>;
 
@@ -84,8 +92,9 @@ pub trait TicketRegistry: Send + Sync + std::fmt::Debug {
     /// Makes login-flow tokens single-use (LOGINP-06).
     async fn claim_once(&self, key: &str, until: OffsetDateTime) -> Result<bool, RegistryError>;
 
-    /// Frees expired entries; returns how many.
-    async fn sweep(&self, now: OffsetDateTime) -> Result<usize, RegistryError>;
+    /// Frees expired entries; reports how many and hands back the sessions that expired
+    /// (for single logout on expiry).
+    async fn sweep(&self, now: OffsetDateTime) -> Result<Swept, RegistryError>;
 
     /// Number of tickets held (for health and benchmarks).
     async fn count(&self) -> Result<usize, RegistryError>;

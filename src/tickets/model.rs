@@ -45,11 +45,24 @@ pub fn new_pgt_iou() -> String {
     format!("PGTIOU-{}", random_base62(PGT_RANDOM_LEN - 3))
 }
 
+/// Where and how a service learns that the session behind one of its tickets ended,
+/// decided from the service's policy when the ticket is issued (SLO-07, SVC-08).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogoutTarget {
+    /// A POST from the server (SLO-02).
+    BackChannel { url: String },
+    /// A request from the user's browser, driven by the logout page (SLO-09).
+    FrontChannel { url: String },
+    /// The service asked not to be told.
+    None,
+}
+
 /// A ticket handed out under an SSO session, remembered for single logout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedTicket {
     pub ticket_id: String,
     pub service: String,
+    pub logout: LogoutTarget,
 }
 
 /// The SSO session (TKT-08).

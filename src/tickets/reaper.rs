@@ -7,14 +7,18 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use super::TicketRegistry;
+use super::{TicketGrantingTicket, TicketRegistry};
 use crate::clock::Clock;
+
+/// Told about sessions that ended by expiry (single logout on expiry).
+pub type OnExpired = Arc<dyn Fn(Vec<TicketGrantingTicket>) + Send + Sync>;
 
 /// Sweeps every `every` until `shutdown` turns true (or its sender is dropped).
 pub fn spawn(
     registry: Arc<dyn TicketRegistry>,
     clock: Arc<dyn Clock>,
     every: Duration,
+    on_expired: Option<OnExpired>,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -23,8 +27,16 @@ pub fn spawn(
         loop {
             tokio::select! {
                 _ = tick.tick() => match registry.sweep(clock.now()).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(freed = n, "reaper swept expired tickets"),
+                    Ok(swept) => {
+                        if swept.freed > 0 {
+                            tracing::debug!(freed = swept.freed, "reaper swept expired tickets");
+                        }
+                        if let Some(notify) = &on_expired
+                            && !swept.expired_sessions.is_empty()
+                        {
+                            notify(swept.expired_sessions);
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, "reaper could not sweep"),
                 },
                 changed = shutdown.changed() => {
@@ -65,10 +77,16 @@ mod tests {
             .unwrap();
         clock.advance(ttl);
         let (stop, stopped) = watch::channel(false);
+        let notified = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = notified.clone();
+        let on_expired: OnExpired = Arc::new(move |tgts: Vec<TicketGrantingTicket>| {
+            sink.lock().unwrap().extend(tgts.into_iter().map(|t| t.principal.id));
+        });
         let handle = spawn(
             registry.clone(),
             Arc::new(clock),
             Duration::from_millis(5),
+            Some(on_expired),
             stopped,
         );
 
@@ -83,6 +101,7 @@ mod tests {
         stop.send(true).unwrap();
 
         assert!(emptied, "the expired session was swept");
+        assert_eq!(*notified.lock().unwrap(), vec!["alice".to_owned()]);
         tokio::time::timeout(Duration::from_secs(5), handle)
             .await
             .expect("the reaper stops when told")

@@ -32,12 +32,16 @@ pub async fn get_logout(
         .logout(session.as_deref(), params.get("service"))
         .await?;
     audit::logged_out(outcome.principal.as_deref(), client.ip);
+    // A redirect would stop the browser before it reached the front-channel services, so
+    // with any of them the page is shown and continues to the service by itself.
     let mut response = match outcome.redirect {
-        Some(location) => found(&location)?,
-        None => html(
+        Some(location) if outcome.front_channel.is_empty() => found(&location)?,
+        continue_to => html(
             StatusCode::OK,
             &LogoutPage {
                 assets: &state.assets,
+                front_channel: &outcome.front_channel,
+                continue_to: continue_to.as_deref(),
             },
         ),
     };

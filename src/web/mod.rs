@@ -108,9 +108,15 @@ async fn health(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let body = serde_json::json!({
         "status": if registry_ok { "UP" } else { "DOWN" },
         "version": env!("CARGO_PKG_VERSION"),
+        "single_logout": {
+            "sent": load(&state.slo.sent),
+            "failed": load(&state.slo.failed),
+            "dropped": load(&state.slo.dropped),
+        },
     });
     (
         status,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::cookies::CookieSettings;
+use crate::outbound::SloStats;
 use crate::protocol::Cas;
 use crate::protocol::flow::LoginFlow;
 use crate::tgc::TgcCodec;
@@ -21,6 +22,8 @@ pub struct Inner {
     pub cookie: CookieSettings,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Single-logout counters, reported by `/health`.
+    pub slo: Arc<SloStats>,
     /// Base path plus `/`: the prefix of every link and asset.
     pub assets: String,
 }

@@ -29,6 +29,10 @@ pub struct LoggedInPage<'a> {
 #[template(path = "logout.html")]
 pub struct LogoutPage<'a> {
     pub assets: &'a str,
+    /// SLO-09: front-channel logout URLs, loaded in hidden frames.
+    pub front_channel: &'a [String],
+    /// Where to go once the frames had their chance (a followed `service` redirect).
+    pub continue_to: Option<&'a str>,
 }
 
 #[derive(Template)]

@@ -1,0 +1,167 @@
+//! Single logout (§2.3.3, SLO-01..12): when an SSO session ends, every service that got a
+//! ticket under it is told, by a back-channel POST from the server or a front-channel
+//! request from the user's browser, as each service's policy says.
+//!
+//! Back-channel messages are handed to a [`LogoutSender`], which must never block: the
+//! logout response does not wait for services (SLO-04).
+
+use base64::Engine as _;
+use flate2::Compression;
+use flate2::write::ZlibEncoder;
+use std::io::Write as _;
+
+use super::login::append_query;
+use super::{Cas, format_date, xml};
+use crate::crypto::random_base62;
+use crate::services::{LogoutType, RegisteredService};
+use crate::tickets::{LogoutTarget, TicketGrantingTicket};
+
+/// One back-channel notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutMessage {
+    pub url: String,
+    /// The LogoutRequest XML (SLO-03), sent as the `logoutRequest` form field.
+    pub logout_request: String,
+}
+
+/// Takes back-channel messages for delivery. `send` returns at once: it queues, or
+/// drops with a warning when the queue is full; it never waits on the network.
+pub trait LogoutSender: Send + Sync + std::fmt::Debug {
+    fn send(&self, message: LogoutMessage);
+}
+
+/// Sends nothing (single logout off, or unit tests).
+#[derive(Debug, Default)]
+pub struct NoLogoutSender;
+
+impl LogoutSender for NoLogoutSender {
+    fn send(&self, _message: LogoutMessage) {}
+}
+
+/// Where a ticket issued for `service` under `registered` is to be logged out (SLO-07).
+pub fn logout_target(registered: &RegisteredService, service: &str) -> LogoutTarget {
+    let url = || registered.logout.url.clone().unwrap_or_else(|| service.to_owned());
+    match registered.logout.kind {
+        LogoutType::BackChannel => LogoutTarget::BackChannel { url: url() },
+        LogoutType::FrontChannel => LogoutTarget::FrontChannel { url: url() },
+        LogoutType::None => LogoutTarget::None,
+    }
+}
+
+/// SLO-09, SLO-11: `url?SAMLRequest=<base64(zlib(xml))>&RelayState=<relay>`; zlib-wrapped
+/// deflate and standard base64, as Java's `Deflater` and the Java client expect.
+pub fn front_channel_url(url: &str, logout_request: &str, relay_state: &str) -> String {
+    let mut zlib = ZlibEncoder::new(Vec::new(), Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = zlib.write_all(logout_request.as_bytes());
+    let deflated = zlib.finish().unwrap_or_default();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(deflated);
+    let saml_request: String = form_urlencoded::byte_serialize(encoded.as_bytes()).collect();
+    append_query(url, &[("SAMLRequest", &saml_request), ("RelayState", relay_state)])
+}
+
+impl Cas {
+    /// Notifies the services of an ended session: queues the back-channel messages and
+    /// returns the front-channel URLs for the logout page to load.
+    pub fn single_logout(&self, tgt: &TicketGrantingTicket) -> Vec<String> {
+        if !self.options.slo_enabled {
+            return Vec::new();
+        }
+        let instant = format_date(self.clock.now());
+        let mut front_channel = Vec::new();
+        for issued in &tgt.issued {
+            let request = || {
+                xml::logout_request(
+                    &format!("LR-{}", random_base62(29)),
+                    &instant,
+                    &tgt.principal.id,
+                    &issued.ticket_id,
+                )
+            };
+            match &issued.logout {
+                LogoutTarget::BackChannel { url } => self.logout_sender.send(LogoutMessage {
+                    url: url.clone(),
+                    logout_request: request(),
+                }),
+                LogoutTarget::FrontChannel { url } => {
+                    let relay = format!("LR-{}", random_base62(20));
+                    front_channel.push(front_channel_url(url, &request(), &relay));
+                }
+                LogoutTarget::None => {}
+            }
+        }
+        front_channel
+    }
+
+    /// Single logout for sessions that ended by timeout: only the back channel can be
+    /// used, as no browser is waiting.
+    pub fn sessions_expired(&self, sessions: Vec<TicketGrantingTicket>) {
+        for tgt in &sessions {
+            tracing::debug!(user = %tgt.principal.id, "SSO session expired; notifying its services");
+            self.single_logout(tgt);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::services::{LogoutPolicy, ServicePattern};
+
+    #[derive(Debug, Default)]
+    pub(crate) struct Collect(pub Mutex<Vec<LogoutMessage>>);
+
+    impl LogoutSender for Collect {
+        fn send(&self, message: LogoutMessage) {
+            self.0.lock().unwrap().push(message);
+        }
+    }
+
+    fn service(kind: LogoutType, url: Option<&str>) -> RegisteredService {
+        RegisteredService {
+            id: 1,
+            name: "A".into(),
+            description: String::new(),
+            pattern: ServicePattern::parse("prefix:https://a.example.org/").unwrap(),
+            evaluation_order: 0,
+            enabled: true,
+            attributes: vec![],
+            proxy_callback: None,
+            accept_proxy_tickets: false,
+            logout: LogoutPolicy {
+                kind,
+                url: url.map(str::to_owned),
+            },
+        }
+    }
+
+    #[test]
+    fn the_target_follows_the_policy_and_defaults_to_the_service_url() {
+        let s = "https://a.example.org/app?x=1";
+        assert_eq!(
+            logout_target(&service(LogoutType::BackChannel, None), s),
+            LogoutTarget::BackChannel { url: s.into() }
+        );
+        assert_eq!(
+            logout_target(&service(LogoutType::FrontChannel, Some("https://a.example.org/slo")), s),
+            LogoutTarget::FrontChannel { url: "https://a.example.org/slo".into() }
+        );
+        assert_eq!(logout_target(&service(LogoutType::None, None), s), LogoutTarget::None);
+    }
+
+    #[test]
+    fn front_channel_requests_are_zlib_deflated_and_base64_encoded() {
+        let url = front_channel_url("https://a.example.org/slo?x=1", "<samlp:LogoutRequest/>", "LR-1");
+        let parsed = url::Url::parse(&url).unwrap();
+        let pairs: Vec<(String, String)> = parsed.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
+        assert_eq!(pairs[0], ("x".into(), "1".into()));
+        assert_eq!(pairs[2], ("RelayState".into(), "LR-1".into()));
+        let raw = base64::engine::general_purpose::STANDARD.decode(&pairs[1].1).unwrap();
+        let mut xml = String::new();
+        flate2::read::ZlibDecoder::new(&raw[..]).read_to_string(&mut xml).unwrap();
+        assert_eq!(xml, "<samlp:LogoutRequest/>");
+    }
+}
