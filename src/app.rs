@@ -88,10 +88,11 @@ impl App {
                 slo_enabled: settings.slo.enabled,
             },
         };
-        let on_expired: Option<OnExpired> = (settings.slo.enabled && settings.slo.on_expiry).then(|| {
-            let cas = cas.clone();
-            Arc::new(move |sessions| cas.sessions_expired(sessions)) as OnExpired
-        });
+        let on_expired: Option<OnExpired> =
+            (settings.slo.enabled && settings.slo.on_expiry).then(|| {
+                let cas = cas.clone();
+                Arc::new(move |sessions| cas.sessions_expired(sessions)) as OnExpired
+            });
         let flow_key = settings.login.flow_key.unwrap_or_else(random_bytes);
         let flow = LoginFlow::new(
             &flow_key,

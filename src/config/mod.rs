@@ -719,7 +719,10 @@ impl Ctx {
 
     fn slo(&mut self, raw: raw::Slo) -> Option<Slo> {
         let timeout = self.duration("slo.timeout", &raw.timeout);
-        for (key, value) in [("slo.workers", raw.workers), ("slo.queue_capacity", raw.queue_capacity)] {
+        for (key, value) in [
+            ("slo.workers", raw.workers),
+            ("slo.queue_capacity", raw.queue_capacity),
+        ] {
             if value == 0 {
                 self.problem(key, "must be at least 1");
                 return None;
@@ -825,18 +828,20 @@ impl Ctx {
             };
             let logout = self.logout_policy(i, s.logout_type.as_deref(), s.logout_url);
             match (ServicePattern::parse(&s.pattern), proxy_callback, logout) {
-                (Ok(pattern), Some(proxy_callback), Some(logout)) => services.push(RegisteredService {
-                    id: s.id,
-                    name: s.name,
-                    description: s.description,
-                    pattern,
-                    evaluation_order: s.evaluation_order,
-                    enabled: s.enabled,
-                    attributes: s.attributes,
-                    proxy_callback,
-                    accept_proxy_tickets: s.accept_proxy_tickets,
-                    logout,
-                }),
+                (Ok(pattern), Some(proxy_callback), Some(logout)) => {
+                    services.push(RegisteredService {
+                        id: s.id,
+                        name: s.name,
+                        description: s.description,
+                        pattern,
+                        evaluation_order: s.evaluation_order,
+                        enabled: s.enabled,
+                        attributes: s.attributes,
+                        proxy_callback,
+                        accept_proxy_tickets: s.accept_proxy_tickets,
+                        logout,
+                    })
+                }
                 (Err(e), _, _) => self.problem(&format!("services[{i}].pattern"), e.0),
                 _ => {}
             }
@@ -846,7 +851,12 @@ impl Ctx {
 }
 
 impl Ctx {
-    fn logout_policy(&mut self, i: usize, kind: Option<&str>, url: Option<String>) -> Option<LogoutPolicy> {
+    fn logout_policy(
+        &mut self,
+        i: usize,
+        kind: Option<&str>,
+        url: Option<String>,
+    ) -> Option<LogoutPolicy> {
         let kind = match kind.unwrap_or("back_channel") {
             "back_channel" => LogoutType::BackChannel,
             "front_channel" => LogoutType::FrontChannel,
@@ -863,7 +873,10 @@ impl Ctx {
             let ok = url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "https" | "http"))
                 && !u.chars().any(char::is_control);
             if !ok {
-                self.problem(&format!("services[{i}].logout_url"), format!("`{u}` is not an absolute http(s) URL"));
+                self.problem(
+                    &format!("services[{i}].logout_url"),
+                    format!("`{u}` is not an absolute http(s) URL"),
+                );
                 return None;
             }
         }

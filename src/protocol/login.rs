@@ -1,8 +1,8 @@
 //! `/login` as credential requestor (GET, §2.1) and acceptor (POST, §2.2).
 
+use super::slo::logout_target;
 use super::{Cas, ProtocolError};
 use crate::auth::AuthError;
-use super::slo::logout_target;
 use crate::tickets::{LogoutTarget, Principal, ServiceTicket, TicketGrantingTicket};
 
 /// The protocol parameters of a GET `/login`.
@@ -155,7 +155,9 @@ impl Cas {
         let id = ticket.id.clone();
         let logout = self
             .resolve_service(service)
-            .map_or(LogoutTarget::None, |registered| logout_target(registered, service));
+            .map_or(LogoutTarget::None, |registered| {
+                logout_target(registered, service)
+            });
         if !self.tickets.add_service_ticket(ticket, logout, now).await? {
             return Ok(None);
         }

@@ -159,6 +159,35 @@ pub(crate) mod testing {
 
     pub const SERVICE: &str = "https://app.example.org/cas?x=1";
 
+    /// A proxy callback that records URLs and fails when `fail` is set.
+    #[derive(Debug, Default)]
+    pub struct Recorder {
+        pub urls: std::sync::Mutex<Vec<String>>,
+        pub fail: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl ProxyCallback for Recorder {
+        async fn deliver(&self, url: &str) -> Result<(), String> {
+            self.urls.lock().unwrap().push(url.to_owned());
+            if self.fail {
+                Err("HTTP 500".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    /// A logout sender that keeps every message.
+    #[derive(Debug, Default)]
+    pub struct Collect(pub std::sync::Mutex<Vec<LogoutMessage>>);
+
+    impl LogoutSender for Collect {
+        fn send(&self, message: LogoutMessage) {
+            self.0.lock().unwrap().push(message);
+        }
+    }
+
     pub fn cas(clock: ManualClock) -> Cas {
         let mut attributes = BTreeMap::new();
         attributes.insert("mail".to_owned(), vec!["alice@example.org".to_owned()]);

@@ -162,31 +162,12 @@ impl Cas {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
-    use super::super::testing::{SERVICE, cas};
+    use super::super::testing::{Recorder, SERVICE, cas};
     use super::super::{CredentialOutcome, Endpoint, ValidationRequest};
     use super::*;
     use crate::clock::ManualClock;
-
-    /// Records callback URLs; fails when `fail` is set.
-    #[derive(Debug, Default)]
-    struct Recorder {
-        urls: Mutex<Vec<String>>,
-        fail: bool,
-    }
-
-    #[async_trait]
-    impl ProxyCallback for Recorder {
-        async fn deliver(&self, url: &str) -> Result<(), String> {
-            self.urls.lock().unwrap().push(url.to_owned());
-            if self.fail {
-                Err("HTTP 500".into())
-            } else {
-                Ok(())
-            }
-        }
-    }
 
     const BACKEND: &str = "https://backend.example.org/api";
 

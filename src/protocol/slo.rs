@@ -40,7 +40,13 @@ impl LogoutSender for NoLogoutSender {
 
 /// Where a ticket issued for `service` under `registered` is to be logged out (SLO-07).
 pub fn logout_target(registered: &RegisteredService, service: &str) -> LogoutTarget {
-    let url = || registered.logout.url.clone().unwrap_or_else(|| service.to_owned());
+    let url = || {
+        registered
+            .logout
+            .url
+            .clone()
+            .unwrap_or_else(|| service.to_owned())
+    };
     match registered.logout.kind {
         LogoutType::BackChannel => LogoutTarget::BackChannel { url: url() },
         LogoutType::FrontChannel => LogoutTarget::FrontChannel { url: url() },
@@ -57,7 +63,10 @@ pub fn front_channel_url(url: &str, logout_request: &str, relay_state: &str) -> 
     let deflated = zlib.finish().unwrap_or_default();
     let encoded = base64::engine::general_purpose::STANDARD.encode(deflated);
     let saml_request: String = form_urlencoded::byte_serialize(encoded.as_bytes()).collect();
-    append_query(url, &[("SAMLRequest", &saml_request), ("RelayState", relay_state)])
+    append_query(
+        url,
+        &[("SAMLRequest", &saml_request), ("RelayState", relay_state)],
+    )
 }
 
 impl Cas {
@@ -106,18 +115,88 @@ impl Cas {
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;
-    use std::sync::Mutex;
+    use std::sync::Arc;
 
+    use super::super::testing::{Collect, Recorder, SERVICE, cas};
+    use super::super::{CredentialOutcome, Endpoint, ValidationRequest};
     use super::*;
+    use crate::clock::ManualClock;
     use crate::services::{LogoutPolicy, ServicePattern};
 
-    #[derive(Debug, Default)]
-    pub(crate) struct Collect(pub Mutex<Vec<LogoutMessage>>);
+    /// Every ticket of the session, service and proxy tickets alike, is notified once;
+    /// only the ended session's tickets are.
+    #[tokio::test]
+    async fn logout_notifies_every_ticket_of_the_session_including_proxy_tickets() {
+        let collect = Arc::new(Collect::default());
+        let recorder = Arc::new(Recorder::default());
+        let mut cas = cas(ManualClock::new());
+        cas.logout_sender = collect.clone();
+        cas.proxy_callback = recorder.clone();
+        let login = |cas: &Cas| {
+            let cas = cas.clone();
+            async move {
+                let CredentialOutcome::Success {
+                    tgt_id,
+                    redirect: Some((_, st)),
+                    ..
+                } = cas
+                    .submit_credentials(Some(SERVICE), "alice", "pw", None)
+                    .await
+                    .unwrap()
+                else {
+                    panic!("login failed")
+                };
+                (tgt_id, st)
+            }
+        };
+        let (tgt, st) = login(&cas).await;
+        let (_, other_users_st) = login(&cas).await;
+        cas.validate(
+            Endpoint::ServiceValidate,
+            ValidationRequest {
+                service: Some(SERVICE),
+                ticket: Some(&st),
+                renew: false,
+                pgt_url: Some("https://app.example.org/cb/"),
+            },
+        )
+        .await
+        .unwrap();
+        let callback = recorder.urls.lock().unwrap()[0].clone();
+        let pgt = url::Url::parse(&callback)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "pgtId")
+            .unwrap()
+            .1
+            .into_owned();
+        let pt = cas
+            .proxy(Some(&pgt), Some("https://backend.example.org/api"))
+            .await
+            .unwrap();
 
-    impl LogoutSender for Collect {
-        fn send(&self, message: LogoutMessage) {
-            self.0.lock().unwrap().push(message);
-        }
+        let out = cas.logout(Some(&tgt), None).await.unwrap();
+
+        assert!(out.front_channel.is_empty());
+        let messages = collect.0.lock().unwrap().clone();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert_eq!(messages[0].url, SERVICE);
+        assert!(
+            messages[0]
+                .logout_request
+                .contains(&format!("<samlp:SessionIndex>{st}</samlp:SessionIndex>"))
+        );
+        assert_eq!(messages[1].url, "https://backend.example.org/api");
+        assert!(
+            messages[1]
+                .logout_request
+                .contains(&format!("<samlp:SessionIndex>{pt}</samlp:SessionIndex>"))
+        );
+        assert!(
+            messages
+                .iter()
+                .all(|m| !m.logout_request.contains(&other_users_st))
+        );
     }
 
     fn service(kind: LogoutType, url: Option<&str>) -> RegisteredService {
@@ -146,22 +225,41 @@ mod tests {
             LogoutTarget::BackChannel { url: s.into() }
         );
         assert_eq!(
-            logout_target(&service(LogoutType::FrontChannel, Some("https://a.example.org/slo")), s),
-            LogoutTarget::FrontChannel { url: "https://a.example.org/slo".into() }
+            logout_target(
+                &service(LogoutType::FrontChannel, Some("https://a.example.org/slo")),
+                s
+            ),
+            LogoutTarget::FrontChannel {
+                url: "https://a.example.org/slo".into()
+            }
         );
-        assert_eq!(logout_target(&service(LogoutType::None, None), s), LogoutTarget::None);
+        assert_eq!(
+            logout_target(&service(LogoutType::None, None), s),
+            LogoutTarget::None
+        );
     }
 
     #[test]
     fn front_channel_requests_are_zlib_deflated_and_base64_encoded() {
-        let url = front_channel_url("https://a.example.org/slo?x=1", "<samlp:LogoutRequest/>", "LR-1");
+        let url = front_channel_url(
+            "https://a.example.org/slo?x=1",
+            "<samlp:LogoutRequest/>",
+            "LR-1",
+        );
         let parsed = url::Url::parse(&url).unwrap();
-        let pairs: Vec<(String, String)> = parsed.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         assert_eq!(pairs[0], ("x".into(), "1".into()));
         assert_eq!(pairs[2], ("RelayState".into(), "LR-1".into()));
-        let raw = base64::engine::general_purpose::STANDARD.decode(&pairs[1].1).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&pairs[1].1)
+            .unwrap();
         let mut xml = String::new();
-        flate2::read::ZlibDecoder::new(&raw[..]).read_to_string(&mut xml).unwrap();
+        flate2::read::ZlibDecoder::new(&raw[..])
+            .read_to_string(&mut xml)
+            .unwrap();
         assert_eq!(xml, "<samlp:LogoutRequest/>");
     }
 }

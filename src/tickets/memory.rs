@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    Grant, IssuedTicket, LogoutTarget, ProxyGrantingTicket, Redeemed, RegistryError,
-    ServiceTicket, Swept, Ticket, TicketGrantingTicket, TicketRegistry,
+    Grant, IssuedTicket, LogoutTarget, ProxyGrantingTicket, Redeemed, RegistryError, ServiceTicket,
+    Swept, Ticket, TicketGrantingTicket, TicketRegistry,
 };
 
 #[derive(Debug, Default)]
@@ -250,7 +250,11 @@ mod tests {
         let t = tgt(now);
         reg.add_tgt(t.clone()).await.unwrap();
         let s = st(&t, now);
-        assert!(reg.add_service_ticket(s.clone(), LogoutTarget::None, now).await.unwrap());
+        assert!(
+            reg.add_service_ticket(s.clone(), LogoutTarget::None, now)
+                .await
+                .unwrap()
+        );
         assert!(matches!(
             reg.redeem(&s.id, now).await.unwrap(),
             Redeemed::Valid(_)
@@ -281,7 +285,9 @@ mod tests {
         let t = tgt(now);
         reg.add_tgt(t.clone()).await.unwrap();
         let s = st(&t, now);
-        reg.add_service_ticket(s.clone(), LogoutTarget::None, now).await.unwrap();
+        reg.add_service_ticket(s.clone(), LogoutTarget::None, now)
+            .await
+            .unwrap();
         let handles: Vec<_> = (0..32)
             .map(|_| {
                 let reg = reg.clone();
@@ -305,14 +311,20 @@ mod tests {
         let t = tgt(now);
         reg.add_tgt(t.clone()).await.unwrap();
         let s = st(&t, now);
-        reg.add_service_ticket(s.clone(), LogoutTarget::None, now).await.unwrap();
+        reg.add_service_ticket(s.clone(), LogoutTarget::None, now)
+            .await
+            .unwrap();
         let removed = reg.remove_tgt(&t.id).await.unwrap().unwrap();
         assert_eq!(removed.issued.len(), 1);
         assert!(matches!(
             reg.redeem(&s.id, now).await.unwrap(),
             Redeemed::Missing
         ));
-        assert!(!reg.add_service_ticket(st(&t, now), LogoutTarget::None, now).await.unwrap());
+        assert!(
+            !reg.add_service_ticket(st(&t, now), LogoutTarget::None, now)
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]
@@ -322,7 +334,9 @@ mod tests {
         let t = tgt(t0);
         reg.add_tgt(t.clone()).await.unwrap();
         let s = st(&t, t0);
-        reg.add_service_ticket(s.clone(), LogoutTarget::None, t0).await.unwrap();
+        reg.add_service_ticket(s.clone(), LogoutTarget::None, t0)
+            .await
+            .unwrap();
         let later = t0 + time::Duration::seconds(11);
         assert!(reg.get_tgt(&t.id, later).await.unwrap().is_some());
         assert!(matches!(
@@ -381,7 +395,9 @@ mod tests {
         let t = tgt(t0);
         reg.add_tgt(t.clone()).await.unwrap();
         let at50 = t0 + time::Duration::seconds(50);
-        reg.add_service_ticket(st(&t, at50), LogoutTarget::None, at50).await.unwrap();
+        reg.add_service_ticket(st(&t, at50), LogoutTarget::None, at50)
+            .await
+            .unwrap();
         let at100 = t0 + time::Duration::seconds(100);
         assert!(reg.get_tgt(&t.id, at100).await.unwrap().is_some());
     }

@@ -80,7 +80,9 @@ mod tests {
         let notified = Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = notified.clone();
         let on_expired: OnExpired = Arc::new(move |tgts: Vec<TicketGrantingTicket>| {
-            sink.lock().unwrap().extend(tgts.into_iter().map(|t| t.principal.id));
+            sink.lock()
+                .unwrap()
+                .extend(tgts.into_iter().map(|t| t.principal.id));
         });
         let handle = spawn(
             registry.clone(),
