@@ -8,5 +8,6 @@ mod cli;
 mod login;
 mod logout;
 mod proxy;
+mod slo;
 mod tgc;
 mod validate;

@@ -15,6 +15,7 @@ use reqwest::header::{HeaderMap, LOCATION};
 use tokio::sync::oneshot;
 
 pub mod callback;
+pub mod receiver;
 
 pub const PASSWORD: &str = "correct horse";
 pub const BOB_PASSWORD: &str = "hunter2";
@@ -89,6 +90,42 @@ id = 6
 name = "Database API"
 pattern = "prefix:https://db.example.org/"
 accept_proxy_tickets = true
+
+# Single logout: applications on the loopback receiver (reachable only with
+# http_client.allow_local_urls, which the SLO tests set).
+[[services]]
+id = 7
+name = "Loopback app one"
+pattern = 'regex:http://127\.0\.0\.1:\d+/one/.*'
+
+[[services]]
+id = 8
+name = "Loopback app two"
+pattern = 'regex:http://127\.0\.0\.1:\d+/two/.*'
+
+[[services]]
+id = 9
+name = "Quiet app"
+pattern = 'regex:http://127\.0\.0\.1:\d+/quiet/.*'
+logout_type = "none"
+
+[[services]]
+id = 10
+name = "Front-channel app"
+pattern = "prefix:https://front.example.org/"
+logout_type = "front_channel"
+logout_url = "https://front.example.org/logout?from=cas"
+
+[[services]]
+id = 11
+name = "Custom logout URL app"
+pattern = 'regex:http://127\.0\.0\.1:\d+/custom/.*'
+# The test points logout_url at the receiver's /custom-logout once its port is known.
+
+[[services]]
+id = 12
+name = "Slow app"
+pattern = 'regex:http://127\.0\.0\.1:\d+/slow/.*'
 "#;
 
 /// The test configuration, loaded exactly as an operator's file would be.

@@ -1,0 +1,423 @@
+//! Single logout: back-channel POSTs to every application of the ended session, the
+//! front-channel SAMLRequests on the logout page, and a logout that never waits for them.
+
+use std::io::Read as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use cas_server::config::Settings;
+use cas_server::services::LogoutType;
+use reqwest::StatusCode;
+
+use crate::support::receiver::{Received, Receiver};
+use crate::support::*;
+
+/// The phpCAS extraction (`Client.php` `handleLogoutRequests`, SLO-05).
+const PHPCAS_SESSION_INDEX: &str = r"<samlp:SessionIndex>(.*)</samlp:SessionIndex>";
+
+fn allow_loopback(settings: &mut Settings) {
+    settings.http_client.allow_local_urls = true;
+}
+
+/// Checks one LogoutRequest with an XML parser and with the phpCAS regex; returns its
+/// SessionIndex.
+fn session_index(message: &Received) -> String {
+    assert_eq!(message.method, reqwest::Method::POST, "SLO-02");
+    assert_eq!(
+        message.content_type, "application/x-www-form-urlencoded",
+        "SLO-02"
+    );
+    let xml = message
+        .logout_request
+        .as_deref()
+        .expect("a logoutRequest field");
+    assert!(xml.starts_with("<samlp:LogoutRequest "), "SLO-05: {xml}");
+    assert!(
+        !xml.contains('\n') && !xml.starts_with("<?xml"),
+        "SLO-05: one line, no declaration"
+    );
+    let doc = roxmltree::Document::parse(xml).unwrap_or_else(|e| panic!("not XML ({e}): {xml}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "LogoutRequest");
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("urn:oasis:names:tc:SAML:2.0:protocol")
+    );
+    assert_eq!(root.attribute("Version"), Some("2.0"));
+    assert!(root.attribute("ID").is_some_and(|id| id.starts_with("LR-")));
+    let instant = root.attribute("IssueInstant").unwrap();
+    assert!(
+        instant.ends_with('Z') && instant.len() == 20,
+        "UTC, seconds: {instant}"
+    );
+    let name_id = root
+        .children()
+        .find(|n| n.has_tag_name(("urn:oasis:names:tc:SAML:2.0:assertion", "NameID")))
+        .expect("a saml:NameID");
+    assert_eq!(name_id.text(), Some("alice"), "SLO-03: the principal");
+    let index = root
+        .children()
+        .find(|n| n.has_tag_name(("urn:oasis:names:tc:SAML:2.0:protocol", "SessionIndex")))
+        .and_then(|n| n.text())
+        .expect("a samlp:SessionIndex")
+        .to_owned();
+    let by_regex = regex::Regex::new(PHPCAS_SESSION_INDEX)
+        .unwrap()
+        .captures(xml)
+        .expect("phpCAS finds the SessionIndex")[1]
+        .to_owned();
+    assert_eq!(by_regex, index);
+    index
+}
+
+/// SLO-01..06, SLO-12, LOGOUT-07: two applications entered in one session each get one
+/// well-formed LogoutRequest naming the ticket they received; the quiet one gets nothing.
+#[tokio::test]
+async fn each_application_of_the_session_receives_one_logout_request_for_its_ticket() {
+    let app = Receiver::start().await;
+    let server = TestServer::start_with(allow_loopback).await;
+    let browser = server.browser();
+    let one = app.url("/one/home");
+    let two = app.url("/two/home?lang=fr");
+    let ticket_one = browser.login_for_ticket(&one).await;
+    let ticket_two = browser.sso_ticket(&two).await;
+    browser.sso_ticket(&app.url("/quiet/home")).await;
+
+    let response = browser.get("/logout", &[]).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let received = app.wait_for(2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let received_late = app.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert_eq!(
+        received_late.len(),
+        2,
+        "nothing more arrives: {received_late:?}"
+    );
+    let mut by_path: Vec<(String, String)> = received
+        .iter()
+        .map(|m| (m.path.clone(), session_index(m)))
+        .collect();
+    by_path.sort();
+    assert_eq!(
+        by_path,
+        vec![
+            ("/one/home".to_owned(), ticket_one),
+            ("/two/home".to_owned(), ticket_two)
+        ]
+    );
+    assert!(
+        received.iter().all(|m| !m.path.starts_with("/quiet")),
+        "SLO-07: logout_type none"
+    );
+}
+
+/// SLO-07: `logout_url` replaces the service URL as the destination.
+#[tokio::test]
+async fn the_logout_url_is_honoured() {
+    let app = Receiver::start().await;
+    let custom_logout = app.url("/custom-logout");
+    let server = TestServer::start_with(|s| {
+        allow_loopback(s);
+        let service = s.services.iter_mut().find(|s| s.id == 11).unwrap();
+        service.logout.url = Some(custom_logout.clone());
+    })
+    .await;
+    let browser = server.browser();
+    let ticket = browser.login_for_ticket(&app.url("/custom/page")).await;
+
+    browser.get("/logout", &[]).await;
+
+    let received = app.wait_for(1).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].path, "/custom-logout");
+    assert_eq!(session_index(&received[0]), ticket);
+}
+
+/// SLO-12: logging one user out never notifies another user's applications.
+#[tokio::test]
+async fn another_users_session_is_never_notified() {
+    let app = Receiver::start().await;
+    let server = TestServer::start_with(allow_loopback).await;
+    let alice = server.browser();
+    let bob = Browser::new(&server.base, "another browser", None);
+    let alices_ticket = alice.login_for_ticket(&app.url("/one/a")).await;
+    let bob_response = bob
+        .login(Some(&app.url("/one/b")), "bob", BOB_PASSWORD)
+        .await;
+    let bobs_ticket = ticket_in(&location(&bob_response).unwrap());
+
+    alice.get("/logout", &[]).await;
+
+    let received = app.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.received().len(), 1);
+    assert_eq!(session_index(&received[0]), alices_ticket);
+    assert!(received.iter().all(|m| {
+        !m.logout_request
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&bobs_ticket)
+    }));
+    assert_eq!(
+        bob.sso_ticket(&app.url("/one/b")).await.len(),
+        32,
+        "bob is still signed in"
+    );
+}
+
+/// SLO-04: an application that hangs does not delay the logout: the response comes back
+/// after the server's own work, long before the message's timeout.
+#[tokio::test]
+async fn a_hanging_application_does_not_delay_the_logout() {
+    let app = Receiver::start().await;
+    let server = TestServer::start_with(|s| {
+        allow_loopback(s);
+        s.slo.timeout = Duration::from_secs(2);
+    })
+    .await;
+    let browser = server.browser();
+    browser.login_for_ticket(&app.url("/slow/page")).await;
+    browser.sso_ticket(&app.url("/one/page")).await;
+
+    let started = Instant::now();
+    let response = browser.get("/logout", &[]).await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        elapsed < Duration::from_millis(300),
+        "logout took {elapsed:?}"
+    );
+    let received = app.wait_for(2).await;
+    assert_eq!(received.len(), 2, "both were still sent: {received:?}");
+}
+
+/// A writer that keeps log output for assertions.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// SLO-04: with a tiny queue and one sender stuck on a hanging application, further
+/// messages are dropped with a logged warning and counted; logout and the rest of the
+/// server stay fast.
+#[tokio::test]
+async fn a_full_queue_drops_messages_with_a_warning_and_the_server_stays_responsive() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // The test runtime is single-threaded, so the server's tasks log through this.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let app = Receiver::start().await;
+    let server = TestServer::start_with(|s| {
+        allow_loopback(s);
+        s.slo.workers = 1;
+        s.slo.queue_capacity = 1;
+        s.slo.timeout = Duration::from_secs(5);
+    })
+    .await;
+    let browser = server.browser();
+    let mut tickets = vec![browser.login_for_ticket(&app.url("/slow/0")).await];
+    for i in 1..20 {
+        tickets.push(browser.sso_ticket(&app.url(&format!("/slow/{i}"))).await);
+    }
+
+    let started = Instant::now();
+    let response = browser.get("/logout", &[]).await;
+    let logout_time = started.elapsed();
+    let started = Instant::now();
+    let health = server.client().get("/health", &[]).await;
+    let health_time = started.elapsed();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        logout_time < Duration::from_millis(300),
+        "logout took {logout_time:?}"
+    );
+    assert!(
+        health_time < Duration::from_millis(300),
+        "health took {health_time:?}"
+    );
+    let health: serde_json::Value = serde_json::from_str(&health.raw).unwrap();
+    let dropped = health["single_logout"]["dropped"].as_u64().unwrap();
+    assert!(
+        dropped >= 17,
+        "20 messages, 1 sending, 1 queued, 1 waiting: {health}"
+    );
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("single-logout queue full; message dropped"),
+        "{text}"
+    );
+    for ticket in &tickets {
+        assert!(
+            !text.contains(ticket.as_str()),
+            "a ticket leaked into the logs"
+        );
+    }
+}
+
+/// SLO-09, SLO-11: a front-channel application is not POSTed to; the logout page has the
+/// browser load its logout URL with a zlib-deflated, base64 SAMLRequest and a RelayState.
+#[tokio::test]
+async fn the_logout_page_carries_a_deflated_saml_request_for_front_channel_applications() {
+    let server = TestServer::start().await;
+    let browser = server.browser();
+    let ticket = browser
+        .login_for_ticket("https://front.example.org/app")
+        .await;
+
+    let response = browser.get("/logout", &[]).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.unwrap();
+    let marker = "<iframe class=\"slo\" src=\"";
+    let start = html.find(marker).expect("a front-channel frame") + marker.len();
+    let src = html_unescape(&html[start..start + html[start..].find('"').unwrap()]);
+    let url = reqwest::Url::parse(&src).unwrap();
+    assert_eq!(url.host_str(), Some("front.example.org"));
+    assert_eq!(url.path(), "/logout");
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert_eq!(
+        param("from").as_deref(),
+        Some("cas"),
+        "the logout_url's own query is kept"
+    );
+    assert!(param("RelayState").is_some_and(|r| !r.is_empty()));
+    let deflated = base64::engine::general_purpose::STANDARD
+        .decode(param("SAMLRequest").unwrap())
+        .unwrap();
+    let mut xml = String::new();
+    flate2::read::ZlibDecoder::new(&deflated[..])
+        .read_to_string(&mut xml)
+        .unwrap();
+    let message = Received {
+        method: reqwest::Method::POST,
+        path: String::new(),
+        content_type: "application/x-www-form-urlencoded".into(),
+        logout_request: Some(xml),
+    };
+    assert_eq!(session_index(&message), ticket);
+    assert!(html.contains("You have been signed out"));
+}
+
+/// LOGOUT-04 with a front channel: the page is shown (so the frames load) and then
+/// continues to the registered service, instead of a bare redirect.
+#[tokio::test]
+async fn a_followed_service_redirect_waits_for_the_front_channel() {
+    let server = TestServer::start_with(|s| s.logout.follow_service_redirects = true).await;
+    let browser = server.browser();
+    browser
+        .login_for_ticket("https://front.example.org/app")
+        .await;
+
+    let response = browser.get("/logout", &[("service", SERVICE)]).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(location(&response).is_none());
+    let html = response.text().await.unwrap();
+    assert!(html.contains("<iframe class=\"slo\""));
+    let escaped_service = SERVICE.replace('&', "&#38;");
+    assert!(
+        html.contains(&format!(
+            "http-equiv=\"refresh\" content=\"3;url={escaped_service}\""
+        )),
+        "{html}"
+    );
+}
+
+/// `slo.enabled = false` turns single logout off entirely.
+#[tokio::test]
+async fn single_logout_can_be_turned_off() {
+    let app = Receiver::start().await;
+    let server = TestServer::start_with(|s| {
+        allow_loopback(s);
+        s.slo.enabled = false;
+    })
+    .await;
+    let browser = server.browser();
+    browser.login_for_ticket(&app.url("/one/x")).await;
+    browser.sso_ticket("https://front.example.org/app").await;
+
+    let response = browser.get("/logout", &[]).await;
+
+    assert!(!response.text().await.unwrap().contains("<iframe"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.received().is_empty());
+}
+
+/// SLO-01 (optional part): with `slo.on_expiry`, a session that ends by idle timeout is
+/// logged out of its applications when the reaper sweeps it.
+#[tokio::test]
+async fn an_expired_session_is_logged_out_when_on_expiry_is_set() {
+    let app = Receiver::start().await;
+    let server = TestServer::start_with(|s| {
+        allow_loopback(s);
+        s.slo.on_expiry = true;
+        s.tickets.reaper_interval = Duration::from_millis(50);
+    })
+    .await;
+    let browser = server.browser();
+    let ticket = browser.login_for_ticket(&app.url("/one/x")).await;
+
+    server.clock.advance(Duration::from_secs(2 * 3600));
+    let received = app.wait_for(1).await;
+
+    assert_eq!(received.len(), 1);
+    assert_eq!(session_index(&received[0]), ticket);
+}
+
+/// Without `slo.on_expiry` (the default), expiry is silent.
+#[tokio::test]
+async fn expiry_is_silent_by_default() {
+    let app = Receiver::start().await;
+    let server = TestServer::start_with(|s| {
+        allow_loopback(s);
+        s.tickets.reaper_interval = Duration::from_millis(50);
+    })
+    .await;
+    server.browser().login_for_ticket(&app.url("/one/x")).await;
+
+    server.clock.advance(Duration::from_secs(2 * 3600));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    assert!(app.received().is_empty());
+}
+
+/// Front-channel applications are configured per service; a back-channel one is the
+/// default (SVC-08).
+#[test]
+fn logout_types_come_from_the_service_registry() {
+    let settings = settings();
+    let kind = |id: u32| {
+        settings
+            .services
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap()
+            .logout
+            .kind
+    };
+    assert_eq!(kind(7), LogoutType::BackChannel);
+    assert_eq!(kind(9), LogoutType::None);
+    assert_eq!(kind(10), LogoutType::FrontChannel);
+}
