@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::http::HeaderValue;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -14,12 +15,15 @@ use crate::config::{Settings, TgcKeySource};
 use crate::crypto::random_bytes;
 use crate::outbound::{self, Outbound, SloQueue};
 use crate::protocol::flow::LoginFlow;
+use crate::protocol::throttle::{Throttle, ThrottlePolicy};
 use crate::protocol::{Cas, ProtocolOptions, TicketPolicies};
 use crate::services::ServiceRegistry;
 use crate::tgc::{TgcCodec, TgcKeys};
 use crate::tickets::reaper::{self, OnExpired};
 use crate::tickets::{ExpirationPolicy, MemoryRegistry, TicketRegistry};
-use crate::web::{self, AppState, CookieSettings, Inner};
+use crate::web::{
+    self, AppState, CasListener, CookieSettings, HeaderPolicy, Inner, Limits, PeerAddr,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -36,7 +40,10 @@ pub enum StartupError {
 
 /// A bound, ready-to-run server.
 pub struct App {
-    listener: TcpListener,
+    listener: CasListener,
+    local_addr: SocketAddr,
+    scheme: &'static str,
+    redirect: Option<TcpListener>,
     router: axum::Router,
     registry: Arc<dyn TicketRegistry>,
     clock: Arc<dyn Clock>,
@@ -73,6 +80,14 @@ impl App {
             clock: clock.clone(),
             proxy_callback: outbound::callback(&outbound),
             logout_sender: slo.clone(),
+            throttle: settings.throttle.enabled.then(|| {
+                Arc::new(Throttle::new(ThrottlePolicy {
+                    threshold: settings.throttle.threshold,
+                    ip_threshold: settings.throttle.ip_threshold,
+                    window: settings.throttle.window,
+                    max_entries: settings.throttle.max_entries,
+                }))
+            }),
             policies: TicketPolicies {
                 tgt: ExpirationPolicy::sliding(
                     settings.tickets.tgt_idle_ttl,
@@ -93,9 +108,17 @@ impl App {
                 let cas = cas.clone();
                 Arc::new(move |sessions| cas.sessions_expired(sessions)) as OnExpired
             });
-        let flow_key = settings.login.flow_key.unwrap_or_else(random_bytes);
+        let mut flow_keys: Vec<[u8; 32]> = settings
+            .login
+            .flow_keys
+            .iter()
+            .map(|k| *k.expose())
+            .collect();
+        if flow_keys.is_empty() {
+            flow_keys.push(random_bytes());
+        }
         let flow = LoginFlow::new(
-            &flow_key,
+            &flow_keys,
             settings.login.form_ttl,
             registry.clone(),
             clock.clone(),
@@ -118,14 +141,56 @@ impl App {
             trusted_proxies: settings.server.trusted_proxies.clone(),
             slo: slo.stats(),
             assets: format!("{base_path}/"),
+            limits: Limits {
+                ticket: settings.request_filter.max_ticket_length,
+                url: settings.request_filter.max_url_length,
+                username: settings.request_filter.max_username_length,
+                other: settings.request_filter.max_value_length,
+                body: settings.server.max_body_bytes,
+            },
+            headers: HeaderPolicy {
+                hsts: settings
+                    .http_headers
+                    .hsts
+                    .as_deref()
+                    .and_then(|v| HeaderValue::from_str(v).ok()),
+                frame_options: settings.http_headers.frame_options
+                    && settings.http_headers.frame_ancestors.is_empty(),
+                content_type_options: settings.http_headers.content_type_options,
+                referrer_policy: settings.http_headers.referrer_policy,
+                csp: settings
+                    .http_headers
+                    .content_security_policy
+                    .then(|| HeaderPolicy::default_csp(&settings.http_headers.frame_ancestors)),
+                max_header_bytes: settings.server.max_header_bytes,
+                tls: settings.server.tls.is_some(),
+            },
         });
         let router = web::router(state, settings.server.request_timeout);
         let addr = settings.server.bind;
-        let listener = TcpListener::bind(addr)
+        let tcp = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
+        let local_addr = tcp
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let tls = settings.server.tls.as_ref().map(|t| t.config.clone());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let listener = CasListener::new(tcp, tls, settings.server.max_connections)
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let redirect = match settings.server.http_redirect_bind {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Self {
             listener,
+            local_addr,
+            scheme,
+            redirect,
             router,
             registry,
             clock,
@@ -136,14 +201,17 @@ impl App {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.local_addr
     }
 
-    /// `http://addr/base`: the URL CAS clients are configured with.
+    /// The plain-HTTP listener that redirects to HTTPS, if configured.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// `http(s)://addr/base`: the URL CAS clients are configured with.
     pub fn url(&self) -> String {
-        format!("http://{}{}", self.local_addr(), self.base_path)
+        format!("{}://{}{}", self.scheme, self.local_addr, self.base_path)
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests and stops the reaper.
@@ -152,27 +220,44 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
         let reaper = reaper::spawn(
             self.registry,
             self.clock,
             self.reaper_interval,
             self.on_expired,
-            stop_rx,
+            stop_rx.clone(),
         );
+        let redirect = self.redirect.map(|listener| {
+            let https_port = self.local_addr.port();
+            tokio::spawn(
+                axum::serve(listener, web::https_redirect(https_port))
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            )
+        });
         let served = axum::serve(
             self.listener,
             self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+                .into_make_service_with_connect_info::<PeerAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stopped(stop_rx))
         .await;
-        let _ = stop_tx.send(true);
         let _ = reaper.await;
+        if let Some(redirect) = redirect {
+            let _ = redirect.await;
+        }
         served
     }
 }
 
-fn tgc_keys(source: &TgcKeySource) -> Result<TgcKeys, StartupError> {
+fn tgc_keys(source: &TgcKeySource) -> Result<Vec<TgcKeys>, StartupError> {
     match source {
         TgcKeySource::Configured(keys) => Ok(keys.clone()),
         TgcKeySource::KeyFile(path) => {
@@ -185,11 +270,11 @@ fn tgc_keys(source: &TgcKeySource) -> Result<TgcKeys, StartupError> {
             } else {
                 tracing::info!(path = %path.display(), "loaded TGC keys");
             }
-            Ok(keys)
+            Ok(vec![keys])
         }
         TgcKeySource::Ephemeral => {
             tracing::warn!("using ephemeral TGC keys: SSO sessions end when the server restarts");
-            Ok(TgcKeys::generate())
+            Ok(vec![TgcKeys::generate()])
         }
     }
 }

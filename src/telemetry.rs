@@ -47,6 +47,10 @@ pub mod audit {
         tracing::info!(target: "cas_audit", event = "login_failure", user, service, %ip, reason);
     }
 
+    pub fn login_throttled(user: &str, ip: IpAddr) {
+        tracing::warn!(target: "cas_audit", event = "login_throttled", user, %ip);
+    }
+
     pub fn ticket_issued(ticket: &str, user: &str, service: &str, ip: IpAddr) {
         tracing::info!(target: "cas_audit", event = "ticket_issued", ticket = %redact(ticket), user, service, %ip);
     }

@@ -142,11 +142,18 @@ pub enum TgcError {
     Encode(String),
 }
 
-pub struct TgcCodec {
+/// One generation of keys, ready to use.
+struct KeySet {
     encrypter: DirectJweEncrypter,
     decrypter: DirectJweDecrypter,
     signer: HmacJwsSigner,
     verifier: HmacJwsVerifier,
+}
+
+pub struct TgcCodec {
+    /// The first set writes cookies; every set reads them, so keys can be rotated
+    /// without logging anyone out.
+    keys: Vec<KeySet>,
     mode: CryptoMode,
     pin_to_session: bool,
 }
@@ -154,6 +161,7 @@ pub struct TgcCodec {
 impl std::fmt::Debug for TgcCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TgcCodec")
+            .field("keys", &self.keys.len())
             .field("mode", &self.mode)
             .field("pin_to_session", &self.pin_to_session)
             .finish_non_exhaustive()
@@ -164,13 +172,25 @@ impl std::fmt::Debug for TgcCodec {
 const MAX_COOKIE_LEN: usize = 8192;
 
 impl TgcCodec {
-    pub fn new(keys: &TgcKeys, mode: CryptoMode, pin_to_session: bool) -> Result<Self, TgcError> {
+    /// `keys[0]` encodes; all decode. At least one key set is required.
+    pub fn new(keys: &[TgcKeys], mode: CryptoMode, pin_to_session: bool) -> Result<Self, TgcError> {
         let err = |e: josekit::JoseError| TgcError::Encode(e.to_string());
+        if keys.is_empty() {
+            return Err(TgcError::Encode("no TGC keys".into()));
+        }
+        let keys = keys
+            .iter()
+            .map(|k| {
+                Ok(KeySet {
+                    encrypter: Dir.encrypter_from_bytes(k.encryption).map_err(err)?,
+                    decrypter: Dir.decrypter_from_bytes(k.encryption).map_err(err)?,
+                    signer: HS512.signer_from_bytes(k.signing).map_err(err)?,
+                    verifier: HS512.verifier_from_bytes(k.signing).map_err(err)?,
+                })
+            })
+            .collect::<Result<Vec<_>, TgcError>>()?;
         Ok(Self {
-            encrypter: Dir.encrypter_from_bytes(keys.encryption).map_err(err)?,
-            decrypter: Dir.decrypter_from_bytes(keys.encryption).map_err(err)?,
-            signer: HS512.signer_from_bytes(keys.signing).map_err(err)?,
-            verifier: HS512.verifier_from_bytes(keys.signing).map_err(err)?,
+            keys,
             mode,
             pin_to_session,
         })
@@ -178,14 +198,15 @@ impl TgcCodec {
 
     pub fn encode(&self, tgt_id: &str, ip: &str, user_agent: &str) -> Result<String, TgcError> {
         let payload = format!("{tgt_id}@{ip}@{user_agent}");
+        let keys = &self.keys[0];
         match self.mode {
             CryptoMode::EncryptAndSign => {
-                let inner = self.encrypt(payload.as_bytes())?;
-                self.sign(inner.as_bytes())
+                let inner = keys.encrypt(payload.as_bytes())?;
+                keys.sign(inner.as_bytes())
             }
             CryptoMode::SignAndEncrypt => {
-                let inner = self.sign(payload.as_bytes())?;
-                self.encrypt(inner.as_bytes())
+                let inner = keys.sign(payload.as_bytes())?;
+                keys.encrypt(inner.as_bytes())
             }
         }
     }
@@ -195,16 +216,21 @@ impl TgcCodec {
         if value.len() > MAX_COOKIE_LEN || value.is_empty() {
             return Err(TgcError::Malformed);
         }
-        let payload = match self.mode {
-            CryptoMode::EncryptAndSign => {
-                let inner = self.verify(value.as_bytes())?;
-                let inner = String::from_utf8(inner).map_err(|_| TgcError::Malformed)?;
-                self.decrypt(&inner)?
+        let mut first_error = None;
+        let mut payload = None;
+        for keys in &self.keys {
+            match self.open(keys, value) {
+                Ok(p) => {
+                    payload = Some(p);
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
-            CryptoMode::SignAndEncrypt => {
-                let inner = self.decrypt(value)?;
-                self.verify(&inner)?
-            }
+        }
+        let Some(payload) = payload else {
+            return Err(first_error.unwrap_or(TgcError::Malformed));
         };
         let payload = String::from_utf8(payload).map_err(|_| TgcError::Malformed)?;
         // The TGT id and an IP never contain '@'; the user agent may.
@@ -225,6 +251,22 @@ impl TgcCodec {
         Ok(tgt.to_owned())
     }
 
+    fn open(&self, keys: &KeySet, value: &str) -> Result<Vec<u8>, TgcError> {
+        match self.mode {
+            CryptoMode::EncryptAndSign => {
+                let inner = keys.verify(value.as_bytes())?;
+                let inner = String::from_utf8(inner).map_err(|_| TgcError::Malformed)?;
+                keys.decrypt(&inner)
+            }
+            CryptoMode::SignAndEncrypt => {
+                let inner = keys.decrypt(value)?;
+                keys.verify(&inner)
+            }
+        }
+    }
+}
+
+impl KeySet {
     fn encrypt(&self, payload: &[u8]) -> Result<String, TgcError> {
         let mut header = JweHeader::new();
         header.set_content_encryption("A256GCM");
@@ -262,7 +304,7 @@ mod tests {
     use super::*;
 
     fn codec(mode: CryptoMode) -> TgcCodec {
-        TgcCodec::new(&TgcKeys::generate(), mode, true).unwrap()
+        TgcCodec::new(&[TgcKeys::generate()], mode, true).unwrap()
     }
 
     #[test]
@@ -290,7 +332,7 @@ mod tests {
             Err(TgcError::UserAgentMismatch)
         );
         let unpinned =
-            TgcCodec::new(&TgcKeys::generate(), CryptoMode::EncryptAndSign, false).unwrap();
+            TgcCodec::new(&[TgcKeys::generate()], CryptoMode::EncryptAndSign, false).unwrap();
         let v = unpinned.encode("TGT-abc", "10.0.0.1", "UA").unwrap();
         assert_eq!(unpinned.decode(&v, "10.0.0.2", "UA2").unwrap(), "TGT-abc");
     }
@@ -311,6 +353,24 @@ mod tests {
         );
         assert_eq!(c.decode("garbage", "ip", "ua"), Err(TgcError::Malformed));
         assert_eq!(c.decode("", "ip", "ua"), Err(TgcError::Malformed));
+    }
+
+    #[test]
+    fn rotated_keys_still_read_old_cookies_and_write_with_the_new_one() {
+        let old = TgcKeys::generate();
+        let new = TgcKeys::generate();
+        let before = TgcCodec::new(std::slice::from_ref(&old), CryptoMode::EncryptAndSign, true).unwrap();
+        let during = TgcCodec::new(&[new.clone(), old], CryptoMode::EncryptAndSign, true).unwrap();
+        let after = TgcCodec::new(&[new], CryptoMode::EncryptAndSign, true).unwrap();
+        let old_cookie = before.encode("TGT-a", "ip", "ua").unwrap();
+        assert_eq!(during.decode(&old_cookie, "ip", "ua").unwrap(), "TGT-a");
+        let new_cookie = during.encode("TGT-b", "ip", "ua").unwrap();
+        assert_eq!(after.decode(&new_cookie, "ip", "ua").unwrap(), "TGT-b");
+        assert_eq!(
+            after.decode(&old_cookie, "ip", "ua"),
+            Err(TgcError::BadSignature)
+        );
+        assert!(TgcCodec::new(&[], CryptoMode::EncryptAndSign, true).is_err());
     }
 
     #[test]

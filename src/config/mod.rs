@@ -8,6 +8,7 @@
 
 mod duration;
 mod raw;
+pub mod secrets;
 mod settings;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,12 +22,12 @@ use serde_json::{Map, Value};
 
 pub use duration::parse as parse_duration;
 pub use settings::{
-    Authn, HttpClient, Login, Logout, Origin, SameSite, Server, Settings, Slo, Sso, Tgc,
-    TgcKeySource, Tickets, Validation,
+    Authn, HttpClient, HttpHeaders, Login, Logout, Origin, RequestFilter, SameSite, Server,
+    Settings, Slo, Sso, Tgc, TgcKeySource, Throttle, Tickets, Tls, Validation,
 };
 
 use crate::auth::{UserRecord, check_password_hash};
-use crate::crypto::b64url_decode;
+use crate::crypto::{Secret, b64url_decode};
 use crate::services::{LogoutPolicy, LogoutType, RegisteredService, ServicePattern};
 use crate::tgc::{CryptoMode, TgcKeys};
 
@@ -40,6 +41,9 @@ pub const DEMO_PASSWORD: &str = "Mellon";
 const ENV_PREFIX: &str = "CAS__";
 const SECTIONS: &[&str] = &[
     "server",
+    "request_filter",
+    "http_headers",
+    "throttle",
     "tgc",
     "tickets",
     "sso",
@@ -54,6 +58,11 @@ const SECTIONS: &[&str] = &[
 ];
 /// Optional keys that have no entry in `DEFAULTS`, for "did you mean" hints.
 const OPTIONAL_KEYS: &[&str] = &[
+    "server.http_redirect_bind",
+    "server.cert_file",
+    "server.key_file",
+    "tgc.previous_keys",
+    "login.previous_flow_keys",
     "tgc.encryption_key",
     "tgc.encryption_key_file",
     "tgc.signing_key",
@@ -185,11 +194,23 @@ pub fn load_with_env(
         )
         .build()
         .and_then(|c| c.try_deserialize::<Value>());
-    let root = match merged {
+    let mut root = match merged {
         Ok(Value::Object(root)) => root,
         Ok(_) => Map::new(),
         Err(e) => return Err(single(origin.to_string(), "", e.to_string())),
     };
+    let mut encrypted_problems = Vec::new();
+    for (section, value) in root.iter_mut() {
+        secrets::decrypt_all(
+            value,
+            env.get(secrets::KEY_VARIABLE).map(String::as_str),
+            section,
+            &mut encrypted_problems,
+        );
+    }
+    for (key, message) in encrypted_problems {
+        ctx.problem(&key, message);
+    }
     for key in root.keys() {
         if !SECTIONS.contains(&key.as_str()) {
             let hint = suggest(key, SECTIONS.iter().copied());
@@ -198,6 +219,9 @@ pub fn load_with_env(
     }
     let known_keys = known_keys();
     let server = ctx.section::<raw::Server>(&root, "server", &known_keys);
+    let request_filter = ctx.section::<raw::RequestFilter>(&root, "request_filter", &known_keys);
+    let http_headers = ctx.section::<raw::HttpHeaders>(&root, "http_headers", &known_keys);
+    let throttle = ctx.section::<raw::Throttle>(&root, "throttle", &known_keys);
     let tgc = ctx.section::<raw::Tgc>(&root, "tgc", &known_keys);
     let tickets = ctx.section::<raw::Tickets>(&root, "tickets", &known_keys);
     let sso = ctx.section::<raw::Sso>(&root, "sso", &known_keys);
@@ -211,6 +235,9 @@ pub fn load_with_env(
     let services = ctx.section::<Vec<raw::Service>>(&root, "services", &known_keys);
 
     let server = server.and_then(|s| ctx.server(s));
+    let request_filter = request_filter.and_then(|r| ctx.request_filter(r));
+    let http_headers = http_headers.and_then(|h| ctx.http_headers(h));
+    let throttle = throttle.and_then(|t| ctx.throttle(t));
     let tgc = tgc.and_then(|t| ctx.tgc(t, server.as_ref()));
     let tickets = tickets.and_then(|t| ctx.tickets(t));
     let http_client = http_client.and_then(|h| ctx.http_client(h));
@@ -223,6 +250,9 @@ pub fn load_with_env(
         Some(Settings {
             origin,
             server: server?,
+            request_filter: request_filter?,
+            http_headers: http_headers?,
+            throttle: throttle?,
             tgc: tgc?,
             tickets: tickets?,
             sso: Sso {
@@ -428,11 +458,207 @@ impl Ctx {
             }
         }
         let request_timeout = self.duration("server.request_timeout", &raw.request_timeout);
+        for (key, value) in [
+            ("server.max_body_bytes", raw.max_body_bytes),
+            ("server.max_header_bytes", raw.max_header_bytes),
+            ("server.max_connections", raw.max_connections),
+        ] {
+            if value == 0 {
+                self.problem(key, "must be at least 1");
+            }
+        }
+        let tls = match raw.tls {
+            None => Some(None),
+            Some(tls) => self.tls(&tls).map(Some),
+        };
+        let http_redirect_bind = match raw.http_redirect_bind {
+            None => Some(None),
+            Some(text) => match text.parse::<SocketAddr>() {
+                Ok(addr) if tls.as_ref().is_some_and(Option::is_some) => Some(Some(addr)),
+                Ok(_) => {
+                    self.problem(
+                        "server.http_redirect_bind",
+                        "redirects to HTTPS, so it needs [server.tls]",
+                    );
+                    None
+                }
+                Err(_) => {
+                    self.problem(
+                        "server.http_redirect_bind",
+                        format!("`{text}` is not an address:port, e.g. \"0.0.0.0:80\""),
+                    );
+                    None
+                }
+            },
+        };
         Some(Server {
             bind: bind?,
             base_path: base_ok.then_some(base_path)?,
             trusted_proxies,
             request_timeout: request_timeout?,
+            max_body_bytes: raw.max_body_bytes,
+            max_header_bytes: raw.max_header_bytes,
+            max_connections: raw.max_connections,
+            tls: tls?,
+            http_redirect_bind: http_redirect_bind?,
+        })
+    }
+
+    /// Reads the certificate chain and key and checks that they belong together.
+    fn tls(&mut self, raw: &raw::Tls) -> Option<Tls> {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let cert_path = self.resolve(&raw.cert_file);
+        let key_path = self.resolve(&raw.key_file);
+        let chain = match std::fs::read(&cert_path) {
+            Err(e) => {
+                self.problem(
+                    "server.tls.cert_file",
+                    format!("cannot read {}: {e}", cert_path.display()),
+                );
+                None
+            }
+            Ok(pem) => match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+                Ok(chain) if !chain.is_empty() => Some(chain),
+                _ => {
+                    self.problem(
+                        "server.tls.cert_file",
+                        format!(
+                            "{} holds no PEM certificate chain (-----BEGIN CERTIFICATE-----)",
+                            cert_path.display()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let key = match std::fs::read(&key_path) {
+            Err(e) => {
+                self.problem(
+                    "server.tls.key_file",
+                    format!("cannot read {}: {e}", key_path.display()),
+                );
+                None
+            }
+            Ok(pem) => match PrivateKeyDer::from_pem_slice(&pem) {
+                Ok(key) => Some(key),
+                Err(_) => {
+                    self.problem(
+                        "server.tls.key_file",
+                        format!(
+                            "{} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                            key_path.display()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let (chain, key) = (chain?, key?);
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key));
+        match config {
+            Ok(mut config) => {
+                config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                Some(Tls {
+                    config: std::sync::Arc::new(config),
+                })
+            }
+            Err(e) => {
+                self.problem(
+                    "server.tls.key_file",
+                    format!(
+                        "{} does not fit the certificate in {} ({e})",
+                        key_path.display(),
+                        cert_path.display()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn request_filter(&mut self, raw: raw::RequestFilter) -> Option<RequestFilter> {
+        for (key, value) in [
+            ("request_filter.max_ticket_length", raw.max_ticket_length),
+            ("request_filter.max_url_length", raw.max_url_length),
+            (
+                "request_filter.max_username_length",
+                raw.max_username_length,
+            ),
+            ("request_filter.max_value_length", raw.max_value_length),
+        ] {
+            if value < 32 {
+                self.problem(key, "must be at least 32 (tickets alone are 32 characters)");
+                return None;
+            }
+        }
+        Some(RequestFilter {
+            max_ticket_length: raw.max_ticket_length,
+            max_url_length: raw.max_url_length,
+            max_username_length: raw.max_username_length,
+            max_value_length: raw.max_value_length,
+        })
+    }
+
+    fn http_headers(&mut self, raw: raw::HttpHeaders) -> Option<HttpHeaders> {
+        let max_age = self.duration("http_headers.hsts_max_age", &raw.hsts_max_age)?;
+        for (i, origin) in raw.frame_ancestors.iter().enumerate() {
+            let ok = url::Url::parse(origin)
+                .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.path() == "/")
+                && !origin.contains(['\'', ';', ' ', ',']);
+            if !ok {
+                self.problem(
+                    &format!("http_headers.frame_ancestors[{i}]"),
+                    format!("`{origin}` is not an origin such as \"https://portal.example.org\""),
+                );
+                return None;
+            }
+        }
+        Some(HttpHeaders {
+            hsts: raw.hsts.then(|| {
+                let mut value = format!("max-age={}", max_age.as_secs());
+                if raw.hsts_include_subdomains {
+                    value.push_str("; includeSubDomains");
+                }
+                value
+            }),
+            frame_options: raw.frame_options,
+            frame_ancestors: raw
+                .frame_ancestors
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_owned())
+                .collect(),
+            content_type_options: raw.content_type_options,
+            content_security_policy: raw.content_security_policy,
+            referrer_policy: raw.referrer_policy,
+        })
+    }
+
+    fn throttle(&mut self, raw: raw::Throttle) -> Option<Throttle> {
+        let window = self.duration("throttle.window", &raw.window);
+        for (key, value) in [
+            ("throttle.threshold", raw.threshold as usize),
+            ("throttle.ip_threshold", raw.ip_threshold as usize),
+            ("throttle.max_entries", raw.max_entries),
+        ] {
+            if value == 0 {
+                self.problem(
+                    key,
+                    "must be at least 1 (turn throttling off with throttle.enabled = false)",
+                );
+                return None;
+            }
+        }
+        Some(Throttle {
+            enabled: raw.enabled,
+            threshold: raw.threshold,
+            ip_threshold: raw.ip_threshold,
+            window: window?,
+            max_entries: raw.max_entries,
         })
     }
 
@@ -493,7 +719,15 @@ impl Ctx {
         );
         let signing = self.secret("tgc.signing_key", raw.signing_key, raw.signing_key_file);
         let keys = match (encryption, signing) {
-            (Ok(Some(enc)), Ok(Some(sign))) => match TgcKeys::from_base64(&enc, &sign) {
+            (Ok(Some(enc)), Ok(Some(sign))) => match std::iter::once((enc.as_str(), sign.as_str()))
+                .chain(
+                    raw.previous_keys
+                        .iter()
+                        .map(|k| (k.encryption_key.as_str(), k.signing_key.as_str())),
+                )
+                .map(|(e, s)| TgcKeys::from_base64(e, s))
+                .collect::<Result<Vec<_>, _>>()
+            {
                 Ok(keys) => Some(TgcKeySource::Configured(keys)),
                 Err(e) => {
                     let key = if e.starts_with("encryption") {
@@ -505,6 +739,13 @@ impl Ctx {
                     None
                 }
             },
+            (Ok(None), Ok(None)) if !raw.previous_keys.is_empty() => {
+                self.problem(
+                    "tgc.previous_keys",
+                    "rotation needs the current keys configured too (encryption_key, signing_key)",
+                );
+                None
+            }
             (Ok(None), Ok(None)) => Some(match (&self.origin, raw.key_file) {
                 (Origin::File(path), key_file) => TgcKeySource::KeyFile(match key_file {
                     Some(file) => self.resolve(&file),
@@ -739,24 +980,39 @@ impl Ctx {
 
     fn login(&mut self, raw: raw::Login) -> Option<Login> {
         let form_ttl = self.duration("login.form_ttl", &raw.form_ttl);
-        let flow_key = match raw.flow_key {
-            None => None,
-            Some(text) => {
-                match b64url_decode(&text).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()) {
-                    Some(key) => Some(key),
-                    None => {
-                        self.problem(
-                            "login.flow_key",
-                            "must be 32 bytes in base64url; generate one with `cas-server keygen`",
-                        );
-                        return None;
-                    }
+        if raw.flow_key.is_none() && !raw.previous_flow_keys.is_empty() {
+            self.problem(
+                "login.previous_flow_keys",
+                "rotation needs the current login.flow_key too",
+            );
+            return None;
+        }
+        let mut flow_keys = Vec::new();
+        let keys = raw
+            .flow_key
+            .iter()
+            .map(|k| ("login.flow_key".to_owned(), k))
+            .chain(
+                raw.previous_flow_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| (format!("login.previous_flow_keys[{i}]"), k)),
+            );
+        for (key, text) in keys {
+            match b64url_decode(text).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()) {
+                Some(bytes) => flow_keys.push(Secret::new(bytes)),
+                None => {
+                    self.problem(
+                        &key,
+                        "must be 32 bytes in base64url; generate one with `cas-server keygen`",
+                    );
+                    return None;
                 }
             }
-        };
+        }
         Some(Login {
             form_ttl: form_ttl?,
-            flow_key,
+            flow_keys,
         })
     }
 

@@ -13,6 +13,52 @@ pub struct Server {
     pub base_path: String,
     pub trusted_proxies: Vec<String>,
     pub request_timeout: String,
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub http_redirect_bind: Option<String>,
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Tls {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RequestFilter {
+    pub max_ticket_length: usize,
+    pub max_url_length: usize,
+    pub max_username_length: usize,
+    pub max_value_length: usize,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HttpHeaders {
+    pub hsts: bool,
+    pub hsts_max_age: String,
+    pub hsts_include_subdomains: bool,
+    pub frame_options: bool,
+    pub frame_ancestors: Vec<String>,
+    pub content_type_options: bool,
+    pub content_security_policy: bool,
+    pub referrer_policy: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Throttle {
+    pub enabled: bool,
+    pub threshold: u32,
+    pub ip_threshold: u32,
+    pub window: String,
+    pub max_entries: usize,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KeyPair {
+    pub encryption_key: String,
+    pub signing_key: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -27,6 +73,8 @@ pub struct Tgc {
     pub signing_key: Option<String>,
     pub signing_key_file: Option<String>,
     pub key_file: Option<String>,
+    #[serde(default)]
+    pub previous_keys: Vec<KeyPair>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +117,8 @@ pub struct Slo {
 pub struct Login {
     pub form_ttl: String,
     pub flow_key: Option<String>,
+    #[serde(default)]
+    pub previous_flow_keys: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::auth::UserRecord;
+use crate::crypto::Secret;
 use crate::services::RegisteredService;
 use crate::tgc::{CryptoMode, TgcKeys};
 
@@ -34,6 +35,9 @@ impl std::fmt::Display for Origin {
 pub struct Settings {
     pub origin: Origin,
     pub server: Server,
+    pub request_filter: RequestFilter,
+    pub http_headers: HttpHeaders,
+    pub throttle: Throttle,
     pub tgc: Tgc,
     pub tickets: Tickets,
     pub sso: Sso,
@@ -54,6 +58,61 @@ pub struct Server {
     pub base_path: String,
     pub trusted_proxies: Vec<IpNet>,
     pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Native HTTPS; `None` serves plain HTTP (behind a TLS-terminating proxy).
+    pub tls: Option<Tls>,
+    /// A plain-HTTP listener that only redirects to HTTPS.
+    pub http_redirect_bind: Option<SocketAddr>,
+}
+
+/// The server certificate chain and key, read and checked at load.
+#[derive(Clone)]
+pub struct Tls {
+    pub config: std::sync::Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls(***)")
+    }
+}
+
+/// The request filter's length limits.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFilter {
+    pub max_ticket_length: usize,
+    pub max_url_length: usize,
+    pub max_username_length: usize,
+    pub max_value_length: usize,
+}
+
+/// Security headers, each switchable.
+#[derive(Debug, Clone)]
+pub struct HttpHeaders {
+    /// `Strict-Transport-Security`, sent on HTTPS responses only.
+    pub hsts: Option<String>,
+    pub frame_options: bool,
+    /// Origins allowed to frame the pages (CSP `frame-ancestors`); empty: none.
+    pub frame_ancestors: Vec<String>,
+    pub content_type_options: bool,
+    pub content_security_policy: bool,
+    pub referrer_policy: bool,
+}
+
+/// Failed-login throttling (THR-01..05).
+#[derive(Debug, Clone, Copy)]
+pub struct Throttle {
+    pub enabled: bool,
+    /// Failures per client IP and username within `window` before blocking.
+    pub threshold: u32,
+    /// Failures per client IP (any username) within `window` before blocking.
+    pub ip_threshold: u32,
+    pub window: Duration,
+    /// Bound on remembered IPs and IP+username pairs (oldest evicted first).
+    pub max_entries: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +124,8 @@ pub enum SameSite {
 
 #[derive(Debug, Clone)]
 pub enum TgcKeySource {
-    Configured(TgcKeys),
+    /// The first pair encrypts and signs; all are accepted when reading (rotation).
+    Configured(Vec<TgcKeys>),
     /// Read from, or generated once into, this file (mode 0600).
     KeyFile(PathBuf),
     /// Fresh keys at every start: sessions end on restart (demo, tests).
@@ -131,8 +191,9 @@ pub struct Slo {
 #[derive(Debug, Clone)]
 pub struct Login {
     pub form_ttl: Duration,
-    /// Key for login-flow tokens; random per process when unset.
-    pub flow_key: Option<[u8; 32]>,
+    /// Keys for login-flow tokens: the first seals, all open (rotation). Empty: a random
+    /// key per process.
+    pub flow_keys: Vec<Secret<[u8; 32]>>,
 }
 
 #[derive(Debug, Clone)]

@@ -38,21 +38,23 @@ struct Claims {
 
 #[derive(Debug, Clone)]
 pub struct LoginFlow {
-    sealer: Sealer,
+    /// The first seals; all open (key rotation).
+    sealers: Vec<Sealer>,
     ttl: Duration,
     tickets: Arc<dyn TicketRegistry>,
     clock: Arc<dyn Clock>,
 }
 
 impl LoginFlow {
+    /// `keys[0]` seals new tokens; every key opens them.
     pub fn new(
-        key: &[u8; 32],
+        keys: &[[u8; 32]],
         ttl: Duration,
         tickets: Arc<dyn TicketRegistry>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            sealer: Sealer::new(key),
+            sealers: keys.iter().map(Sealer::new).collect(),
             ttl,
             tickets,
             clock,
@@ -67,7 +69,10 @@ impl LoginFlow {
             svc: service_hash(service),
         };
         let json = serde_json::to_vec(&claims).unwrap_or_default();
-        self.sealer.seal(&json, PURPOSE)
+        match self.sealers.first() {
+            Some(sealer) => sealer.seal(&json, PURPOSE),
+            None => String::new(),
+        }
     }
 
     /// Accepts `token` once, for a POST about `service`.
@@ -77,8 +82,9 @@ impl LoginFlow {
         service: Option<&str>,
     ) -> Result<Result<(), FlowError>, RegistryError> {
         let Some(claims) = self
-            .sealer
-            .open(token, PURPOSE)
+            .sealers
+            .iter()
+            .find_map(|sealer| sealer.open(token, PURPOSE))
             .and_then(|json| serde_json::from_slice::<Claims>(&json).ok())
         else {
             return Ok(Err(FlowError::Invalid));
@@ -117,7 +123,7 @@ mod tests {
 
     fn flow(clock: &ManualClock) -> LoginFlow {
         LoginFlow::new(
-            &[1u8; 32],
+            &[[1u8; 32]],
             Duration::from_secs(600),
             Arc::new(MemoryRegistry::new()),
             Arc::new(clock.clone()),
@@ -153,7 +159,7 @@ mod tests {
             Err(FlowError::Invalid)
         );
         let other = LoginFlow::new(
-            &[2u8; 32],
+            &[[2u8; 32]],
             Duration::from_secs(600),
             Arc::new(MemoryRegistry::new()),
             Arc::new(clock.clone()),
@@ -162,5 +168,13 @@ mod tests {
             other.redeem(&f.issue(None), None).await.unwrap(),
             Err(FlowError::Invalid)
         );
+        // Rotation: a new first key, the old one still accepted.
+        let rotated = LoginFlow::new(
+            &[[2u8; 32], [1u8; 32]],
+            Duration::from_secs(600),
+            Arc::new(MemoryRegistry::new()),
+            Arc::new(clock.clone()),
+        );
+        assert_eq!(rotated.redeem(&f.issue(None), None).await.unwrap(), Ok(()));
     }
 }

@@ -1,6 +1,8 @@
 //! `/login` as credential requestor (GET, §2.1) and acceptor (POST, §2.2).
 
 use super::slo::logout_target;
+use std::net::IpAddr;
+
 use super::{Cas, ProtocolError};
 use crate::auth::AuthError;
 use crate::tickets::{LogoutTarget, Principal, ServiceTicket, TicketGrantingTicket};
@@ -38,6 +40,8 @@ pub enum CredentialOutcome {
     UnknownService,
     /// LOGINP-04: wrong password or unknown user (never distinguished).
     Rejected,
+    /// THR-03: too many recent failures; the password was not checked.
+    Throttled { retry_after: std::time::Duration },
     /// LOGINP-01..03: the new SSO session and, with a service, where to send the browser.
     Success {
         tgt_id: String,
@@ -90,8 +94,24 @@ impl Cas {
         }
     }
 
-    /// POST `/login` with credentials. `previous` is the TGT of an existing session,
-    /// which a fresh login replaces.
+    /// THR-01..03: how long `username` from `ip` must wait before trying again, if the
+    /// recent failures went past the threshold.
+    pub fn login_blocked(&self, ip: IpAddr, username: &str) -> Option<std::time::Duration> {
+        self.throttle
+            .as_ref()
+            .and_then(|t| t.blocked(ip, username, self.clock.now()))
+    }
+
+    /// Counts a failed attempt that never reached the password check (a bad form token,
+    /// THR-04).
+    pub fn login_failed(&self, ip: IpAddr, username: &str) {
+        if let Some(t) = &self.throttle {
+            t.record_failure(ip, username, self.clock.now());
+        }
+    }
+
+    /// POST `/login` with credentials from `ip`. `previous` is the TGT of an existing
+    /// session, which a fresh login replaces.
     #[tracing::instrument(skip_all)]
     pub async fn submit_credentials(
         &self,
@@ -99,17 +119,27 @@ impl Cas {
         username: &str,
         password: &str,
         previous: Option<&str>,
+        ip: IpAddr,
     ) -> Result<CredentialOutcome, ProtocolError> {
         if let Some(service) = service
             && self.resolve_service(service).is_none()
         {
             return Ok(CredentialOutcome::UnknownService);
         }
+        if let Some(retry_after) = self.login_blocked(ip, username) {
+            return Ok(CredentialOutcome::Throttled { retry_after });
+        }
         let principal = match self.authenticator.authenticate(username, password).await {
             Ok(p) => p,
-            Err(AuthError::InvalidCredentials) => return Ok(CredentialOutcome::Rejected),
+            Err(AuthError::InvalidCredentials) => {
+                self.login_failed(ip, username);
+                return Ok(CredentialOutcome::Rejected);
+            }
             Err(AuthError::Unavailable(e)) => return Err(ProtocolError::AuthUnavailable(e)),
         };
+        if let Some(t) = &self.throttle {
+            t.record_success(ip, username);
+        }
         // The replaced session ends here: its services are told over the back channel
         // (there is no logout page to drive the front channel).
         if let Some(old) = previous
@@ -267,7 +297,13 @@ mod tests {
         let CredentialOutcome::Success {
             tgt_id, redirect, ..
         } = cas
-            .submit_credentials(Some(SERVICE), "alice", "pw", None)
+            .submit_credentials(
+                Some(SERVICE),
+                "alice",
+                "pw",
+                None,
+                super::super::testing::IP,
+            )
             .await
             .unwrap()
         else {
@@ -312,7 +348,7 @@ mod tests {
     async fn bad_credentials_and_control_characters_are_refused() {
         let cas = cas(ManualClock::new());
         assert!(matches!(
-            cas.submit_credentials(None, "alice", "nope", None)
+            cas.submit_credentials(None, "alice", "nope", None, super::super::testing::IP)
                 .await
                 .unwrap(),
             CredentialOutcome::Rejected
@@ -322,7 +358,8 @@ mod tests {
                 Some("https://app.example.org/\r\nSet-Cookie: x"),
                 "alice",
                 "pw",
-                None
+                None,
+                super::super::testing::IP
             )
             .await
             .unwrap(),

@@ -54,7 +54,7 @@ mod tests {
     async fn logout_ends_sso_and_redirects_only_when_enabled_and_registered() {
         let mut cas = cas(ManualClock::new());
         let CredentialOutcome::Success { tgt_id, .. } = cas
-            .submit_credentials(None, "alice", "pw", None)
+            .submit_credentials(None, "alice", "pw", None, super::super::testing::IP)
             .await
             .unwrap()
         else {

@@ -11,6 +11,7 @@ mod login;
 mod logout;
 mod proxy;
 mod slo;
+pub mod throttle;
 mod validate;
 pub mod xml;
 
@@ -127,6 +128,8 @@ pub struct Cas {
     pub proxy_callback: Arc<dyn ProxyCallback>,
     /// Where back-channel logout messages go.
     pub logout_sender: Arc<dyn LogoutSender>,
+    /// Failed-login throttling; `None` when turned off.
+    pub throttle: Option<Arc<throttle::Throttle>>,
     pub policies: TicketPolicies,
     pub options: ProtocolOptions,
 }
@@ -158,6 +161,7 @@ pub(crate) mod testing {
     use crate::tickets::MemoryRegistry;
 
     pub const SERVICE: &str = "https://app.example.org/cas?x=1";
+    pub const IP: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     /// A proxy callback that records URLs and fails when `fail` is set.
     #[derive(Debug, Default)]
@@ -235,6 +239,7 @@ pub(crate) mod testing {
             clock: Arc::new(clock),
             proxy_callback: Arc::new(NoCallbacks),
             logout_sender: Arc::new(NoLogoutSender),
+            throttle: None,
             policies: TicketPolicies {
                 tgt: ExpirationPolicy::sliding(
                     Duration::from_secs(7200),

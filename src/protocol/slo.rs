@@ -140,7 +140,13 @@ mod tests {
                     redirect: Some((_, st)),
                     ..
                 } = cas
-                    .submit_credentials(Some(SERVICE), "alice", "pw", None)
+                    .submit_credentials(
+                        Some(SERVICE),
+                        "alice",
+                        "pw",
+                        None,
+                        super::super::testing::IP,
+                    )
                     .await
                     .unwrap()
                 else {

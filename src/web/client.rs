@@ -4,7 +4,7 @@
 //! is read from the right, skipping trusted hops, and the first untrusted address is the
 //! client. An untrusted peer's `X-Forwarded-For` is ignored, or anyone could claim any IP.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::USER_AGENT;
@@ -13,6 +13,7 @@ use ipnet::IpNet;
 
 use super::error::WebError;
 use super::state::AppState;
+use super::transport::PeerAddr;
 
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
@@ -26,8 +27,8 @@ impl FromRequestParts<AppState> for ClientInfo {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
         let peer = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip())
+            .get::<ConnectInfo<PeerAddr>>()
+            .map(|ConnectInfo(PeerAddr(addr))| addr.ip())
             .ok_or_else(|| WebError::Internal("no peer address on the connection".into()))?;
         let forwarded = parts
             .headers

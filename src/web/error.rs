@@ -17,7 +17,7 @@ use crate::protocol::ProtocolError;
 pub enum WebError {
     /// A malformed request: repeated or missing parameters, bad encoding.
     #[error("bad request: {0}")]
-    BadRequest(&'static str),
+    BadRequest(String),
     /// LOGIN-03: not a registered, enabled service.
     #[error("service not authorized")]
     UnknownService,
@@ -28,6 +28,9 @@ pub enum WebError {
     Internal(String),
     #[error("not found")]
     NotFound,
+    /// THR-03: too many failed logins.
+    #[error("login throttled")]
+    Throttled { retry_after: std::time::Duration },
 }
 
 impl From<ProtocolError> for WebError {
@@ -51,12 +54,13 @@ impl WebError {
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Throttled { .. } => StatusCode::LOCKED,
         }
     }
 
-    fn page(&self) -> (&'static str, &'static str) {
+    fn page(&self) -> (&'static str, &str) {
         match self {
-            Self::BadRequest(why) => ("Bad request", why),
+            Self::BadRequest(why) => ("Bad request", why.as_str()),
             Self::UnknownService => (
                 "Application not authorized",
                 "The application you tried to sign in to is not authorized to use this single sign-on service. No ticket was issued. Please contact the application's support.",
@@ -70,6 +74,10 @@ impl WebError {
                 "The sign-in service hit an unexpected error. Please try again.",
             ),
             Self::NotFound => ("Page not found", "There is no page at this address."),
+            Self::Throttled { .. } => (
+                "Too many failed sign-in attempts",
+                "Sign-in is blocked for a while after too many failed attempts. Please wait a few minutes and try again.",
+            ),
         }
     }
 }
@@ -96,12 +104,19 @@ pub async fn error_pages(State(state): State<AppState>, req: Request, next: Next
         _ => tracing::debug!(error = %error, "request refused"),
     }
     let (title, message) = error.page();
-    html(
+    let mut page = html(
         error.status(),
         &ErrorPage {
             assets: &state.assets,
             title,
             message,
         },
-    )
+    );
+    if let WebError::Throttled { retry_after } = &*error {
+        page.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(retry_after.as_secs().max(1)),
+        );
+    }
+    page
 }

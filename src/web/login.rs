@@ -20,21 +20,12 @@ use crate::protocol::flow::FlowError;
 use crate::protocol::{CredentialOutcome, LoginDecision, LoginRequest};
 use crate::telemetry::audit;
 
-const LOGIN_PARAMS: &[&str] = &[
-    "service", "renew", "gateway", "method", "username", "password", "lt",
-];
-
 pub async fn get_login(
     State(state): State<AppState>,
     client: ClientInfo,
     headers: HeaderMap,
     CasParams(params): CasParams,
 ) -> Result<Response, WebError> {
-    if params.repeated(LOGIN_PARAMS).is_some() {
-        return Err(WebError::BadRequest(
-            "A login parameter was given more than once.",
-        ));
-    }
     let service = params.get("service");
     let request = LoginRequest {
         service,
@@ -70,11 +61,6 @@ pub async fn post_login(
     headers: HeaderMap,
     CasParams(params): CasParams,
 ) -> Result<Response, WebError> {
-    if params.repeated(LOGIN_PARAMS).is_some() {
-        return Err(WebError::BadRequest(
-            "A login parameter was given more than once.",
-        ));
-    }
     let service = params.get("service");
     // LOGINP-08 before anything else: no form, no credentials check, for a foreign service.
     if service.is_some_and(|s| state.cas.resolve_service(s).is_none()) {
@@ -82,12 +68,19 @@ pub async fn post_login(
     }
     let username = params.get("username").unwrap_or_default().trim();
     let password = params.get("password").unwrap_or_default();
+    // THR-03: a blocked attempt costs no password check and consumes nothing.
+    if let Some(retry_after) = state.cas.login_blocked(client.ip, username) {
+        audit::login_throttled(username, client.ip);
+        return Err(WebError::Throttled { retry_after });
+    }
     let flow = state
         .flow
         .redeem(params.get("lt").unwrap_or_default(), service)
         .await
         .map_err(|e| WebError::Unavailable(e.to_string()))?;
     if let Err(e) = flow {
+        // THR-04: a refused form counts as a failed attempt.
+        state.cas.login_failed(client.ip, username);
         audit::login_failed(username, service, client.ip, &e.to_string());
         let message = match e {
             FlowError::Expired => "The sign-in form expired. Please enter your credentials again.",
@@ -115,10 +108,14 @@ pub async fn post_login(
     let previous = current_session(&state, &headers, &client);
     match state
         .cas
-        .submit_credentials(service, username, password, previous.as_deref())
+        .submit_credentials(service, username, password, previous.as_deref(), client.ip)
         .await?
     {
         CredentialOutcome::UnknownService => Err(WebError::UnknownService),
+        CredentialOutcome::Throttled { retry_after } => {
+            audit::login_throttled(username, client.ip);
+            Err(WebError::Throttled { retry_after })
+        }
         CredentialOutcome::Rejected => {
             audit::login_failed(username, service, client.ip, "invalid credentials");
             Ok(login_form(

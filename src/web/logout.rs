@@ -20,11 +20,6 @@ pub async fn get_logout(
     headers: HeaderMap,
     CasParams(params): CasParams,
 ) -> Result<Response, WebError> {
-    if params.repeated(&["service"]).is_some() {
-        return Err(WebError::BadRequest(
-            "A logout parameter was given more than once.",
-        ));
-    }
     let session = current_session(&state, &headers, &client);
     // LOGOUT-06: `url` is deliberately never read.
     let outcome = state
@@ -45,6 +40,22 @@ pub async fn get_logout(
             },
         ),
     };
+    // The frames of front-channel logout need their origins allowed by the page's policy.
+    if !outcome.front_channel.is_empty() {
+        let origins: Vec<String> = outcome
+            .front_channel
+            .iter()
+            .filter_map(|u| url::Url::parse(u).ok())
+            .map(|u| u.origin().ascii_serialization())
+            .collect();
+        if let Some(csp) = state.headers.csp_with_frames(&origins)
+            && let Ok(value) = HeaderValue::from_str(&csp)
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
     // LOGOUT-01: always clear the cookie, even one we could not read.
     let clear = HeaderValue::from_str(&state.cookie.clear())
         .map_err(|_| WebError::Internal("cookie deletion is not a valid header".into()))?;

@@ -10,8 +10,10 @@ mod logout;
 mod params;
 mod proxy;
 mod redirect;
+mod security;
 mod session;
 mod state;
+mod transport;
 mod validate;
 mod views;
 
@@ -27,7 +29,10 @@ use tower_http::trace::TraceLayer;
 
 pub use cookies::CookieSettings;
 pub use error::WebError;
+pub use params::Limits;
+pub use security::{HeaderPolicy, https_redirect};
 pub use state::{AppState, Inner};
+pub use transport::{CasListener, PeerAddr};
 
 /// Every CAS route, in one table.
 pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
@@ -69,11 +74,13 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
             .route(&format!("{base}/"), get(to_login))
             .nest(&base, cas)
     };
-    app.fallback(not_found)
+    let app = app
+        .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             error::error_pages,
-        ))
+        ));
+    security::layers(app, &state)
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

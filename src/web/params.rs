@@ -1,28 +1,109 @@
-//! Protocol parameters from the query string or a form body.
+//! Protocol parameters from the query string or a form body, through the request filter.
 //!
-//! Names are case-sensitive (GEN-01) and values are decoded exactly once (GEN-02). A
-//! protocol parameter given twice is refused: which copy a server picks differs between
-//! implementations, and that difference is how parameter-pollution attacks work.
+//! This is the "CAS security filter" of the security guide: before any ticket or session
+//! is touched, a request is refused if a parameter is repeated (which copy a server
+//! picks differs between implementations, and that difference is how parameter-pollution
+//! attacks work), carries control characters (CR/LF for header and log injection, NUL
+//! for truncation), is longer than any honest value, or is not UTF-8. Names are
+//! case-sensitive (GEN-01) and values are decoded exactly once (GEN-02).
+
+use std::borrow::Cow;
 
 use axum::extract::{FromRequest, Request};
 use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
 
 use super::error::WebError;
+use super::state::AppState;
 
-/// Largest form body accepted for a login or validation POST.
-const MAX_FORM_BYTES: usize = 64 * 1024;
+/// How long a value may be, by parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `ticket`, `pgt`, `lt`-style tokens.
+    pub ticket: usize,
+    /// `service`, `pgtUrl`, `targetService` and other URLs.
+    pub url: usize,
+    pub username: usize,
+    /// Anything else (passwords included).
+    pub other: usize,
+    /// A whole form body.
+    pub body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            ticket: 256,
+            url: 4096,
+            username: 256,
+            other: 4096,
+            body: 64 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    fn for_name(&self, name: &str) -> usize {
+        match name {
+            "ticket" | "pgt" => self.ticket,
+            "service" | "pgtUrl" | "targetService" | "TARGET" | "url" => self.url,
+            "username" => self.username,
+            _ => self.other,
+        }
+    }
+}
+
+/// Why the filter refused a request; shown to the client (it names no value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("parameter '{0}' was given more than once")]
+    Repeated(String),
+    #[error("parameter '{0}' contains control characters")]
+    ControlCharacters(String),
+    #[error("parameter '{0}' is too long")]
+    TooLong(String),
+    #[error("the request is not valid UTF-8")]
+    NotUtf8,
+    #[error("the request body is too large or was interrupted")]
+    Body,
+}
 
 #[derive(Debug, Default, Clone)]
 pub struct Params(Vec<(String, String)>);
 
 impl Params {
-    pub fn parse(encoded: &str) -> Self {
-        Self(
-            form_urlencoded::parse(encoded.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
-        )
+    /// Parses and filters `application/x-www-form-urlencoded` text (a query or a body).
+    pub fn parse(encoded: &[u8], limits: &Limits) -> Result<Self, Rejected> {
+        let mut params = Self::default();
+        params.extend(encoded, limits)?;
+        Ok(params)
+    }
+
+    fn extend(&mut self, encoded: &[u8], limits: &Limits) -> Result<(), Rejected> {
+        for pair in encoded.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(at) => (&pair[..at], &pair[at + 1..]),
+                None => (pair, &b""[..]),
+            };
+            let name = decode(name)?;
+            let value = decode(value)?;
+            if self.0.iter().any(|(k, _)| *k == name) {
+                return Err(Rejected::Repeated(printable(&name)));
+            }
+            // TAB is the one control character an honest value (a password) may hold.
+            if name
+                .chars()
+                .chain(value.chars())
+                .any(|c| c.is_control() && c != '\t')
+            {
+                return Err(Rejected::ControlCharacters(printable(&name)));
+            }
+            if value.len() > limits.for_name(&name) || name.len() > 64 {
+                return Err(Rejected::TooLong(printable(&name)));
+            }
+            self.0.push((name, value));
+        }
+        Ok(())
     }
 
     /// The value of `name`; an empty value counts as absent (`service=` is no service).
@@ -38,45 +119,65 @@ impl Params {
     pub fn has(&self, name: &str) -> bool {
         self.0.iter().any(|(k, _)| k == name)
     }
-
-    /// The first of `names` given more than once.
-    pub fn repeated<'a>(&self, names: &[&'a str]) -> Option<&'a str> {
-        names
-            .iter()
-            .find(|name| self.0.iter().filter(|(k, _)| k == *name).count() > 1)
-            .copied()
-    }
-
-    fn extend(&mut self, other: Self) {
-        self.0.extend(other.0);
-    }
 }
 
-/// Query parameters, plus the form body of a POST (GEN-08).
+/// `+` is a space, then percent-decoding, once; the result must be UTF-8.
+fn decode(raw: &[u8]) -> Result<String, Rejected> {
+    let spaced: Cow<'_, [u8]> = if raw.contains(&b'+') {
+        Cow::Owned(
+            raw.iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(raw)
+    };
+    let bytes: Vec<u8> = percent_encoding::percent_decode(&spaced).collect();
+    String::from_utf8(bytes).map_err(|_| Rejected::NotUtf8)
+}
+
+/// A parameter name safe to echo in a message.
+fn printable(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        .take(64)
+        .collect()
+}
+
+/// Query parameters, plus the form body of a POST (GEN-08), filtered.
 #[derive(Debug)]
 pub struct CasParams(pub Params);
 
-impl<S: Send + Sync> FromRequest<S> for CasParams {
-    type Rejection = WebError;
+impl FromRequest<AppState> for CasParams {
+    type Rejection = Rejected;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, WebError> {
-        let mut params = Params::parse(req.uri().query().unwrap_or_default());
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Rejected> {
+        let limits = &state.limits;
+        let mut params = Params::parse(req.uri().query().unwrap_or_default().as_bytes(), limits)?;
         let is_form = req
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
         if req.method() == Method::POST && is_form {
-            let body = axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES)
+            let body = axum::body::to_bytes(req.into_body(), limits.body)
                 .await
-                .map_err(|_| {
-                    WebError::BadRequest("The request body is too large or was interrupted.")
-                })?;
-            let text = std::str::from_utf8(&body)
-                .map_err(|_| WebError::BadRequest("The form is not valid UTF-8."))?;
-            params.extend(Params::parse(text));
+                .map_err(|_| Rejected::Body)?;
+            params.extend(&body, limits)?;
         }
         Ok(Self(params))
+    }
+}
+
+impl From<Rejected> for WebError {
+    fn from(r: Rejected) -> Self {
+        WebError::BadRequest(r.to_string())
+    }
+}
+
+impl axum::response::IntoResponse for Rejected {
+    fn into_response(self) -> axum::response::Response {
+        WebError::from(self).into_response()
     }
 }
 
@@ -84,17 +185,48 @@ impl<S: Send + Sync> FromRequest<S> for CasParams {
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> Result<Params, Rejected> {
+        Params::parse(text.as_bytes(), &Limits::default())
+    }
+
     #[test]
     fn names_are_case_sensitive_and_values_decoded_once() {
-        let p = Params::parse("Service=x&service=https%3A%2F%2Fa%2F%3Fq%3D%2520&renew=");
+        let p = parse("Service=x&service=https%3A%2F%2Fa%2F%3Fq%3D%2520&renew=&a+b=c+d").unwrap();
         assert_eq!(p.get("service"), Some("https://a/?q=%20"));
+        assert_eq!(p.get("Service"), Some("x"));
         assert!(p.has("renew"));
         assert_eq!(p.get("renew"), None, "empty values are absent");
-        assert!(!p.has("gateway"));
-        assert_eq!(p.repeated(&["service", "ticket"]), None);
+        assert_eq!(p.get("a b"), Some("c d"));
+    }
+
+    #[test]
+    fn the_filter_refuses_what_no_honest_client_sends() {
         assert_eq!(
-            Params::parse("ticket=a&ticket=b").repeated(&["service", "ticket"]),
-            Some("ticket")
+            parse("ticket=a&ticket=b").unwrap_err(),
+            Rejected::Repeated("ticket".into())
         );
+        assert_eq!(
+            parse("service=https://a/%0D%0ASet-Cookie:x").unwrap_err(),
+            Rejected::ControlCharacters("service".into())
+        );
+        assert_eq!(
+            parse("ticket=ST-1%00").unwrap_err(),
+            Rejected::ControlCharacters("ticket".into())
+        );
+        assert_eq!(
+            parse(&format!("ticket={}", "A".repeat(257))).unwrap_err(),
+            Rejected::TooLong("ticket".into())
+        );
+        assert!(parse(&format!("ticket={}", "A".repeat(256))).is_ok());
+        assert_eq!(
+            parse(&format!("service={}", "A".repeat(4097))).unwrap_err(),
+            Rejected::TooLong("service".into())
+        );
+        assert_eq!(
+            parse(&format!("username={}", "A".repeat(257))).unwrap_err(),
+            Rejected::TooLong("username".into())
+        );
+        assert_eq!(parse("service=%FF%FE").unwrap_err(), Rejected::NotUtf8);
+        assert!(parse("password=tab%09inside").is_ok());
     }
 }

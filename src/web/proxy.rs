@@ -6,8 +6,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
 use super::client::ClientInfo;
-use super::error::WebError;
-use super::params::CasParams;
+use super::params::{CasParams, Rejected};
 use super::state::AppState;
 use crate::protocol::{ErrorCode, Failure, xml};
 use crate::telemetry::audit;
@@ -15,29 +14,23 @@ use crate::telemetry::audit;
 pub async fn get_proxy(
     State(state): State<AppState>,
     client: ClientInfo,
-    params: Result<CasParams, WebError>,
+    params: Result<CasParams, Rejected>,
 ) -> Response {
     let outcome = match params {
-        Err(_) => Err(Failure::new(
+        Err(rejected) => Err(Failure::new(
             ErrorCode::InvalidRequest,
-            "the request could not be read",
+            rejected.to_string(),
         )),
-        Ok(CasParams(params)) => match params.repeated(&["pgt", "targetService"]) {
-            Some(name) => Err(Failure::new(
-                ErrorCode::InvalidRequest,
-                format!("parameter '{name}' was given more than once"),
-            )),
-            None => {
-                let target = params.get("targetService");
-                let outcome = state.cas.proxy(params.get("pgt"), target).await;
-                audit::proxy_ticket_issued(
-                    outcome.as_deref().map_err(|f| f.code.as_str()),
-                    target,
-                    client.ip,
-                );
-                outcome
-            }
-        },
+        Ok(CasParams(params)) => {
+            let target = params.get("targetService");
+            let outcome = state.cas.proxy(params.get("pgt"), target).await;
+            audit::proxy_ticket_issued(
+                outcome.as_deref().map_err(|f| f.code.as_str()),
+                target,
+                client.ip,
+            );
+            outcome
+        }
     };
     let body = match &outcome {
         Ok(ticket) => xml::proxy_success(ticket),

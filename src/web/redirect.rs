@@ -25,8 +25,9 @@ const LOCATION_UNSAFE: &AsciiSet = &CONTROLS
 /// 302 to `location` (LOGINP-01: browsers turn it into a GET without the credentials).
 pub fn found(location: &str) -> Result<Response, WebError> {
     let encoded = utf8_percent_encode(location, LOCATION_UNSAFE).to_string();
-    let value = HeaderValue::from_str(&encoded)
-        .map_err(|_| WebError::BadRequest("The service URL cannot be used as a redirect."))?;
+    let value = HeaderValue::from_str(&encoded).map_err(|_| {
+        WebError::BadRequest("The service URL cannot be used as a redirect.".into())
+    })?;
     Ok((StatusCode::FOUND, [(LOCATION, value)]).into_response())
 }
 

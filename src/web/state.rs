@@ -6,6 +6,8 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::cookies::CookieSettings;
+use super::params::Limits;
+use super::security::HeaderPolicy;
 use crate::outbound::SloStats;
 use crate::protocol::Cas;
 use crate::protocol::flow::LoginFlow;
@@ -26,6 +28,10 @@ pub struct Inner {
     pub slo: Arc<SloStats>,
     /// Base path plus `/`: the prefix of every link and asset.
     pub assets: String,
+    /// The request filter's limits.
+    pub limits: Limits,
+    /// Security headers and transport rules.
+    pub headers: HeaderPolicy,
 }
 
 impl AppState {

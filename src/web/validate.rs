@@ -6,27 +6,26 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
 use super::client::ClientInfo;
-use super::error::WebError;
-use super::params::{CasParams, Params};
+use super::params::{CasParams, Params, Rejected};
 use super::state::AppState;
 use crate::protocol::{
     Endpoint, ErrorCode, Failure, Format, ValidationRequest, json, render_cas1, xml,
 };
 use crate::telemetry::audit;
 
-const VALIDATION_PARAMS: &[&str] = &["service", "ticket", "renew", "format", "pgtUrl"];
-
-/// `params` is `None` when the request itself could not be read (oversized or non-UTF-8
-/// body): that is answered with INVALID_REQUEST in the endpoint's own format.
+/// A request the filter refused is answered INVALID_REQUEST in the endpoint's own
+/// format, before any ticket is touched.
 pub async fn validate(
     state: &AppState,
     client: &ClientInfo,
     endpoint: Endpoint,
-    params: Option<&Params>,
+    params: Result<&Params, &Rejected>,
 ) -> Response {
     let empty = Params::default();
-    let unreadable = params.is_none();
-    let params = params.unwrap_or(&empty);
+    let (params, refused) = match params {
+        Ok(params) => (params, None),
+        Err(rejected) => (&empty, Some(rejected)),
+    };
     let ticket = params.get("ticket");
     let service = params.get("service");
     let format = if endpoint == Endpoint::Cas1 {
@@ -35,16 +34,12 @@ pub async fn validate(
         Format::parse(params.get("format"))
     };
     let chosen = format.as_ref().copied().unwrap_or_default();
-    let outcome = match (format, params.repeated(VALIDATION_PARAMS)) {
-        (Err(failure), _) => Err(failure),
-        (Ok(_), _) if unreadable => Err(Failure::new(
+    let outcome = match (format, refused) {
+        (_, Some(rejected)) => Err(Failure::new(
             ErrorCode::InvalidRequest,
-            "the request could not be read",
+            rejected.to_string(),
         )),
-        (Ok(_), Some(name)) => Err(Failure::new(
-            ErrorCode::InvalidRequest,
-            format!("parameter '{name}' was given more than once"),
-        )),
+        (Err(failure), None) => Err(failure),
         (Ok(_), None) => {
             let request = ValidationRequest {
                 service,
@@ -95,9 +90,9 @@ macro_rules! endpoint_handler {
         pub async fn $name(
             State(state): State<AppState>,
             client: ClientInfo,
-            params: Result<CasParams, WebError>,
+            params: Result<CasParams, Rejected>,
         ) -> Response {
-            let params = params.ok().map(|CasParams(p)| p);
+            let params = params.map(|CasParams(p)| p);
             validate(&state, &client, $endpoint, params.as_ref()).await
         }
     };

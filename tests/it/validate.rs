@@ -703,14 +703,14 @@ async fn the_ticket_lifetime_follows_the_configuration() {
 async fn a_tgt_id_is_not_a_service_ticket_and_survives_the_attempt() {
     let keys = TgcKeys::generate();
     let server = TestServer::start_with(|s| {
-        s.tgc.keys = cas_server::config::TgcKeySource::Configured(keys.clone());
+        s.tgc.keys = cas_server::config::TgcKeySource::Configured(vec![keys.clone()]);
         s.tgc.crypto = CryptoMode::EncryptAndSign;
     })
     .await;
     let client = server.client();
     let browser = server.browser();
     browser.login(None, "alice", PASSWORD).await;
-    let codec = TgcCodec::new(&keys, CryptoMode::EncryptAndSign, false).unwrap();
+    let codec = TgcCodec::new(&[keys], CryptoMode::EncryptAndSign, false).unwrap();
     let tgt_id = codec
         .decode(&browser.tgc().unwrap(), "127.0.0.1", USER_AGENT)
         .unwrap();

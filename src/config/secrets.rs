@@ -1,0 +1,109 @@
+//! Encrypted values in the configuration file (the security guide's "Credential
+//! Encryption"): any string may be written `ENC(…)`; it is decrypted at load with the
+//! key from the environment variable `CAS_CONFIG_KEY`, so the file can be shared,
+//! versioned and backed up without the secrets in clear.
+
+use serde_json::Value;
+
+use crate::crypto::{Sealer, b64url_decode};
+
+/// The environment variable holding the configuration key (base64url, 32 bytes).
+pub const KEY_VARIABLE: &str = "CAS_CONFIG_KEY";
+const PURPOSE: &[u8] = b"cas-server config value v1";
+
+/// Parses a key as `cas-server keygen` prints it.
+pub fn parse_key(text: &str) -> Result<Sealer, String> {
+    let bytes = b64url_decode(text).ok_or_else(|| {
+        format!("{KEY_VARIABLE} is not base64url; generate one with `cas-server keygen`")
+    })?;
+    let key = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "{KEY_VARIABLE} must be 32 bytes in base64url; generate one with `cas-server keygen`"
+        )
+    })?;
+    Ok(Sealer::new(&key))
+}
+
+/// `ENC(…)` of `plaintext`.
+pub fn encrypt(sealer: &Sealer, plaintext: &str) -> String {
+    format!("ENC({})", sealer.seal(plaintext.as_bytes(), PURPOSE))
+}
+
+/// Replaces every `ENC(…)` string under `value` by its plaintext. Problems are reported
+/// as `(key path, message)`, never with the value.
+pub fn decrypt_all(
+    value: &mut Value,
+    key: Option<&str>,
+    path: &str,
+    problems: &mut Vec<(String, String)>,
+) {
+    match value {
+        Value::String(text) => {
+            let Some(sealed) = text.strip_prefix("ENC(").and_then(|t| t.strip_suffix(')')) else {
+                return;
+            };
+            let Some(key) = key else {
+                problems.push((
+                    path.to_owned(),
+                    format!("is encrypted (ENC(...)) but {KEY_VARIABLE} is not set"),
+                ));
+                return;
+            };
+            let plain = parse_key(key).and_then(|sealer| {
+                sealer
+                    .open(sealed, PURPOSE)
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .ok_or_else(|| {
+                        format!("cannot be decrypted with {KEY_VARIABLE}: wrong key, or not made by `cas-server encrypt-value`")
+                    })
+            });
+            match plain {
+                Ok(plain) => *text = plain,
+                Err(message) => problems.push((path.to_owned(), message)),
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                decrypt_all(item, key, &format!("{path}[{i}]"), problems);
+            }
+        }
+        Value::Object(map) => {
+            for (name, item) in map.iter_mut() {
+                let child = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                decrypt_all(item, key, &child, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{b64url_encode, random_bytes};
+
+    #[test]
+    fn enc_values_round_trip_and_fail_without_revealing_anything() {
+        let key = b64url_encode(&random_bytes::<32>());
+        let sealer = parse_key(&key).unwrap();
+        let mut value = serde_json::json!({ "a": { "b": encrypt(&sealer, "s3cret"), "c": ["plain", encrypt(&sealer, "x")] } });
+        let mut problems = Vec::new();
+        decrypt_all(&mut value, Some(&key), "", &mut problems);
+        assert!(problems.is_empty());
+        assert_eq!(value["a"]["b"], "s3cret");
+        assert_eq!(value["a"]["c"][1], "x");
+
+        let mut value = serde_json::json!({ "a": encrypt(&sealer, "s3cret") });
+        let other = b64url_encode(&random_bytes::<32>());
+        decrypt_all(&mut value, Some(&other), "", &mut problems);
+        decrypt_all(&mut value, None, "", &mut problems);
+        assert_eq!(problems.len(), 2);
+        assert_eq!(problems[0].0, "a");
+        assert!(problems.iter().all(|(_, m)| !m.contains("s3cret")));
+        assert!(parse_key("short").is_err());
+    }
+}

@@ -1,0 +1,202 @@
+//! Failed-login throttling (THR-01..05): failures are counted per client IP and username
+//! and per client IP within a window; past a threshold, further attempts are refused
+//! without checking the password until the window has passed.
+//!
+//! Memory is bounded: both tables are LRU caches of `max_entries`, so a flood of distinct
+//! usernames or addresses evicts the oldest entries instead of growing without end.
+
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use lru::LruCache;
+use time::OffsetDateTime;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottlePolicy {
+    /// Failures for one username from one IP before blocking.
+    pub threshold: u32,
+    /// Failures from one IP before blocking, whatever the usernames.
+    pub ip_threshold: u32,
+    pub window: Duration,
+    pub max_entries: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    failures: u32,
+    since: OffsetDateTime,
+}
+
+impl Counter {
+    fn live(&self, now: OffsetDateTime, window: Duration) -> bool {
+        now < self.since + window
+    }
+}
+
+#[derive(Debug)]
+struct Tables {
+    by_user: LruCache<(IpAddr, String), Counter>,
+    by_ip: LruCache<IpAddr, Counter>,
+}
+
+#[derive(Debug)]
+pub struct Throttle {
+    policy: ThrottlePolicy,
+    tables: Mutex<Tables>,
+}
+
+impl Throttle {
+    pub fn new(policy: ThrottlePolicy) -> Self {
+        let cap = NonZeroUsize::new(policy.max_entries).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            policy,
+            tables: Mutex::new(Tables {
+                by_user: LruCache::new(cap),
+                by_ip: LruCache::new(cap),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How long the attempt must wait, if it is blocked.
+    pub fn blocked(&self, ip: IpAddr, username: &str, now: OffsetDateTime) -> Option<Duration> {
+        let tables = self.lock();
+        let window = self.policy.window;
+        let over = |c: Option<&Counter>, threshold: u32| {
+            c.filter(|c| c.live(now, window) && c.failures >= threshold)
+                .map(|c| c.since + window - now)
+        };
+        let by_user = over(
+            tables.by_user.peek(&(ip, key(username))),
+            self.policy.threshold,
+        );
+        let by_ip = over(tables.by_ip.peek(&ip), self.policy.ip_threshold);
+        by_user
+            .into_iter()
+            .chain(by_ip)
+            .max()
+            .map(|d| Duration::try_from(d).unwrap_or(window))
+    }
+
+    pub fn record_failure(&self, ip: IpAddr, username: &str, now: OffsetDateTime) {
+        let mut tables = self.lock();
+        let window = self.policy.window;
+        let bump = |c: &mut Counter| {
+            if !c.live(now, window) {
+                *c = Counter {
+                    failures: 0,
+                    since: now,
+                };
+            }
+            c.failures = c.failures.saturating_add(1);
+        };
+        bump(
+            tables
+                .by_user
+                .get_or_insert_mut((ip, key(username)), || Counter {
+                    failures: 0,
+                    since: now,
+                }),
+        );
+        bump(tables.by_ip.get_or_insert_mut(ip, || Counter {
+            failures: 0,
+            since: now,
+        }));
+    }
+
+    /// A successful login clears that username's count from that IP.
+    pub fn record_success(&self, ip: IpAddr, username: &str) {
+        self.lock().by_user.pop(&(ip, key(username)));
+    }
+
+    /// Entries held (IP+username pairs, IPs).
+    pub fn len(&self) -> (usize, usize) {
+        let tables = self.lock();
+        (tables.by_user.len(), tables.by_ip.len())
+    }
+}
+
+/// Counting ignores case and surrounding space, as a user would.
+fn key(username: &str) -> String {
+    username.trim().to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttle(max_entries: usize) -> Throttle {
+        Throttle::new(ThrottlePolicy {
+            threshold: 3,
+            ip_threshold: 10,
+            window: Duration::from_secs(60),
+            max_entries,
+        })
+    }
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+    /// THR-05: three failures in a second block the fourth attempt until the window ends.
+    #[test]
+    fn three_failures_block_until_the_window_has_passed() {
+        let t = throttle(100);
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        for _ in 0..3 {
+            assert!(t.blocked(IP, "alice", t0).is_none());
+            t.record_failure(IP, "Alice ", t0);
+        }
+        assert_eq!(t.blocked(IP, "alice", t0), Some(Duration::from_secs(60)));
+        assert!(
+            t.blocked(IP, "bob", t0).is_none(),
+            "other users are not blocked"
+        );
+        assert!(
+            t.blocked(IP, "alice", t0 + time::Duration::seconds(60))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn many_usernames_from_one_ip_block_the_ip() {
+        let t = throttle(100);
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        for i in 0..10 {
+            t.record_failure(IP, &format!("user{i}"), t0);
+        }
+        assert!(t.blocked(IP, "someone-new", t0).is_some());
+    }
+
+    #[test]
+    fn success_clears_the_users_count() {
+        let t = throttle(100);
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        t.record_failure(IP, "alice", t0);
+        t.record_failure(IP, "alice", t0);
+        t.record_success(IP, "alice");
+        t.record_failure(IP, "alice", t0);
+        assert!(t.blocked(IP, "alice", t0).is_none());
+    }
+
+    /// Memory stays bounded under 100 000 distinct failing usernames and addresses.
+    #[test]
+    fn memory_is_bounded_under_a_flood_of_distinct_usernames() {
+        let t = throttle(10_000);
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        for i in 0..100_000u32 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            t.record_failure(ip, &format!("user{i}"), t0);
+        }
+        assert_eq!(t.len(), (10_000, 10_000));
+        // The newest entries are the ones kept.
+        let last = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + 99_999));
+        for _ in 0..2 {
+            t.record_failure(last, "user99999", t0);
+        }
+        assert!(t.blocked(last, "user99999", t0).is_some());
+    }
+}
