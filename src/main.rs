@@ -32,8 +32,11 @@ enum Command {
         /// The service URL as a CAS client would send it (decoded).
         url: String,
     },
-    /// Print fresh TGC and login-flow keys in config syntax.
+    /// Print fresh TGC and login-flow keys in config syntax, and a CAS_CONFIG_KEY.
     Keygen,
+    /// Read a value from stdin and print it as ENC(...) for the config file, encrypted
+    /// with the key in the environment variable CAS_CONFIG_KEY.
+    EncryptValue,
     /// Read a password from stdin and print its argon2id hash for [[users]].
     HashPassword,
 }
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::CheckConfig => check_config(cli.config),
         Command::CheckService { url } => check_service(cli.config, &url),
         Command::Keygen => keygen(),
+        Command::EncryptValue => encrypt_value(),
         Command::HashPassword => hash_password(),
     }
 }
@@ -178,30 +182,64 @@ fn check_service(path: Option<PathBuf>, url: &str) -> ExitCode {
 fn keygen() -> ExitCode {
     let keys = tgc::TgcKeys::generate();
     let flow = cas_server::crypto::b64url_encode(&cas_server::crypto::random_bytes::<32>());
+    let config_key = cas_server::crypto::b64url_encode(&cas_server::crypto::random_bytes::<32>());
     print!(
-        "# Fresh keys: paste into your cas.toml and use the same on every node.\n[tgc]\n{}\n[login]\nflow_key = \"{flow}\"\n",
+        "# Fresh keys: paste into your cas.toml and use the same on every node.\n[tgc]\n{}\n[login]\nflow_key = \"{flow}\"\n\n# For ENC(...) values (cas-server encrypt-value): keep it out of the file, in the\n# environment of the server process.\n# CAS_CONFIG_KEY={config_key}\n",
         keys.to_config()
     );
     ExitCode::SUCCESS
 }
 
-fn hash_password() -> ExitCode {
+fn encrypt_value() -> ExitCode {
+    let Ok(key) = std::env::var(config::secrets::KEY_VARIABLE) else {
+        eprintln!(
+            "cas-server: set {} to the configuration key first (`cas-server keygen` prints one)",
+            config::secrets::KEY_VARIABLE
+        );
+        return ExitCode::from(1);
+    };
+    let sealer = match config::secrets::parse_key(&key) {
+        Ok(sealer) => sealer,
+        Err(e) => {
+            eprintln!("cas-server: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match read_stdin_line("Value to encrypt") {
+        Ok(value) => {
+            println!("{}", config::secrets::encrypt(&sealer, &value));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// One line from stdin without its line ending; refuses an empty value.
+fn read_stdin_line(prompt: &str) -> Result<String, ExitCode> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        eprintln!("Password (input is echoed; pipe it in to avoid that):");
+        eprintln!("{prompt} (input is echoed; pipe it in to avoid that):");
     }
     let mut line = String::new();
     if let Err(e) = stdin.lock().read_line(&mut line) {
-        eprintln!("cas-server: cannot read the password: {e}");
-        return ExitCode::from(1);
+        eprintln!("cas-server: cannot read stdin: {e}");
+        return Err(ExitCode::from(1));
     }
-    let password = line.strip_suffix('\n').unwrap_or(&line);
-    let password = password.strip_suffix('\r').unwrap_or(password);
-    if password.is_empty() {
-        eprintln!("cas-server: the password is empty");
-        return ExitCode::from(1);
+    let value = line.strip_suffix('\n').unwrap_or(&line);
+    let value = value.strip_suffix('\r').unwrap_or(value);
+    if value.is_empty() {
+        eprintln!("cas-server: the value is empty");
+        return Err(ExitCode::from(1));
     }
-    match auth::hash_password(password) {
+    Ok(value.to_owned())
+}
+
+fn hash_password() -> ExitCode {
+    let password = match read_stdin_line("Password") {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match auth::hash_password(&password) {
         Ok(hash) => {
             println!("{hash}");
             ExitCode::SUCCESS

@@ -359,7 +359,8 @@ mod tests {
     fn rotated_keys_still_read_old_cookies_and_write_with_the_new_one() {
         let old = TgcKeys::generate();
         let new = TgcKeys::generate();
-        let before = TgcCodec::new(std::slice::from_ref(&old), CryptoMode::EncryptAndSign, true).unwrap();
+        let before =
+            TgcCodec::new(std::slice::from_ref(&old), CryptoMode::EncryptAndSign, true).unwrap();
         let during = TgcCodec::new(&[new.clone(), old], CryptoMode::EncryptAndSign, true).unwrap();
         let after = TgcCodec::new(&[new], CryptoMode::EncryptAndSign, true).unwrap();
         let old_cookie = before.encode("TGT-a", "ip", "ua").unwrap();

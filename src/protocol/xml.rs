@@ -160,23 +160,33 @@ pub fn xml_safe(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// An attribute name as an XML element name: invalid characters become `_`, and a name
-/// that cannot start an element gets a leading `_` (P3-06).
+/// An attribute name as an XML element name: characters XML names cannot hold become
+/// `_`, and a name that cannot start an element gets a leading `_` (P3-06).
 pub fn element_name(name: &str) -> String {
     let mut out: String = name
         .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || matches!(c, '_' | '-' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if is_name_char(c) { c } else { '_' })
         .collect();
-    if !out.starts_with(|c: char| c.is_alphabetic() || c == '_') {
+    if !out.starts_with(is_name_start_char) {
         out.insert(0, '_');
     }
     out
+}
+
+/// XML 1.0 `NameStartChar`, without `:` (it would read as a namespace prefix).
+fn is_name_start_char(c: char) -> bool {
+    matches!(c,
+        'A'..='Z' | '_' | 'a'..='z'
+        | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}' | '\u{F8}'..='\u{2FF}'
+        | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}' | '\u{200C}'..='\u{200D}'
+        | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}' | '\u{3001}'..='\u{D7FF}'
+        | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}' | '\u{10000}'..='\u{EFFFF}')
+}
+
+/// XML 1.0 `NameChar`, without `:`.
+fn is_name_char(c: char) -> bool {
+    is_name_start_char(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
 }
 
 #[cfg(test)]
@@ -265,5 +275,92 @@ mod tests {
         assert_eq!(element_name("a:b c"), "a_b_c");
         assert_eq!(element_name("mail"), "mail");
         assert_eq!(element_name(""), "_");
+        assert_eq!(
+            element_name("²"),
+            "_",
+            "found by the property test: not an XML name char"
+        );
+        assert_eq!(element_name("café"), "café");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! Whatever the values, the documents are well-formed and read back to the same data.
+    use proptest::prelude::*;
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::protocol::{ErrorCode, StandardAttributes};
+
+    fn text_of(node: roxmltree::Node<'_, '_>) -> String {
+        node.text().unwrap_or_default().to_owned()
+    }
+
+    proptest! {
+        #[test]
+        fn success_documents_are_well_formed_and_faithful(
+            user in any::<String>(),
+            attributes in proptest::collection::btree_map(any::<String>(), proptest::collection::vec(any::<String>(), 1..3), 0..4),
+            proxies in proptest::collection::vec(any::<String>(), 0..3),
+        ) {
+            let success = ValidationSuccess {
+                user: user.clone(),
+                attributes: Some((
+                    StandardAttributes {
+                        authentication_date: OffsetDateTime::UNIX_EPOCH,
+                        long_term_authentication_request_token_used: false,
+                        is_from_new_login: true,
+                    },
+                    attributes.clone(),
+                )),
+                proxy_granting_ticket: None,
+                proxies: proxies.clone(),
+            };
+            let xml = authentication_success(&success);
+            let doc = roxmltree::Document::parse(&xml).map_err(|e| TestCaseError::fail(format!("{e}: {xml}")))?;
+            let ok = doc.root_element().first_element_child().unwrap();
+            let user_node = ok.first_element_child().unwrap();
+            prop_assert_eq!(text_of(user_node), xml_safe(&user).into_owned());
+            let released: Vec<(String, String)> = ok
+                .children()
+                .find(|n| n.has_tag_name((CAS_NS, "attributes")))
+                .unwrap()
+                .children()
+                .filter(|n| n.is_element())
+                .skip(3)
+                .map(|n| (n.tag_name().name().to_owned(), text_of(n)))
+                .collect();
+            let expected: Vec<(String, String)> = attributes
+                .iter()
+                .flat_map(|(name, values)| values.iter().map(move |v| (element_name(name), xml_safe(v.trim()).into_owned())))
+                .collect();
+            prop_assert_eq!(released, expected);
+            let listed: Vec<String> = ok
+                .children()
+                .find(|n| n.has_tag_name((CAS_NS, "proxies")))
+                .map(|p| p.children().filter(|n| n.is_element()).map(text_of).collect())
+                .unwrap_or_default();
+            let expected: Vec<String> = proxies.iter().map(|p| xml_safe(p).into_owned()).collect();
+            prop_assert_eq!(listed, expected);
+        }
+
+        #[test]
+        fn failure_documents_are_well_formed_and_faithful(description in any::<String>()) {
+            let xml = authentication_failure(&Failure::new(ErrorCode::InvalidTicket, description.clone()));
+            let doc = roxmltree::Document::parse(&xml).map_err(|e| TestCaseError::fail(format!("{e}: {xml}")))?;
+            let failure = doc.root_element().first_element_child().unwrap();
+            prop_assert_eq!(failure.attribute("code"), Some("INVALID_TICKET"));
+            prop_assert_eq!(text_of(failure), xml_safe(&description).into_owned());
+        }
+
+        #[test]
+        fn logout_requests_are_well_formed(name in any::<String>(), ticket in "ST-[A-Za-z0-9]{29}") {
+            let xml = logout_request("LR-1", "2024-01-01T00:00:00Z", &name, &ticket);
+            let doc = roxmltree::Document::parse(&xml).map_err(|e| TestCaseError::fail(format!("{e}: {xml}")))?;
+            let root = doc.root_element();
+            prop_assert_eq!(text_of(root.first_element_child().unwrap()), xml_safe(&name).into_owned());
+            prop_assert!(!xml.contains('\n') || name.contains('\n'));
+        }
     }
 }

@@ -156,3 +156,53 @@ mod tests {
         assert!(ServicePattern::parse("javascript:alert(1)").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn url() -> impl Strategy<Value = String> {
+        (
+            "[a-z]{1,10}",
+            "[a-z]{2,8}",
+            "(/[a-zA-Z0-9._~%-]{0,12}){0,3}",
+            "(\\?[a-z]=[a-z0-9%]{0,6}(&[a-z]=[a-z0-9]{0,6}){0,2})?",
+        )
+            .prop_map(|(host, tld, path, query)| format!("https://{host}.{tld}{path}{query}"))
+    }
+
+    proptest! {
+        #[test]
+        fn normalising_anything_never_panics(text in any::<String>()) {
+            let _ = normalize(&text);
+        }
+
+        #[test]
+        fn matching_anything_never_panics(pattern in any::<String>(), service in any::<String>()) {
+            if let Ok(p) = ServicePattern::parse(&pattern) {
+                let _ = p.matches(&service);
+            }
+        }
+
+        #[test]
+        fn an_exact_pattern_matches_itself_and_not_another_host(u in url(), other in "[a-z]{1,10}") {
+            let p = ServicePattern::parse(&u).unwrap();
+            prop_assert!(p.matches(&u));
+            prop_assert!(p.matches(&u.to_uppercase()));
+            let moved_host = format!("https://{other}x.");
+            let moved = u.replacen("https://", &moved_host, 1);
+            prop_assert!(!p.matches(&moved));
+        }
+
+        #[test]
+        fn a_prefix_never_matches_a_lookalike_host(host in "[a-z]{1,10}\\.org", tail in "[a-z.]{1,10}") {
+            let p = ServicePattern::parse(&format!("prefix:https://{host}/")).unwrap();
+            let inside = format!("https://{host}/{tail}");
+            let lookalike = format!("https://{host}.{tail}/");
+            prop_assert!(p.matches(&inside));
+            prop_assert!(!p.matches(&lookalike));
+        }
+    }
+}

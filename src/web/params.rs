@@ -230,3 +230,46 @@ mod tests {
         assert!(parse("password=tab%09inside").is_ok());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Fuzzing by property: whatever arrives, parsing never panics, and honest
+    //! parameters come back exactly as sent.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Params::parse(&bytes, &Limits::default());
+        }
+
+        #[test]
+        fn encoded_parameters_round_trip(
+            pairs in proptest::collection::btree_map("[a-zA-Z_]{1,12}", "[^\\p{Cc}]{0,64}", 0..8)
+        ) {
+            let mut serializer = form_urlencoded::Serializer::new(String::new());
+            for (name, value) in &pairs {
+                serializer.append_pair(name, value);
+            }
+            let encoded = serializer.finish();
+            let parsed = Params::parse(encoded.as_bytes(), &Limits::default()).unwrap();
+            for (name, value) in &pairs {
+                prop_assert!(parsed.has(name));
+                prop_assert_eq!(parsed.get(name), (!value.is_empty()).then_some(value.as_str()));
+            }
+        }
+
+        #[test]
+        fn a_control_character_anywhere_is_refused(prefix in "[a-z]{0,8}", c in "[\\x00-\\x08\\x0a-\\x1f\\x7f]") {
+            let encoded: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("service", &format!("{prefix}{c}"))
+                .finish();
+            prop_assert!(matches!(
+                Params::parse(encoded.as_bytes(), &Limits::default()),
+                Err(Rejected::ControlCharacters(_))
+            ));
+        }
+    }
+}

@@ -34,6 +34,7 @@ fn command(dir: &Path, config: Option<&Path>, args: &[&str], env: &[(&str, &str)
         }
     }
     cmd.env_remove("RUST_LOG")
+        .env_remove("CAS_CONFIG_KEY")
         .current_dir(dir)
         .kill_on_drop(true);
     if let Some(config) = config {
@@ -735,4 +736,69 @@ async fn sigterm_right_after_the_listening_line_is_a_clean_shutdown() {
         let server = Server::start(dir.path(), None, &[("CAS__SERVER__BIND", "127.0.0.1:0")]).await;
         server.stop().await;
     }
+}
+
+/// The key `cas-server keygen` prints for ENC(...) values.
+async fn config_key(dir: &Path) -> String {
+    let out = run(dir, None, &["keygen"], &[], "").await;
+    assert!(out.status.success(), "{out}");
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("# CAS_CONFIG_KEY="))
+        .expect("keygen prints a CAS_CONFIG_KEY")
+        .to_owned()
+}
+
+/// Secrets in config: a value written ENC(...) by `encrypt-value` is decrypted at startup
+/// with CAS_CONFIG_KEY and works; a wrong or missing key stops startup naming the key
+/// path, and neither the secret nor the key appears in any output.
+#[tokio::test]
+async fn encrypted_config_values_round_trip_and_a_wrong_key_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = hash_password(dir.path(), PASSWORD).await;
+    let key = config_key(dir.path()).await;
+    let sealed = run(
+        dir.path(),
+        None,
+        &["encrypt-value"],
+        &[("CAS_CONFIG_KEY", &key)],
+        &format!("{hash}\n"),
+    )
+    .await;
+    assert!(sealed.status.success(), "{sealed}");
+    let sealed = sealed.stdout.trim().to_owned();
+    assert!(
+        sealed.starts_with("ENC(") && !sealed.contains(&hash),
+        "{sealed}"
+    );
+    let config = write(dir.path(), "cas.toml", &operator_config(&sealed));
+
+    let server = Server::start(dir.path(), Some(&config), &[("CAS_CONFIG_KEY", &key)]).await;
+    let client = http();
+    let response = log_in(&client, &server, SERVICE, "alice", PASSWORD).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::FOUND,
+        "the decrypted hash verifies"
+    );
+    let stopped = server.stop().await;
+    assert!(!stopped.stdout.contains(&hash) && !stopped.stderr.contains(&hash));
+    assert!(!stopped.stdout.contains(&key) && !stopped.stderr.contains(&key));
+
+    let other_key = config_key(dir.path()).await;
+    for env in [vec![("CAS_CONFIG_KEY", other_key.as_str())], vec![]] {
+        let out = run(dir.path(), Some(&config), &["check-config"], &env, "").await;
+        assert_eq!(out.code(), Some(1), "{out}");
+        assert!(out.stderr.contains("users[0].password_hash"), "{out}");
+        assert!(out.stderr.contains("CAS_CONFIG_KEY"), "{out}");
+        for secret in [hash.as_str(), key.as_str(), other_key.as_str()] {
+            assert!(
+                !out.stdout.contains(secret) && !out.stderr.contains(secret),
+                "{out}"
+            );
+        }
+    }
+    let no_key = run(dir.path(), None, &["encrypt-value"], &[], "x\n").await;
+    assert_eq!(no_key.code(), Some(1));
+    assert!(no_key.stderr.contains("CAS_CONFIG_KEY"), "{no_key}");
 }

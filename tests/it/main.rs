@@ -8,6 +8,8 @@ mod cli;
 mod login;
 mod logout;
 mod proxy;
+mod security;
 mod slo;
 mod tgc;
+mod tls;
 mod validate;

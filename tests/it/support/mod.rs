@@ -142,10 +142,39 @@ pub fn settings() -> Settings {
 
 /// A running server; dropping it shuts the server down.
 pub struct TestServer {
-    /// `http://127.0.0.1:PORT/cas`
+    /// `http://127.0.0.1:PORT/cas` (or `https://` when started with TLS)
     pub base: String,
     pub clock: ManualClock,
+    /// The plain-HTTP redirect listener, when configured.
+    pub redirect_addr: Option<std::net::SocketAddr>,
+    /// The CA clients must trust when the server speaks TLS.
+    ca: Option<reqwest::Certificate>,
     shutdown: Option<oneshot::Sender<()>>,
+}
+
+/// A server certificate for 127.0.0.1 and localhost from `pki`, loaded through the
+/// configuration exactly as an operator's `[server.tls]` would be.
+pub fn tls_settings(pki: &callback::TestPki) -> (cas_server::config::Tls, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = pki.leaf(&["127.0.0.1", "localhost"]);
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    let text = format!(
+        "[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let settings = config::load_with_env(
+        Source::Text {
+            name: "tls",
+            text: &text,
+        },
+        &HashMap::new(),
+    )
+    .expect("the TLS configuration is valid");
+    (settings.server.tls.expect("TLS configured"), dir)
 }
 
 impl TestServer {
@@ -154,6 +183,27 @@ impl TestServer {
     }
 
     pub async fn start_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::launch(configure, None).await
+    }
+
+    /// Serves over HTTPS with a certificate from `pki`; the harness clients trust its CA.
+    pub async fn start_tls(pki: &callback::TestPki, configure: impl FnOnce(&mut Settings)) -> Self {
+        let (tls, _files) = tls_settings(pki);
+        let ca = reqwest::Certificate::from_der(&pki.ca_der()).unwrap();
+        Self::launch(
+            |s| {
+                s.server.tls = Some(tls);
+                configure(s);
+            },
+            Some(ca),
+        )
+        .await
+    }
+
+    async fn launch(
+        configure: impl FnOnce(&mut Settings),
+        ca: Option<reqwest::Certificate>,
+    ) -> Self {
         let mut settings = settings();
         configure(&mut settings);
         let clock = ManualClock::new();
@@ -161,6 +211,7 @@ impl TestServer {
             .await
             .expect("the server starts");
         let base = app.url();
+        let redirect_addr = app.redirect_addr();
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(app.run_until(async {
             let _ = rx.await;
@@ -168,7 +219,18 @@ impl TestServer {
         Self {
             base,
             clock,
+            redirect_addr,
+            ca,
             shutdown: Some(tx),
+        }
+    }
+
+    /// A client builder that trusts this server's certificate, redirects off.
+    pub fn http(&self) -> reqwest::ClientBuilder {
+        let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        match &self.ca {
+            Some(ca) => builder.tls_certs_only([ca.clone()]),
+            None => builder,
         }
     }
 
@@ -177,15 +239,12 @@ impl TestServer {
     }
 
     pub fn browser(&self) -> Browser {
-        Browser::new(&self.base, USER_AGENT, None)
+        Browser::with_client(&self.base, self.http(), USER_AGENT, None)
     }
 
     pub fn client(&self) -> CasClient {
         CasClient {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            http: self.http().build().unwrap(),
             base: self.base.clone(),
         }
     }
@@ -209,14 +268,23 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(base: &str, user_agent: &str, forwarded_for: Option<&str>) -> Self {
+        let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        Self::with_client(base, builder, user_agent, forwarded_for)
+    }
+
+    fn with_client(
+        base: &str,
+        builder: reqwest::ClientBuilder,
+        user_agent: &str,
+        forwarded_for: Option<&str>,
+    ) -> Self {
         let jar = Arc::new(Jar::default());
         let mut headers = HeaderMap::new();
         if let Some(ip) = forwarded_for {
             headers.insert("x-forwarded-for", ip.parse().unwrap());
         }
-        let http = reqwest::Client::builder()
+        let http = builder
             .cookie_provider(jar.clone())
-            .redirect(reqwest::redirect::Policy::none())
             .user_agent(user_agent)
             .default_headers(headers)
             .build()

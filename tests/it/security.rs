@@ -1,0 +1,418 @@
+//! Hardening: the request filter, security headers, login throttling and the
+//! trusted-proxy rule, as an attacker would probe them.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::support::*;
+
+/// Percent-encodes a value for hand-built URLs (so tests control repetition and bytes).
+fn enc(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// Every way the filter refuses a request, as raw query strings around a real ticket.
+fn malformed(ticket: &str) -> Vec<(&'static str, String)> {
+    let service = enc(SERVICE);
+    vec![
+        (
+            "repeated ticket",
+            format!("service={service}&ticket={ticket}&ticket={ticket}"),
+        ),
+        (
+            "repeated service",
+            format!("service={service}&service={service}&ticket={ticket}"),
+        ),
+        (
+            "CR LF in service",
+            format!(
+                "service={}&ticket={ticket}",
+                enc(&format!("{SERVICE}\r\nSet-Cookie: x=1"))
+            ),
+        ),
+        (
+            "NUL in ticket",
+            format!("service={service}&ticket={ticket}%00"),
+        ),
+        (
+            "ticket over 256",
+            format!("service={service}&ticket={ticket}{}", "A".repeat(250)),
+        ),
+        (
+            "service over 4 KiB",
+            format!(
+                "service={}&ticket={ticket}",
+                enc(&format!("{SERVICE}{}", "a".repeat(4096)))
+            ),
+        ),
+        (
+            "not UTF-8",
+            format!("service={service}%FF%FE&ticket={ticket}"),
+        ),
+    ]
+}
+
+/// The request filter on every validation endpoint: each malformed request gets the
+/// protocol's INVALID_REQUEST (or `no` for CAS 1), and the ticket is left untouched.
+#[tokio::test]
+async fn the_filter_refuses_malformed_validation_requests_without_consuming_the_ticket() {
+    let server = TestServer::start().await;
+    let http = server.http().build().unwrap();
+    let ticket = server.browser().login_for_ticket(SERVICE).await;
+
+    for path in [
+        "/serviceValidate",
+        "/proxyValidate",
+        "/p3/serviceValidate",
+        "/p3/proxyValidate",
+        "/validate",
+    ] {
+        for (case, query) in malformed(&ticket) {
+            let response = http
+                .get(format!("{}{path}?{query}", server.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path} {case}");
+            let body = response.text().await.unwrap();
+            if path == "/validate" {
+                assert_eq!(body, "no\n\n", "{path} {case}");
+            } else {
+                assert_eq!(
+                    parse_validation(&body).code(),
+                    "INVALID_REQUEST",
+                    "{path} {case}"
+                );
+            }
+        }
+    }
+
+    let still_valid = server
+        .client()
+        .validate("/serviceValidate", SERVICE, &ticket)
+        .await;
+    assert_eq!(
+        still_valid.user(),
+        "alice",
+        "no rejected request consumed the ticket"
+    );
+}
+
+/// The filter on `/proxy`: INVALID_REQUEST as a proxyFailure.
+#[tokio::test]
+async fn the_filter_refuses_malformed_proxy_requests() {
+    let server = TestServer::start().await;
+    let http = server.http().build().unwrap();
+
+    for query in [
+        "pgt=PGT-1&pgt=PGT-2&targetService=https%3A%2F%2Fbackend.example.org%2F".to_owned(),
+        format!("pgt=PGT-1%0D%0A&targetService={}", enc(BACKEND)),
+        format!("pgt={}&targetService={}", "P".repeat(300), enc(BACKEND)),
+    ] {
+        let body = http
+            .get(format!("{}/proxy?{query}", server.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            body.contains("<cas:proxyFailure code=\"INVALID_REQUEST\">"),
+            "{query}: {body}"
+        );
+    }
+}
+
+/// The filter on the browser endpoints: an error page with HTTP 400, no redirect, no
+/// cookie, and the SSO session is untouched.
+#[tokio::test]
+async fn the_filter_refuses_malformed_browser_requests_with_a_400_page() {
+    let server = TestServer::start().await;
+    let browser = server.browser();
+    browser.login(None, "alice", PASSWORD).await;
+    let service = enc(SERVICE);
+    let crlf = enc(&format!("{SERVICE}\r\nLocation: https://evil.example/"));
+
+    for (path, query) in [
+        ("/login", format!("service={service}&service={service}")),
+        ("/login", format!("service={crlf}")),
+        ("/login", format!("service={service}&renew=%00")),
+        (
+            "/login",
+            format!("service={}", enc(&format!("{SERVICE}{}", "a".repeat(5000)))),
+        ),
+        ("/login", "service=%C3%28".to_owned()),
+        ("/logout", format!("service={service}&service={service}")),
+        ("/logout", format!("service={crlf}")),
+    ] {
+        let response = browser
+            .http
+            .get(format!("{}{path}?{query}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}?{query}");
+        assert!(location(&response).is_none());
+        assert!(!response.headers().contains_key("set-cookie"));
+        assert!(response.text().await.unwrap().contains("Bad request"));
+    }
+    let lt = browser.form_token(Some(SERVICE)).await;
+    let long_user = "u".repeat(257);
+    let response = browser
+        .post_login(&[
+            ("username", long_user.as_str()),
+            ("password", PASSWORD),
+            ("lt", &lt),
+            ("service", SERVICE),
+        ])
+        .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "username over 256"
+    );
+    assert_eq!(
+        browser.sso_ticket(SERVICE).await.len(),
+        32,
+        "the session survived"
+    );
+}
+
+/// Oversized headers and bodies are refused.
+#[tokio::test]
+async fn oversized_headers_and_bodies_are_refused() {
+    let server = TestServer::start().await;
+    let http = server.http().build().unwrap();
+
+    let big_header = http
+        .get(server.url("/login"))
+        .header("x-padding", "p".repeat(20_000))
+        .send()
+        .await
+        .unwrap();
+    let big_body = http
+        .post(server.url("/serviceValidate"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "service={}&ticket=ST-1&pad={}",
+            enc(SERVICE),
+            "p".repeat(70_000)
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        big_header.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
+    let body = big_body.text().await.unwrap();
+    assert_eq!(parse_validation(&body).code(), "INVALID_REQUEST");
+}
+
+/// Security headers on every page type; no HSTS over plain HTTP.
+#[tokio::test]
+async fn security_headers_are_set_on_every_page_type() {
+    let server = TestServer::start().await;
+    let browser = server.browser();
+    let ticket = browser.login_for_ticket(SERVICE).await;
+
+    let login_page = browser.get("/login", &[("renew", "true")]).await;
+    let validation = server
+        .http()
+        .build()
+        .unwrap()
+        .get(server.url("/p3/serviceValidate"))
+        .query(&[("service", SERVICE), ("ticket", &ticket)])
+        .send()
+        .await
+        .unwrap();
+    let error_page = browser.get("/login", &[("service", FOREIGN_SERVICE)]).await;
+    let logout_page = browser.get("/logout", &[]).await;
+    let stylesheet = browser.get("/static/cas.css", &[]).await;
+
+    for response in [
+        &login_page,
+        &validation,
+        &error_page,
+        &logout_page,
+        &stylesheet,
+    ] {
+        let h = response.headers();
+        let what = response.url().path();
+        assert_eq!(h["x-frame-options"], "DENY", "{what}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{what}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{what}: {csp}"
+        );
+        assert!(
+            !csp.contains("script-src") && !csp.contains("unsafe-inline"),
+            "no scripts: {csp}"
+        );
+        assert!(
+            !h.contains_key("strict-transport-security"),
+            "{what}: no HSTS over plain HTTP"
+        );
+    }
+    for response in [&login_page, &validation, &logout_page] {
+        assert_eq!(response.headers()["cache-control"], "no-store", "GEN-06");
+    }
+}
+
+/// HSTS is sent when a trusted proxy reports HTTPS, and only then.
+#[tokio::test]
+async fn hsts_follows_a_trusted_proxys_forwarded_proto() {
+    let trusting = TestServer::start().await;
+    let untrusting = TestServer::start_with(|s| s.server.trusted_proxies.clear()).await;
+
+    let via_proxy = trusting
+        .http()
+        .build()
+        .unwrap()
+        .get(trusting.url("/login"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    let forged = untrusting
+        .http()
+        .build()
+        .unwrap()
+        .get(untrusting.url("/login"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        via_proxy.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    assert!(!forged.headers().contains_key("strict-transport-security"));
+}
+
+/// `http_headers.frame_ancestors` replaces DENY with an allow-list; the front-channel
+/// logout page allows frames from its applications' origins.
+#[tokio::test]
+async fn framing_rules_follow_the_configuration_and_front_channel_logout() {
+    let server = TestServer::start_with(|s| {
+        s.http_headers.frame_ancestors = vec!["https://portal.example.org".into()];
+    })
+    .await;
+    let browser = server.browser();
+
+    let page = browser.get("/login", &[]).await;
+    browser
+        .login_for_ticket("https://front.example.org/app")
+        .await;
+    let logout = browser.get("/logout", &[]).await;
+
+    assert!(!page.headers().contains_key("x-frame-options"));
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("frame-ancestors https://portal.example.org"),
+        "{csp}"
+    );
+    let csp = logout.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("frame-src https://front.example.org"), "{csp}");
+}
+
+fn throttled(s: &mut cas_server::config::Settings) {
+    s.throttle.threshold = 3;
+    s.throttle.window = Duration::from_secs(60);
+}
+
+/// THR-01, THR-03, THR-05: three bad logins, then the right password gets 423 without a
+/// password check; after the window it works again.
+#[tokio::test]
+async fn three_failed_logins_block_the_next_until_the_window_passes() {
+    let server = TestServer::start_with(throttled).await;
+    let browser = server.browser();
+    for _ in 0..3 {
+        let r = browser.login(Some(SERVICE), "alice", "wrong").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    let blocked = browser.login(Some(SERVICE), "alice", PASSWORD).await;
+    assert_eq!(blocked.status(), StatusCode::LOCKED);
+    assert!(blocked.headers().contains_key("retry-after"));
+    assert!(location(&blocked).is_none() && !blocked.headers().contains_key("set-cookie"));
+    assert!(
+        blocked
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many failed sign-in attempts")
+    );
+    let bob = browser.login(Some(SERVICE), "bob", BOB_PASSWORD).await;
+    assert_eq!(
+        bob.status(),
+        StatusCode::FOUND,
+        "another user from the same IP is not blocked"
+    );
+
+    server.clock.advance(Duration::from_secs(61));
+    let after = browser.login(Some(SERVICE), "alice", PASSWORD).await;
+    assert_eq!(after.status(), StatusCode::FOUND);
+}
+
+/// THR-01: GETs are never throttled, and a blocked user can still see the form.
+#[tokio::test]
+async fn the_form_is_still_shown_while_blocked() {
+    let server = TestServer::start_with(throttled).await;
+    let browser = server.browser();
+    for _ in 0..3 {
+        browser.login(None, "alice", "wrong").await;
+    }
+
+    let form = browser.get_login(&[("service", SERVICE)]).await;
+
+    assert_eq!(form.status(), StatusCode::OK);
+}
+
+/// The trusted-proxy rule: a forged X-Forwarded-For from an untrusted peer changes
+/// nothing: the cookie stays pinned to the real address, and failures still count
+/// against it.
+#[tokio::test]
+async fn a_forged_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let server = TestServer::start_with(|s| {
+        s.server.trusted_proxies.clear();
+        throttled(s);
+    })
+    .await;
+    let owner = Browser::new(&server.base, USER_AGENT, Some("203.0.113.1"));
+    owner.login(None, "alice", PASSWORD).await;
+    let same_peer_other_claim = Browser::new(&server.base, USER_AGENT, Some("198.51.100.2"));
+    same_peer_other_claim.set_tgc(&owner.tgc().unwrap());
+
+    let sso = same_peer_other_claim
+        .get_login(&[("service", SERVICE)])
+        .await;
+    assert_eq!(
+        sso.status(),
+        StatusCode::FOUND,
+        "the forged header did not change the pinned IP"
+    );
+
+    for i in 0..3 {
+        let liar = Browser::new(&server.base, USER_AGENT, Some(&format!("192.0.2.{i}")));
+        liar.login(None, "bob", "wrong").await;
+    }
+    let liar = Browser::new(&server.base, USER_AGENT, Some("192.0.2.99"));
+    let blocked = liar.login(None, "bob", BOB_PASSWORD).await;
+    assert_eq!(
+        blocked.status(),
+        StatusCode::LOCKED,
+        "rotating X-Forwarded-For does not escape throttling"
+    );
+}

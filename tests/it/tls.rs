@@ -1,0 +1,208 @@
+//! Native HTTPS: the server speaks TLS (HTTP/1.1 and HTTP/2) with a certificate from a CA
+//! generated for the test, redirects plain HTTP to HTTPS, and refuses bad certificate
+//! configurations at startup with messages naming the key.
+
+use std::collections::HashMap;
+
+use cas_server::config::{self, Source};
+use reqwest::StatusCode;
+
+use crate::support::callback::TestPki;
+use crate::support::*;
+
+/// The whole browser flow and ticket validation over verified TLS, with HSTS.
+#[tokio::test]
+async fn login_and_validation_work_over_https() {
+    let pki = TestPki::new();
+    let server = TestServer::start_tls(&pki, |_| {}).await;
+    assert!(
+        server.base.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.base
+    );
+    let browser = server.browser();
+
+    let page = browser.get_login(&[("service", SERVICE)]).await;
+    assert_eq!(
+        page.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    let ticket = browser.login_for_ticket(SERVICE).await;
+    let validation = server
+        .client()
+        .validate("/p3/serviceValidate", SERVICE, &ticket)
+        .await;
+
+    assert_eq!(validation.user(), "alice");
+    assert_eq!(
+        browser.sso_ticket(SERVICE).await.len(),
+        32,
+        "the SSO cookie works over HTTPS"
+    );
+}
+
+/// HTTP/2 is negotiated by ALPN; HTTP/1.1 clients are served too.
+#[tokio::test]
+async fn http2_and_http1_are_both_served() {
+    let pki = TestPki::new();
+    let server = TestServer::start_tls(&pki, |_| {}).await;
+
+    let h2 = server
+        .http()
+        .build()
+        .unwrap()
+        .get(server.url("/login"))
+        .send()
+        .await
+        .unwrap();
+    let h1 = server
+        .http()
+        .http1_only()
+        .build()
+        .unwrap()
+        .get(server.url("/login"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(h2.version(), reqwest::Version::HTTP_2);
+    assert_eq!(h2.status(), StatusCode::OK);
+    assert_eq!(h1.version(), reqwest::Version::HTTP_11);
+    assert_eq!(h1.status(), StatusCode::OK);
+}
+
+/// A client that does not trust the CA cannot talk to the server (the certificate is
+/// really verified), and plain HTTP on the TLS port gets nothing.
+#[tokio::test]
+async fn untrusting_and_plain_clients_are_not_served() {
+    let pki = TestPki::new();
+    let server = TestServer::start_tls(&pki, |_| {}).await;
+
+    let untrusting = reqwest::Client::new()
+        .get(server.url("/login"))
+        .send()
+        .await;
+    let plain = reqwest::Client::new()
+        .get(server.url("/login").replace("https://", "http://"))
+        .send()
+        .await;
+
+    assert!(untrusting.is_err());
+    assert!(plain.is_err() || plain.unwrap().status() != StatusCode::OK);
+}
+
+/// The optional plain-HTTP listener only redirects to the same URL over HTTPS.
+#[tokio::test]
+async fn the_http_listener_redirects_to_https() {
+    let pki = TestPki::new();
+    let server = TestServer::start_tls(&pki, |s| {
+        s.server.http_redirect_bind = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let redirect = server.redirect_addr.expect("a redirect listener");
+    let https_port = server
+        .base
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let response = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!(
+            "http://127.0.0.1:{}/cas/login?service=https%3A%2F%2Fapp.example.org%2F",
+            redirect.port()
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(
+        location(&response).unwrap(),
+        format!(
+            "https://127.0.0.1:{https_port}/cas/login?service=https%3A%2F%2Fapp.example.org%2F"
+        )
+    );
+}
+
+fn load(text: &str) -> Result<config::Settings, config::ConfigError> {
+    config::load_with_env(
+        Source::Text {
+            name: "tls.toml",
+            text,
+        },
+        &HashMap::new(),
+    )
+}
+
+/// Startup refuses a missing, unreadable, non-PEM or mismatched certificate or key, naming
+/// the key and the file.
+#[test]
+fn certificate_mistakes_are_named_at_startup() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = pki.leaf(&["localhost"]);
+    let other = pki.leaf(&["localhost"]);
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let other_key = dir.path().join("other-key.pem");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    std::fs::write(&other_key, &other.key_pem).unwrap();
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let tls = |c: &std::path::Path, k: &std::path::Path| {
+        format!(
+            "[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            c.display(),
+            k.display()
+        )
+    };
+
+    assert!(load(&tls(&cert, &key)).is_ok());
+    let cases = [
+        (
+            tls(&dir.path().join("missing.pem"), &key),
+            "server.tls.cert_file",
+            "cannot read",
+        ),
+        (
+            tls(&cert, &dir.path().join("missing.pem")),
+            "server.tls.key_file",
+            "cannot read",
+        ),
+        (
+            tls(&garbage, &key),
+            "server.tls.cert_file",
+            "no PEM certificate",
+        ),
+        (
+            tls(&cert, &garbage),
+            "server.tls.key_file",
+            "no PEM private key",
+        ),
+        (
+            tls(&cert, &other_key),
+            "server.tls.key_file",
+            "does not fit the certificate",
+        ),
+    ];
+    for (text, key_path, words) in cases {
+        let e = load(&text).unwrap_err();
+        let line = e.to_string();
+        assert_eq!(e.problems[0].key, key_path, "{line}");
+        assert!(line.contains(words), "{line}");
+        for secret in [&leaf.key_pem, &other.key_pem] {
+            let body = secret.lines().nth(1).unwrap();
+            assert!(!line.contains(body), "no key material in messages");
+        }
+    }
+    let e = load("[server]\nhttp_redirect_bind = \"127.0.0.1:0\"\n").unwrap_err();
+    assert_eq!(e.problems[0].key, "server.http_redirect_bind");
+}
