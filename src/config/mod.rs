@@ -263,7 +263,8 @@ pub fn load_with_env(
             login: login?,
             authn: Authn {
                 max_concurrent_verifications: match authn?.max_concurrent_verifications {
-                    0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+                    // Half the cores: a flood of logins cannot starve ticket validation.
+                    0 => std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2)),
                     n => n as usize,
                 },
             },
