@@ -176,7 +176,9 @@ impl App {
             .map_err(|source| StartupError::Bind { addr, source })?;
         let tls = settings.server.tls.as_ref().map(|t| t.config.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let listener = CasListener::new(tcp, tls, settings.server.max_connections)
+        // Idle connections close well after any request could have finished.
+        let idle = (settings.server.request_timeout * 2).max(std::time::Duration::from_secs(1));
+        let listener = CasListener::new(tcp, tls, settings.server.max_connections, idle)
             .map_err(|source| StartupError::Bind { addr, source })?;
         let redirect = match settings.server.http_redirect_bind {
             Some(addr) => Some(

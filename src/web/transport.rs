@@ -4,6 +4,7 @@
 //! TLS handshakes run in their own tasks, with a deadline, so a client that stalls in
 //! the handshake holds one connection slot for a few seconds and never the accept loop.
 
+use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -32,10 +33,36 @@ impl Connected<IncomingStream<'_, CasListener>> for PeerAddr {
     }
 }
 
-/// An accepted connection, holding its slot until dropped.
+/// An accepted connection, holding its slot until dropped. A connection on which
+/// nothing is read or written for `idle` is closed, so idle keep-alive clients cannot
+/// hold every slot.
 pub struct Connection {
     stream: Stream,
     _slot: OwnedSemaphorePermit,
+    idle: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Connection {
+    fn new(stream: Stream, slot: OwnedSemaphorePermit, idle: Duration) -> Self {
+        Self {
+            stream,
+            _slot: slot,
+            idle,
+            deadline: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    /// Any progress pushes the deadline back.
+    fn progressed(&mut self) {
+        let next = tokio::time::Instant::now() + self.idle;
+        self.deadline.as_mut().reset(next);
+    }
+
+    /// With the stream pending: has the connection been idle too long?
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
 }
 
 enum Stream {
@@ -55,6 +82,7 @@ impl CasListener {
         tcp: TcpListener,
         tls: Option<Arc<rustls::ServerConfig>>,
         max_connections: usize,
+        idle: Duration,
     ) -> io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
@@ -84,10 +112,7 @@ impl CasListener {
                 let _ = tcp_stream.set_nodelay(true);
                 match &acceptor {
                     None => {
-                        let connection = Connection {
-                            stream: Stream::Plain(tcp_stream),
-                            _slot: slot,
-                        };
+                        let connection = Connection::new(Stream::Plain(tcp_stream), slot, idle);
                         if tx.send((connection, peer)).await.is_err() {
                             break;
                         }
@@ -103,10 +128,8 @@ impl CasListener {
                             .await
                             {
                                 Ok(Ok(tls)) => {
-                                    let connection = Connection {
-                                        stream: Stream::Tls(Box::new(tls)),
-                                        _slot: slot,
-                                    };
+                                    let connection =
+                                        Connection::new(Stream::Tls(Box::new(tls)), slot, idle);
                                     let _ = tx.send((connection, peer)).await;
                                 }
                                 Ok(Err(e)) => {
@@ -146,9 +169,21 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().stream {
+        let this = self.get_mut();
+        let polled = match &mut this.stream {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        match polled {
+            Poll::Ready(result) => {
+                this.progressed();
+                Poll::Ready(result)
+            }
+            Poll::Pending if this.expired(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "idle connection closed",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -159,10 +194,15 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().stream {
+        let this = self.get_mut();
+        let polled = match &mut this.stream {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        };
+        if polled.is_ready() {
+            this.progressed();
         }
+        polled
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -176,24 +216,6 @@ impl AsyncWrite for Connection {
         match &mut self.get_mut().stream {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().stream {
-            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match &self.stream {
-            Stream::Plain(s) => s.is_write_vectored(),
-            Stream::Tls(s) => s.is_write_vectored(),
         }
     }
 }

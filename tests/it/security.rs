@@ -416,3 +416,77 @@ async fn a_forged_forwarded_for_from_an_untrusted_peer_is_ignored() {
         "rotating X-Forwarded-For does not escape throttling"
     );
 }
+
+/// `server.max_connections`: with every slot held by an idle client, a new connection
+/// waits; it is served as soon as a slot frees.
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    let server = TestServer::start_with(|s| s.server.max_connections = 1).await;
+    let addr = server
+        .base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let hog = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // Let the server accept the idle connection into the only slot.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let waiting = server
+        .http()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap()
+        .get(server.url("/health"))
+        .send()
+        .await;
+    drop(hog);
+    let served = server
+        .http()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get(server.url("/health"))
+        .send()
+        .await
+        .unwrap();
+
+    assert!(waiting.is_err(), "no slot was free");
+    assert_eq!(served.status(), StatusCode::OK);
+}
+
+/// An idle connection does not keep its slot: after twice the request timeout with
+/// nothing read or written it is closed, and the next client is served.
+#[tokio::test]
+async fn an_idle_connection_gives_up_its_slot() {
+    let server = TestServer::start_with(|s| {
+        s.server.max_connections = 1;
+        s.server.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let addr = server
+        .base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let _hog = tokio::net::TcpStream::connect(&addr).await.unwrap();
+
+    let served = server
+        .http()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .get(server.url("/health"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        served.status(),
+        StatusCode::OK,
+        "served once the idle connection was closed"
+    );
+}
