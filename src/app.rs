@@ -9,7 +9,8 @@ use axum::http::HeaderValue;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth::StaticUsers;
+use crate::auth::ldap::LdapSource;
+use crate::auth::{Authenticator, Chain, StaticUsers};
 use crate::clock::Clock;
 use crate::config::{Settings, TgcKeySource};
 use crate::crypto::random_bytes;
@@ -73,10 +74,7 @@ impl App {
         let cas = Cas {
             tickets: registry.clone(),
             services: Arc::new(ServiceRegistry::new(settings.services.clone())),
-            authenticator: Arc::new(StaticUsers::new(
-                settings.users.clone(),
-                settings.authn.max_concurrent_verifications,
-            )),
+            authenticator: authenticator(&settings)?,
             clock: clock.clone(),
             proxy_callback: outbound::callback(&outbound),
             logout_sender: slo.clone(),
@@ -257,6 +255,23 @@ impl App {
         }
         served
     }
+}
+
+/// The static users, then each LDAP source in order.
+fn authenticator(settings: &Settings) -> Result<Arc<dyn Authenticator>, StartupError> {
+    let users: Arc<dyn Authenticator> = Arc::new(StaticUsers::new(
+        settings.users.clone(),
+        settings.authn.max_concurrent_verifications,
+    ));
+    if settings.authn.ldap.is_empty() {
+        return Ok(users);
+    }
+    let mut sources = vec![users];
+    for options in &settings.authn.ldap {
+        let source = LdapSource::new(options.clone()).map_err(StartupError::Outbound)?;
+        sources.push(Arc::new(source));
+    }
+    Ok(Arc::new(Chain::new(sources)))
 }
 
 fn tgc_keys(source: &TgcKeySource) -> Result<Vec<TgcKeys>, StartupError> {

@@ -26,7 +26,11 @@ enum Command {
     /// Start the server (the default).
     Serve,
     /// Load and validate the configuration, report every problem, and exit.
-    CheckConfig,
+    CheckConfig {
+        /// Also connect to each LDAP source and bind its service account.
+        #[arg(long)]
+        probe: bool,
+    },
     /// Show which [[services]] entry matches a service URL, and why.
     CheckService {
         /// The service URL as a CAS client would send it (decoded).
@@ -45,7 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config),
-        Command::CheckConfig => check_config(cli.config),
+        Command::CheckConfig { probe } => check_config(cli.config, probe),
         Command::CheckService { url } => check_service(cli.config, &url),
         Command::Keygen => keygen(),
         Command::EncryptValue => encrypt_value(),
@@ -109,21 +113,55 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
     })
 }
 
-fn check_config(path: Option<PathBuf>) -> ExitCode {
-    match load(path.as_ref()) {
-        Ok(s) => {
-            println!(
-                "{}: ok ({} service{}, {} user{})",
-                s.origin,
-                s.services.len(),
-                if s.services.len() == 1 { "" } else { "s" },
-                s.users.len(),
-                if s.users.len() == 1 { "" } else { "s" },
-            );
+fn check_config(path: Option<PathBuf>, probe: bool) -> ExitCode {
+    let s = match load(path.as_ref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    println!(
+        "{}: ok ({} service{}, {} user{}, {} LDAP source{})",
+        s.origin,
+        s.services.len(),
+        if s.services.len() == 1 { "" } else { "s" },
+        s.users.len(),
+        if s.users.len() == 1 { "" } else { "s" },
+        s.authn.ldap.len(),
+        if s.authn.ldap.len() == 1 { "" } else { "s" },
+    );
+    if !probe || s.authn.ldap.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    let Ok(runtime) = tokio::runtime::Runtime::new() else {
+        eprintln!("cas-server: cannot start the async runtime");
+        return ExitCode::from(1);
+    };
+    runtime.block_on(async {
+        let mut failed = false;
+        for options in &s.authn.ldap {
+            let outcome = match cas_server::auth::ldap::LdapSource::new(options.clone()) {
+                Ok(source) => source.probe().await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => println!(
+                    "ldap source `{}` ({}): reachable, bind ok",
+                    options.name, options.url
+                ),
+                Err(e) => {
+                    failed = true;
+                    eprintln!(
+                        "cas-server: ldap source `{}` ({}): {e}",
+                        options.name, options.url
+                    );
+                }
+            }
+        }
+        if failed {
+            ExitCode::from(1)
+        } else {
             ExitCode::SUCCESS
         }
-        Err(code) => code,
-    }
+    })
 }
 
 fn check_service(path: Option<PathBuf>, url: &str) -> ExitCode {

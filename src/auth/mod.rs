@@ -1,183 +1,51 @@
 //! Who may log in. An [`Authenticator`] turns a username and password into a
-//! [`Principal`]; the static user list from the TOML file is the first source.
-//!
-//! Password hashing is deliberately slow, so verification runs on the blocking pool
-//! behind a semaphore: a burst of logins queues instead of starving the async runtime.
-//! An unknown user is verified against a dummy hash with the same cost, so the response
-//! time does not tell which usernames exist.
+//! [`Principal`]. Sources: the static users of the TOML file, and LDAP or Active
+//! Directory servers; a [`Chain`] tries them in order.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+mod chain;
+pub mod ldap;
+mod users;
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use async_trait::async_trait;
-use tokio::sync::Semaphore;
+
+pub use chain::Chain;
+pub use users::{StaticUsers, UserRecord, check_password_hash, hash_password};
 
 use crate::tickets::Principal;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// Wrong password or unknown user: the two are never distinguished to the client.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// The directory reports the account locked (too many failures, or by an admin).
+    #[error("account locked")]
+    AccountLocked,
+    #[error("account disabled")]
+    AccountDisabled,
+    /// The password has expired or must be changed before use.
+    #[error("password expired")]
+    PasswordExpired,
+    #[error("account expired")]
+    AccountExpired,
+    /// The source could not answer (down, slow, misconfigured); the text is for logs.
     #[error("authentication source unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Reachability of one source, for `/health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceHealth {
+    pub name: String,
+    pub reachable: bool,
 }
 
 #[async_trait]
 pub trait Authenticator: Send + Sync + std::fmt::Debug {
     async fn authenticate(&self, username: &str, password: &str) -> Result<Principal, AuthError>;
-}
 
-/// One `[[users]]` entry.
-#[derive(Clone)]
-pub struct UserRecord {
-    pub username: String,
-    /// An argon2id PHC string, checked at config load.
-    pub password_hash: String,
-    pub attributes: BTreeMap<String, Vec<String>>,
-}
-
-impl std::fmt::Debug for UserRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserRecord")
-            .field("username", &self.username)
-            .field("password_hash", &"***")
-            .field("attributes", &self.attributes)
-            .finish()
-    }
-}
-
-/// Hashes `password` with argon2id and the crate's default (OWASP-recommended) cost.
-pub fn hash_password(password: &str) -> Result<String, String> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
-}
-
-/// Checks that `phc` is an argon2id PHC string; the error text is for operators.
-pub fn check_password_hash(phc: &str) -> Result<(), String> {
-    let parsed = PasswordHash::new(phc).map_err(|e| format!("not a PHC hash string ({e})"))?;
-    if parsed.algorithm.as_str() != "argon2id" {
-        return Err(format!(
-            "uses `{}`; only argon2id hashes are accepted",
-            parsed.algorithm.as_str()
-        ));
-    }
-    Ok(())
-}
-
-/// Users listed in the configuration file.
-#[derive(Debug)]
-pub struct StaticUsers {
-    users: HashMap<String, Arc<UserRecord>>,
-    dummy_hash: Arc<str>,
-    permits: Arc<Semaphore>,
-}
-
-impl StaticUsers {
-    pub fn new(users: Vec<UserRecord>, max_concurrent: usize) -> Self {
-        // Same algorithm and cost as `hash-password` output, so a miss costs the same.
-        let dummy = hash_password(&crate::crypto::b64url_encode(
-            &crate::crypto::random_bytes::<16>(),
-        ))
-        .unwrap_or_default();
-        Self {
-            users: users
-                .into_iter()
-                .map(|u| (u.username.clone(), Arc::new(u)))
-                .collect(),
-            dummy_hash: dummy.into(),
-            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
-        }
-    }
-}
-
-#[async_trait]
-impl Authenticator for StaticUsers {
-    async fn authenticate(&self, username: &str, password: &str) -> Result<Principal, AuthError> {
-        let user = self.users.get(username).cloned();
-        let hash: Arc<str> = user.as_ref().map_or_else(
-            || self.dummy_hash.clone(),
-            |u| u.password_hash.as_str().into(),
-        );
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| AuthError::Unavailable("verifier pool closed".into()))?;
-        let password = password.to_owned();
-        let verified = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            PasswordHash::new(&hash).is_ok_and(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-        })
-        .await
-        .map_err(|e| AuthError::Unavailable(format!("password verification task failed: {e}")))?;
-        match user {
-            Some(user) if verified => Ok(Principal {
-                id: user.username.clone(),
-                attributes: user.attributes.clone(),
-            }),
-            _ => Err(AuthError::InvalidCredentials),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn users() -> StaticUsers {
-        let mut attributes = BTreeMap::new();
-        attributes.insert("mail".to_owned(), vec!["a@example.org".to_owned()]);
-        StaticUsers::new(
-            vec![UserRecord {
-                username: "alice".into(),
-                password_hash: hash_password("correct horse").unwrap(),
-                attributes,
-            }],
-            2,
-        )
-    }
-
-    #[tokio::test]
-    async fn right_password_yields_principal_with_attributes() {
-        let p = users()
-            .authenticate("alice", "correct horse")
-            .await
-            .unwrap();
-        assert_eq!(p.id, "alice");
-        assert_eq!(p.attributes["mail"], vec!["a@example.org"]);
-    }
-
-    #[tokio::test]
-    async fn wrong_password_and_unknown_user_fail_alike() {
-        let u = users();
-        assert!(matches!(
-            u.authenticate("alice", "wrong").await,
-            Err(AuthError::InvalidCredentials)
-        ));
-        assert!(matches!(
-            u.authenticate("bob", "correct horse").await,
-            Err(AuthError::InvalidCredentials)
-        ));
-    }
-
-    #[test]
-    fn only_argon2id_hashes_are_accepted() {
-        assert!(check_password_hash(&hash_password("x").unwrap()).is_ok());
-        assert!(check_password_hash("plaintext").is_err());
-        assert!(
-            check_password_hash("$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$Ml2Y8yXQbEnU1NxiHbVYsw")
-                .is_err()
-        );
+    /// Sources that depend on a remote system report whether it answers.
+    async fn health(&self) -> Vec<SourceHealth> {
+        Vec::new()
     }
 }

@@ -26,6 +26,7 @@ pub use settings::{
     Settings, Slo, Sso, Tgc, TgcKeySource, Throttle, Tickets, Tls, Validation,
 };
 
+use crate::auth::ldap::{LdapOptions, Lookup as LdapLookup, Mode as LdapMode, UsernameRules};
 use crate::auth::{UserRecord, check_password_hash};
 use crate::crypto::{Secret, b64url_decode};
 use crate::services::{LogoutPolicy, LogoutType, RegisteredService, ServicePattern};
@@ -85,6 +86,24 @@ const OPTIONAL_KEYS: &[&str] = &[
     "services.proxy_callback",
     "services.accept_proxy_tickets",
     "services.logout_type",
+    "ldap.name",
+    "ldap.url",
+    "ldap.start_tls",
+    "ldap.ca_file",
+    "ldap.bind_dn",
+    "ldap.bind_password",
+    "ldap.user_dn_template",
+    "ldap.base_dn",
+    "ldap.user_filter",
+    "ldap.mode",
+    "ldap.attributes",
+    "ldap.principal_attribute",
+    "ldap.trim_username",
+    "ldap.lowercase_username",
+    "ldap.strip_domain",
+    "ldap.connect_timeout",
+    "ldap.operation_timeout",
+    "ldap.pool_size",
     "services.logout_url",
 ];
 
@@ -228,7 +247,7 @@ pub fn load_with_env(
     let http_client = ctx.section::<raw::HttpClient>(&root, "http_client", &known_keys);
     let slo = ctx.section::<raw::Slo>(&root, "slo", &known_keys);
     let login = ctx.section::<raw::Login>(&root, "login", &known_keys);
-    let authn = ctx.section::<raw::Authn>(&root, "authn", &known_keys);
+    let mut authn = ctx.section::<raw::Authn>(&root, "authn", &known_keys);
     let logout = ctx.section::<raw::Logout>(&root, "logout", &known_keys);
     let validation = ctx.section::<raw::Validation>(&root, "validation", &known_keys);
     let users = ctx.section::<Vec<raw::User>>(&root, "users", &known_keys);
@@ -244,6 +263,9 @@ pub fn load_with_env(
     let slo = slo.and_then(|s| ctx.slo(s));
     let login = login.and_then(|l| ctx.login(l));
     let users = users.map(|u| ctx.users(u));
+    let ldap = authn
+        .as_mut()
+        .and_then(|a| ctx.ldap_sources(std::mem::take(&mut a.ldap)));
     let services = services.map(|s| ctx.services(s));
 
     let settings = (|| {
@@ -262,6 +284,7 @@ pub fn load_with_env(
             slo: slo?,
             login: login?,
             authn: Authn {
+                ldap: ldap?,
                 max_concurrent_verifications: match authn?.max_concurrent_verifications {
                     // Half the cores: a flood of logins cannot starve ticket validation.
                     0 => std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2)),
@@ -857,48 +880,7 @@ impl Ctx {
         let read_timeout = self.duration("http_client.read_timeout", &raw.read_timeout);
         let extra_roots = match raw.trust_store {
             None => Some(Vec::new()),
-            Some(file) => {
-                let path = self.resolve(&file);
-                match std::fs::read(&path) {
-                    Ok(pem) => {
-                        use rustls_pki_types::CertificateDer;
-                        use rustls_pki_types::pem::PemObject as _;
-                        let certs: Result<Vec<Vec<u8>>, _> = CertificateDer::pem_slice_iter(&pem)
-                            .map(|c| c.map(|c| c.to_vec()))
-                            .collect();
-                        match certs {
-                            Ok(certs) if !certs.is_empty() => Some(certs),
-                            Ok(_) => {
-                                self.problem(
-                                    "http_client.trust_store",
-                                    format!(
-                                        "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                                        path.display()
-                                    ),
-                                );
-                                None
-                            }
-                            Err(e) => {
-                                self.problem(
-                                    "http_client.trust_store",
-                                    format!(
-                                        "{} is not a PEM certificate file: {e:?}",
-                                        path.display()
-                                    ),
-                                );
-                                None
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        self.problem(
-                            "http_client.trust_store",
-                            format!("cannot read {}: {e}", path.display()),
-                        );
-                        None
-                    }
-                }
-            }
+            Some(file) => self.pem_certificates("http_client.trust_store", &file),
         };
         let authority_pattern = match raw.authority_pattern {
             None => Some(None),
@@ -1108,6 +1090,186 @@ impl Ctx {
 }
 
 impl Ctx {
+    fn ldap_sources(&mut self, raw: Vec<raw::Ldap>) -> Option<Vec<LdapOptions>> {
+        let mut names = std::collections::HashSet::new();
+        let mut sources = Vec::new();
+        let mut ok = true;
+        for (i, l) in raw.into_iter().enumerate() {
+            match self.ldap_source(i, l, &mut names) {
+                Some(source) => sources.push(source),
+                None => ok = false,
+            }
+        }
+        ok.then_some(sources)
+    }
+
+    fn ldap_source(
+        &mut self,
+        i: usize,
+        raw: raw::Ldap,
+        names: &mut std::collections::HashSet<String>,
+    ) -> Option<LdapOptions> {
+        let key = |k: &str| format!("authn.ldap[{i}].{k}");
+        let before = self.problems.len();
+        if raw.name.trim().is_empty() || !names.insert(raw.name.clone()) {
+            self.problem(&key("name"), "give each source a unique, non-empty name");
+        }
+        let scheme = url::Url::parse(&raw.url)
+            .ok()
+            .map(|u| u.scheme().to_owned());
+        match scheme.as_deref() {
+            Some("ldap") => {}
+            Some("ldaps") if raw.start_tls => {
+                self.problem(
+                    &key("start_tls"),
+                    "ldaps:// is already TLS; use ldap:// with start_tls",
+                );
+            }
+            Some("ldaps") => {}
+            _ => self.problem(
+                &key("url"),
+                format!("`{}` is not an ldap:// or ldaps:// URL", raw.url),
+            ),
+        }
+        if scheme.as_deref() == Some("ldap") && !raw.start_tls {
+            tracing::warn!(source = %raw.name, "LDAP source without TLS: passwords cross the network in clear; use ldaps:// or start_tls");
+        }
+        let extra_roots = match &raw.ca_file {
+            None => Vec::new(),
+            Some(file) => self
+                .pem_certificates(&key("ca_file"), file)
+                .unwrap_or_default(),
+        };
+        let mode = match raw.mode.as_deref().unwrap_or("ldap") {
+            "ldap" => LdapMode::Ldap,
+            "active_directory" => LdapMode::ActiveDirectory,
+            other => {
+                self.problem(
+                    &key("mode"),
+                    format!("`{other}` is not \"ldap\" or \"active_directory\""),
+                );
+                LdapMode::Ldap
+            }
+        };
+        let bind = match (raw.bind_dn, raw.bind_password) {
+            (Some(dn), Some(password)) => Some((dn, Secret::new(password))),
+            (None, None) => None,
+            (Some(_), None) => {
+                self.problem(
+                    &key("bind_password"),
+                    "bind_dn needs a bind_password (it may be ENC(...))",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                self.problem(&key("bind_dn"), "bind_password without bind_dn");
+                None
+            }
+        };
+        let default_filter = match mode {
+            LdapMode::Ldap => "(uid={user})",
+            LdapMode::ActiveDirectory => "(sAMAccountName={user})",
+        };
+        let lookup = match (raw.user_dn_template, raw.base_dn) {
+            (Some(template), None) => {
+                if !template.contains("{user}") {
+                    self.problem(
+                        &key("user_dn_template"),
+                        "must contain {user}, e.g. \"uid={user},ou=people,dc=example,dc=org\"",
+                    );
+                }
+                Some(LdapLookup::Template(template))
+            }
+            (None, Some(base_dn)) => {
+                let filter = raw.user_filter.unwrap_or_else(|| default_filter.to_owned());
+                if !filter.contains("{user}") || !filter.starts_with('(') || !filter.ends_with(')')
+                {
+                    self.problem(
+                        &key("user_filter"),
+                        "must be a parenthesised filter containing {user}, e.g. \"(uid={user})\"",
+                    );
+                }
+                Some(LdapLookup::Search { base_dn, filter })
+            }
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &key("user_dn_template"),
+                    "give either user_dn_template (direct bind) or base_dn (search), not both",
+                );
+                None
+            }
+            (None, None) => {
+                self.problem(
+                    &key("base_dn"),
+                    "set base_dn (search then bind) or user_dn_template (direct bind)",
+                );
+                None
+            }
+        };
+        let connect_timeout = self.duration(
+            &key("connect_timeout"),
+            raw.connect_timeout.as_deref().unwrap_or("5s"),
+        );
+        let operation_timeout = self.duration(
+            &key("operation_timeout"),
+            raw.operation_timeout.as_deref().unwrap_or("5s"),
+        );
+        let pool_size = raw.pool_size.unwrap_or(4);
+        if pool_size == 0 {
+            self.problem(&key("pool_size"), "must be at least 1");
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(LdapOptions {
+            name: raw.name,
+            url: raw.url,
+            start_tls: raw.start_tls,
+            extra_roots,
+            bind,
+            lookup: lookup?,
+            mode,
+            attributes: raw.attributes.into_iter().collect(),
+            principal_attribute: raw.principal_attribute,
+            username: UsernameRules {
+                trim: raw.trim_username,
+                lowercase: raw.lowercase_username,
+                strip_domain: raw.strip_domain,
+            },
+            connect_timeout: connect_timeout?,
+            operation_timeout: operation_timeout?,
+            pool_size,
+        })
+    }
+
+    /// Reads PEM certificates from `file` (relative to the configuration file).
+    fn pem_certificates(&mut self, key: &str, file: &str) -> Option<Vec<Vec<u8>>> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject as _;
+        let path = self.resolve(file);
+        match std::fs::read(&path) {
+            Ok(pem) => match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+                Ok(certs) if !certs.is_empty() => {
+                    Some(certs.into_iter().map(|c| c.to_vec()).collect())
+                }
+                _ => {
+                    self.problem(
+                        key,
+                        format!(
+                            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                            path.display()
+                        ),
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                self.problem(key, format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
     fn logout_policy(
         &mut self,
         i: usize,

@@ -124,6 +124,35 @@ pub struct Login {
 #[derive(Debug, Deserialize)]
 pub struct Authn {
     pub max_concurrent_verifications: u32,
+    #[serde(default)]
+    pub ldap: Vec<Ldap>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Ldap {
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub start_tls: bool,
+    pub ca_file: Option<String>,
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<String>,
+    pub user_dn_template: Option<String>,
+    pub base_dn: Option<String>,
+    pub user_filter: Option<String>,
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    pub principal_attribute: Option<String>,
+    #[serde(default = "yes")]
+    pub trim_username: bool,
+    #[serde(default)]
+    pub lowercase_username: bool,
+    #[serde(default)]
+    pub strip_domain: bool,
+    pub connect_timeout: Option<String>,
+    pub operation_timeout: Option<String>,
+    pub pool_size: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

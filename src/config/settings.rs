@@ -199,6 +199,8 @@ pub struct Login {
 #[derive(Debug, Clone)]
 pub struct Authn {
     pub max_concurrent_verifications: usize,
+    /// LDAP / Active Directory sources, tried in order after the static users.
+    pub ldap: Vec<crate::auth::ldap::LdapOptions>,
 }
 
 #[derive(Debug, Clone)]

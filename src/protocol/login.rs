@@ -34,12 +34,35 @@ pub enum LoginDecision {
     LoggedIn { principal: Principal },
 }
 
+/// Why credentials were refused; shown to the user (LOGINP-04 recommends a reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Wrong password or unknown user: never distinguished.
+    InvalidCredentials,
+    AccountLocked,
+    AccountDisabled,
+    PasswordExpired,
+    AccountExpired,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidCredentials => "invalid credentials",
+            Self::AccountLocked => "account locked",
+            Self::AccountDisabled => "account disabled",
+            Self::PasswordExpired => "password expired",
+            Self::AccountExpired => "account expired",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum CredentialOutcome {
     /// LOGINP-08.
     UnknownService,
-    /// LOGINP-04: wrong password or unknown user (never distinguished).
-    Rejected,
+    /// LOGINP-04: the credentials were refused, for this reason.
+    Rejected(Refusal),
     /// THR-03: too many recent failures; the password was not checked.
     Throttled { retry_after: std::time::Duration },
     /// LOGINP-01..03: the new SSO session and, with a service, where to send the browser.
@@ -131,11 +154,17 @@ impl Cas {
         }
         let principal = match self.authenticator.authenticate(username, password).await {
             Ok(p) => p,
-            Err(AuthError::InvalidCredentials) => {
-                self.login_failed(ip, username);
-                return Ok(CredentialOutcome::Rejected);
-            }
             Err(AuthError::Unavailable(e)) => return Err(ProtocolError::AuthUnavailable(e)),
+            Err(refused) => {
+                self.login_failed(ip, username);
+                return Ok(CredentialOutcome::Rejected(match refused {
+                    AuthError::AccountLocked => Refusal::AccountLocked,
+                    AuthError::AccountDisabled => Refusal::AccountDisabled,
+                    AuthError::PasswordExpired => Refusal::PasswordExpired,
+                    AuthError::AccountExpired => Refusal::AccountExpired,
+                    _ => Refusal::InvalidCredentials,
+                }));
+            }
         };
         if let Some(t) = &self.throttle {
             t.record_success(ip, username);
@@ -351,7 +380,7 @@ mod tests {
             cas.submit_credentials(None, "alice", "nope", None, super::super::testing::IP)
                 .await
                 .unwrap(),
-            CredentialOutcome::Rejected
+            CredentialOutcome::Rejected(Refusal::InvalidCredentials)
         ));
         assert!(matches!(
             cas.submit_credentials(

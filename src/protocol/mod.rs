@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::services::{RegisteredService, ServiceRegistry};
 use crate::tickets::{ExpirationPolicy, RegistryError, TicketRegistry};
 
-pub use login::{CredentialOutcome, LoginDecision, LoginRequest, append_ticket};
+pub use login::{CredentialOutcome, LoginDecision, LoginRequest, Refusal, append_ticket};
 pub use logout::LogoutOutcome;
 pub use proxy::{NoCallbacks, ProxyCallback};
 pub use slo::{LogoutMessage, LogoutSender, NoLogoutSender, front_channel_url, logout_target};

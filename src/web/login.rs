@@ -17,7 +17,7 @@ use super::session::current_session;
 use super::state::AppState;
 use super::views::{LoggedInPage, LoginPage, html};
 use crate::protocol::flow::FlowError;
-use crate::protocol::{CredentialOutcome, LoginDecision, LoginRequest};
+use crate::protocol::{CredentialOutcome, LoginDecision, LoginRequest, Refusal};
 use crate::telemetry::audit;
 
 pub async fn get_login(
@@ -116,13 +116,24 @@ pub async fn post_login(
             audit::login_throttled(username, client.ip);
             Err(WebError::Throttled { retry_after })
         }
-        CredentialOutcome::Rejected => {
-            audit::login_failed(username, service, client.ip, "invalid credentials");
+        CredentialOutcome::Rejected(refusal) => {
+            audit::login_failed(username, service, client.ip, refusal.as_str());
+            let message = match refusal {
+                Refusal::InvalidCredentials => "The username or password is not correct.",
+                Refusal::AccountLocked => {
+                    "Your account is locked. Contact your help desk, or wait and try again later."
+                }
+                Refusal::AccountDisabled => "Your account is disabled. Contact your help desk.",
+                Refusal::PasswordExpired => {
+                    "Your password has expired. Change it with your organisation's password service, then sign in again."
+                }
+                Refusal::AccountExpired => "Your account has expired. Contact your help desk.",
+            };
             Ok(login_form(
                 &state,
                 service,
                 username,
-                Some("The username or password is not correct."),
+                Some(message),
                 StatusCode::UNAUTHORIZED,
             ))
         }

@@ -110,6 +110,14 @@ async fn no_store(req: Request, next: Next) -> Response {
 
 async fn health(State(state): State<AppState>) -> Response {
     let registry_ok = state.cas.tickets.count().await.is_ok();
+    let directories: Vec<_> = state
+        .cas
+        .authenticator
+        .health()
+        .await
+        .into_iter()
+        .map(|d| serde_json::json!({ "name": d.name, "reachable": d.reachable }))
+        .collect();
     let status = if registry_ok {
         StatusCode::OK
     } else {
@@ -119,6 +127,7 @@ async fn health(State(state): State<AppState>) -> Response {
     let body = serde_json::json!({
         "status": if registry_ok { "UP" } else { "DOWN" },
         "version": env!("CARGO_PKG_VERSION"),
+        "directories": directories,
         "single_logout": {
             "sent": load(&state.slo.sent),
             "failed": load(&state.slo.failed),

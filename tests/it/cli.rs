@@ -544,8 +544,10 @@ pattern = "regex:("
     let out = run(dir.path(), Some(&valid), &["check-config"], &[], "").await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(
-        out.stdout
-            .contains(&format!("{}: ok (1 service, 1 user)", valid.display())),
+        out.stdout.contains(&format!(
+            "{}: ok (1 service, 1 user, 0 LDAP sources)",
+            valid.display()
+        )),
         "{out}"
     );
     assert!(

@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod ldap;
 mod login;
 mod logout;
 mod proxy;

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 pub mod callback;
 pub mod receiver;
+pub mod slapd;
 
 pub const PASSWORD: &str = "correct horse";
 pub const BOB_PASSWORD: &str = "hunter2";
@@ -351,7 +352,17 @@ impl Browser {
 
     /// Logs alice in for `service` and returns the service ticket from the redirect.
     pub async fn login_for_ticket(&self, service: &str) -> String {
-        let response = self.login(Some(service), "alice", PASSWORD).await;
+        self.login_for_ticket_as(service, "alice", PASSWORD).await
+    }
+
+    /// Logs `username` in for `service` and returns the service ticket.
+    pub async fn login_for_ticket_as(
+        &self,
+        service: &str,
+        username: &str,
+        password: &str,
+    ) -> String {
+        let response = self.login(Some(service), username, password).await;
         assert_eq!(
             response.status(),
             StatusCode::FOUND,

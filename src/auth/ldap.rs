@@ -1,0 +1,559 @@
+//! LDAP and Active Directory authentication.
+//!
+//! Search-then-bind: a service account (or anonymous) finds the user's entry with
+//! `user_filter` (the username escaped per RFC 4515, so `*)(uid=*` is just a strange
+//! name), then the password is checked by binding as that entry on a fresh connection.
+//! Direct bind: the DN comes from a template instead. Either way the directory decides
+//! the password; Active Directory has no readable password attribute anyway.
+//!
+//! Searches run on a bounded pool of connections bound as the service account. A
+//! connection that fails an operation is dropped, never returned, and the operation is
+//! retried once on a new one, so the source recovers by itself when the directory comes
+//! back. Every network step has a deadline; an unreachable or slow directory is
+//! [`AuthError::Unavailable`], and its details stay in the logs.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ldap3::controls::RawControl;
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use tokio::sync::Semaphore;
+
+use super::{AuthError, Authenticator, SourceHealth};
+use crate::crypto::Secret;
+use crate::tickets::Principal;
+
+/// OpenLDAP's password policy control (draft-behera-ldap-password-policy).
+const PPOLICY_OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";
+const INVALID_CREDENTIALS: u32 = 49;
+const UNWILLING_TO_PERFORM: u32 = 53;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Ldap,
+    /// Active Directory: account state comes from the bind error's sub-code.
+    ActiveDirectory,
+}
+
+/// How the user's entry is found.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// Search under `base_dn` with `filter`, where `{user}` is the escaped username.
+    Search { base_dn: String, filter: String },
+    /// Bind directly as this DN, where `{user}` is the DN-escaped username (or, for
+    /// Active Directory, a UPN template such as `{user}@example.org`).
+    Template(String),
+}
+
+/// How a login name becomes the name looked up.
+#[derive(Debug, Clone, Copy)]
+pub struct UsernameRules {
+    pub trim: bool,
+    pub lowercase: bool,
+    /// `jdoe@example.org` → `jdoe`.
+    pub strip_domain: bool,
+}
+
+/// One `[[authn.ldap]]` source, validated.
+#[derive(Debug, Clone)]
+pub struct LdapOptions {
+    pub name: String,
+    pub url: String,
+    pub start_tls: bool,
+    /// Extra trusted CAs (DER), with the system roots.
+    pub extra_roots: Vec<Vec<u8>>,
+    /// The service account; `None` searches anonymously.
+    pub bind: Option<(String, Secret<String>)>,
+    pub lookup: Lookup,
+    pub mode: Mode,
+    /// Directory attribute → released attribute name.
+    pub attributes: Vec<(String, String)>,
+    /// The directory attribute whose value becomes the principal id; default the login name.
+    pub principal_attribute: Option<String>,
+    pub username: UsernameRules,
+    pub connect_timeout: Duration,
+    pub operation_timeout: Duration,
+    pub pool_size: usize,
+}
+
+#[derive(Debug)]
+pub struct LdapSource {
+    options: LdapOptions,
+    tls: Arc<rustls::ClientConfig>,
+    /// Service-account connections ready for searches.
+    idle: Mutex<Vec<Ldap>>,
+    /// Bounds connections in use at once, searches and user binds alike.
+    permits: Semaphore,
+}
+
+impl LdapSource {
+    pub fn new(options: LdapOptions) -> Result<Self, String> {
+        let tls = tls_config(&options.extra_roots)
+            .map_err(|e| format!("authn.ldap `{}`: {e}", options.name))?;
+        let permits = Semaphore::new(options.pool_size.max(1));
+        Ok(Self {
+            options,
+            tls: Arc::new(tls),
+            idle: Mutex::new(Vec::new()),
+            permits,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.options.name
+    }
+
+    /// Connects and binds the service account, or reports why not (for `check-config
+    /// --probe` and `/health`).
+    pub async fn probe(&self) -> Result<(), String> {
+        let mut ldap = self.service_connection().await?;
+        let found = ldap
+            .with_timeout(self.options.operation_timeout)
+            .search("", Scope::Base, "(objectClass=*)", vec!["1.1"])
+            .await
+            .map_err(|e| e.to_string())?;
+        found.success().map_err(|e| e.to_string())?;
+        self.release(ldap);
+        Ok(())
+    }
+
+    fn normalize(&self, username: &str) -> String {
+        let rules = self.options.username;
+        let mut name = if rules.trim {
+            username.trim()
+        } else {
+            username
+        }
+        .to_owned();
+        if rules.strip_domain
+            && let Some((local, _)) = name.split_once('@')
+        {
+            name = local.to_owned();
+        }
+        if rules.lowercase {
+            name = name.to_lowercase();
+        }
+        name
+    }
+
+    async fn connect(&self) -> Result<Ldap, String> {
+        let settings = LdapConnSettings::new()
+            .set_conn_timeout(self.options.connect_timeout)
+            .set_starttls(self.options.start_tls)
+            .set_config(self.tls.clone());
+        let (conn, ldap) = tokio::time::timeout(
+            self.options.connect_timeout + self.options.operation_timeout,
+            LdapConnAsync::with_settings(settings, &self.options.url),
+        )
+        .await
+        .map_err(|_| "connection timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.drive().await {
+                tracing::debug!(error = %e, "LDAP connection ended");
+            }
+        });
+        Ok(ldap)
+    }
+
+    /// A pooled connection bound as the service account, or a new one.
+    async fn service_connection(&self) -> Result<Ldap, String> {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        if let Some(ldap) = pooled {
+            return Ok(ldap);
+        }
+        let mut ldap = self.connect().await?;
+        if let Some((dn, password)) = &self.options.bind {
+            let bound = ldap
+                .with_timeout(self.options.operation_timeout)
+                .simple_bind(dn, password.expose())
+                .await
+                .map_err(|e| e.to_string())?;
+            bound
+                .success()
+                .map_err(|e| format!("service account bind refused: {e}"))?;
+        }
+        Ok(ldap)
+    }
+
+    fn release(&self, ldap: Ldap) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.options.pool_size {
+            idle.push(ldap);
+        }
+    }
+
+    fn wanted_attributes(&self) -> Vec<String> {
+        let mut wanted: Vec<String> = self
+            .options
+            .attributes
+            .iter()
+            .map(|(from, _)| from.clone())
+            .collect();
+        if let Some(principal) = &self.options.principal_attribute {
+            wanted.push(principal.clone());
+        }
+        if wanted.is_empty() {
+            // "1.1": no attributes, only the DN.
+            wanted.push("1.1".into());
+        }
+        wanted
+    }
+
+    /// The entry for `user`: its DN and attributes; `None` if there is no single match.
+    async fn find(
+        &self,
+        user: &str,
+        base_dn: &str,
+        filter: &str,
+    ) -> Result<Option<SearchEntry>, String> {
+        let filter = filter.replace("{user}", &ldap3::ldap_escape(user));
+        let wanted = self.wanted_attributes();
+        // One retry on a fresh connection: a pooled one may have died with a restart.
+        let mut last_error = String::new();
+        for _ in 0..2 {
+            let mut ldap = match self.service_connection().await {
+                Ok(ldap) => ldap,
+                Err(e) => {
+                    last_error = e;
+                    continue;
+                }
+            };
+            let searched = ldap
+                .with_timeout(self.options.operation_timeout)
+                .search(base_dn, Scope::Subtree, &filter, wanted.clone())
+                .await
+                .and_then(|r| r.success());
+            match searched {
+                Ok((entries, _)) => {
+                    self.release(ldap);
+                    let mut entries = entries.into_iter().map(SearchEntry::construct);
+                    return Ok(match (entries.next(), entries.next()) {
+                        (Some(entry), None) => Some(entry),
+                        (Some(_), Some(_)) => {
+                            tracing::warn!(source = %self.options.name, "user filter matched several entries; refusing");
+                            None
+                        }
+                        _ => None,
+                    });
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Binds as `dn` on a fresh connection; `Ok(connection)` if the password is right.
+    async fn bind_as(&self, dn: &str, password: &str) -> Result<Ldap, AuthError> {
+        let mut ldap = self.connect().await.map_err(|e| self.unavailable(&e))?;
+        let result = ldap
+            .with_controls(RawControl {
+                ctype: PPOLICY_OID.into(),
+                crit: false,
+                val: None,
+            })
+            .with_timeout(self.options.operation_timeout)
+            .simple_bind(dn, password)
+            .await
+            .map_err(|e| self.unavailable(&e.to_string()))?;
+        match result.rc {
+            0 => Ok(ldap),
+            INVALID_CREDENTIALS | UNWILLING_TO_PERFORM => {
+                let _ = ldap.unbind().await;
+                let ppolicy = result
+                    .ctrls
+                    .iter()
+                    .find(|c| c.1.ctype == PPOLICY_OID)
+                    .and_then(|c| c.1.val.as_deref())
+                    .and_then(ppolicy_error);
+                let state = match self.options.mode {
+                    Mode::Ldap => ppolicy,
+                    Mode::ActiveDirectory => ad_state(&result.text),
+                };
+                Err(state.unwrap_or(AuthError::InvalidCredentials))
+            }
+            rc => {
+                let _ = ldap.unbind().await;
+                Err(self.unavailable(&format!("bind answered result code {rc}: {}", result.text)))
+            }
+        }
+    }
+
+    fn unavailable(&self, why: &str) -> AuthError {
+        tracing::warn!(source = %self.options.name, error = %why, "LDAP directory unavailable");
+        AuthError::Unavailable(format!("LDAP source `{}`: {why}", self.options.name))
+    }
+
+    fn principal(&self, user: String, entry: Option<&SearchEntry>) -> Principal {
+        let attrs = entry.map(|e| &e.attrs);
+        let id = self
+            .options
+            .principal_attribute
+            .as_ref()
+            .and_then(|name| attrs?.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .and_then(|(_, values)| values.first().cloned())
+            .unwrap_or(user);
+        let mut attributes = BTreeMap::new();
+        if let Some(attrs) = attrs {
+            for (from, to) in &self.options.attributes {
+                if let Some((_, values)) = attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(from))
+                    && !values.is_empty()
+                {
+                    attributes.insert(to.clone(), values.clone());
+                }
+            }
+        }
+        Principal { id, attributes }
+    }
+}
+
+#[async_trait]
+impl Authenticator for LdapSource {
+    async fn authenticate(&self, username: &str, password: &str) -> Result<Principal, AuthError> {
+        let user = self.normalize(username);
+        // An empty password is an LDAP "unauthenticated bind", which succeeds: never send it.
+        if user.is_empty() || password.is_empty() {
+            return Err(AuthError::InvalidCredentials);
+        }
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| AuthError::Unavailable("LDAP pool closed".into()))?;
+        match &self.options.lookup {
+            Lookup::Search { base_dn, filter } => {
+                let Some(entry) = self
+                    .find(&user, base_dn, filter)
+                    .await
+                    .map_err(|e| self.unavailable(&e))?
+                else {
+                    // Bind as an entry that cannot exist, so an unknown user costs the
+                    // same round trips as a wrong password.
+                    let decoy = format!("uid={},{base_dn}", crate::crypto::random_base62(24));
+                    let _ = self.bind_as(&decoy, password).await;
+                    return Err(AuthError::InvalidCredentials);
+                };
+                let mut ldap = self.bind_as(&entry.dn, password).await?;
+                let _ = ldap.unbind().await;
+                Ok(self.principal(user, Some(&entry)))
+            }
+            Lookup::Template(template) => {
+                let dn = template.replace("{user}", &ldap3::dn_escape(user.as_str()));
+                let mut ldap = self.bind_as(&dn, password).await?;
+                let read = ldap
+                    .with_timeout(self.options.operation_timeout)
+                    .search(
+                        &dn,
+                        Scope::Base,
+                        "(objectClass=*)",
+                        self.wanted_attributes(),
+                    )
+                    .await
+                    .and_then(|r| r.success());
+                let _ = ldap.unbind().await;
+                let entry = match read {
+                    Ok((entries, _)) => entries.into_iter().next().map(SearchEntry::construct),
+                    // A template may name a UPN rather than a DN (Active Directory): the
+                    // bind succeeded, so the login stands, without attributes.
+                    Err(e) => {
+                        tracing::debug!(source = %self.options.name, error = %e, "could not read the user's attributes");
+                        None
+                    }
+                };
+                Ok(self.principal(user, entry.as_ref()))
+            }
+        }
+    }
+
+    async fn health(&self) -> Vec<SourceHealth> {
+        let reachable = tokio::time::timeout(
+            self.options.connect_timeout + self.options.operation_timeout,
+            self.probe(),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        vec![SourceHealth {
+            name: self.options.name.clone(),
+            reachable,
+        }]
+    }
+}
+
+/// TLS for `ldaps://` and StartTLS: system roots plus the source's CAs, host names verified.
+fn tls_config(extra_roots: &[Vec<u8>]) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    for der in extra_roots {
+        roots
+            .add(rustls_pki_types::CertificateDer::from(der.clone()))
+            .map_err(|e| format!("unusable CA certificate in ca_file: {e}"))?;
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+    .map_err(|e| e.to_string())
+}
+
+/// The `error` of a PasswordPolicyResponseValue: `SEQUENCE { warning [0] OPTIONAL,
+/// error [1] ENUMERATED OPTIONAL }`.
+fn ppolicy_error(value: &[u8]) -> Option<AuthError> {
+    let (&tag, rest) = value.split_first()?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (len, mut body) = ber_length(rest)?;
+    body = body.get(..len)?;
+    while let Some((&tag, rest)) = body.split_first() {
+        let (len, rest) = ber_length(rest)?;
+        let content = rest.get(..len)?;
+        if tag == 0x81 {
+            return match content.last()? {
+                0 | 2 => Some(AuthError::PasswordExpired),
+                1 => Some(AuthError::AccountLocked),
+                _ => None,
+            };
+        }
+        body = rest.get(len..)?;
+    }
+    None
+}
+
+fn ber_length(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let (&first, rest) = bytes.split_first()?;
+    if first < 0x80 {
+        return Some((usize::from(first), rest));
+    }
+    let n = usize::from(first & 0x7f);
+    if n == 0 || n > 4 || rest.len() < n {
+        return None;
+    }
+    let len = rest[..n]
+        .iter()
+        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+    Some((len, &rest[n..]))
+}
+
+/// Active Directory's bind failures carry the reason as `data <hex>` in the text.
+fn ad_state(text: &str) -> Option<AuthError> {
+    let code = text
+        .split("data ")
+        .nth(1)?
+        .split([',', ' '])
+        .next()?
+        .to_ascii_lowercase();
+    match code.as_str() {
+        "775" => Some(AuthError::AccountLocked),
+        "533" => Some(AuthError::AccountDisabled),
+        "532" | "773" => Some(AuthError::PasswordExpired),
+        "701" => Some(AuthError::AccountExpired),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ppolicy_errors_are_decoded() {
+        assert_eq!(
+            ppolicy_error(&[0x30, 0x03, 0x81, 0x01, 0x01]),
+            Some(AuthError::AccountLocked)
+        );
+        assert_eq!(
+            ppolicy_error(&[0x30, 0x03, 0x81, 0x01, 0x00]),
+            Some(AuthError::PasswordExpired)
+        );
+        // A warning first ([0] constructed), then the error.
+        assert_eq!(
+            ppolicy_error(&[0x30, 0x08, 0xa0, 0x03, 0x80, 0x01, 0x05, 0x81, 0x01, 0x02]),
+            Some(AuthError::PasswordExpired)
+        );
+        assert_eq!(ppolicy_error(&[0x30, 0x00]), None);
+        assert_eq!(
+            ppolicy_error(&[0x30, 0x05, 0x81]),
+            None,
+            "truncated input is no panic"
+        );
+        assert_eq!(ppolicy_error(&[]), None);
+    }
+
+    #[test]
+    fn active_directory_sub_codes_are_decoded() {
+        let text = |code| {
+            format!(
+                "80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data {code}, v4563"
+            )
+        };
+        assert_eq!(ad_state(&text("775")), Some(AuthError::AccountLocked));
+        assert_eq!(ad_state(&text("533")), Some(AuthError::AccountDisabled));
+        assert_eq!(ad_state(&text("532")), Some(AuthError::PasswordExpired));
+        assert_eq!(ad_state(&text("701")), Some(AuthError::AccountExpired));
+        assert_eq!(ad_state(&text("52e")), None);
+        assert_eq!(ad_state("no data here"), None);
+    }
+
+    fn source(rules: UsernameRules) -> LdapSource {
+        LdapSource::new(LdapOptions {
+            name: "t".into(),
+            url: "ldap://127.0.0.1:1".into(),
+            start_tls: false,
+            extra_roots: vec![],
+            bind: None,
+            lookup: Lookup::Search {
+                base_dn: "dc=example,dc=org".into(),
+                filter: "(uid={user})".into(),
+            },
+            mode: Mode::Ldap,
+            attributes: vec![],
+            principal_attribute: None,
+            username: rules,
+            connect_timeout: Duration::from_millis(200),
+            operation_timeout: Duration::from_millis(200),
+            pool_size: 1,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn usernames_are_normalised_per_source() {
+        let s = source(UsernameRules {
+            trim: true,
+            lowercase: true,
+            strip_domain: true,
+        });
+        assert_eq!(s.normalize("  JDoe@Example.org "), "jdoe");
+        let s = source(UsernameRules {
+            trim: false,
+            lowercase: false,
+            strip_domain: false,
+        });
+        assert_eq!(s.normalize(" JDoe@x "), " JDoe@x ");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_directory_is_unavailable_not_a_wrong_password() {
+        let s = source(UsernameRules {
+            trim: true,
+            lowercase: false,
+            strip_domain: false,
+        });
+        let e = s.authenticate("jdoe", "pw").await.unwrap_err();
+        assert!(matches!(e, AuthError::Unavailable(_)), "{e:?}");
+        assert_eq!(
+            s.authenticate("jdoe", "").await.unwrap_err(),
+            AuthError::InvalidCredentials
+        );
+        assert!(!s.health().await[0].reachable);
+    }
+}

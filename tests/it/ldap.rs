@@ -1,0 +1,305 @@
+//! LDAP authentication against a real OpenLDAP directory started by the test.
+
+use std::time::{Duration, Instant};
+
+use cas_server::auth::ldap::{LdapOptions, Lookup, Mode, UsernameRules};
+use cas_server::crypto::Secret;
+use reqwest::StatusCode;
+
+use crate::support::callback::TestPki;
+use crate::support::slapd::{LDAP_PASSWORD, PEOPLE, SERVICE_DN, SERVICE_PASSWORD, Slapd};
+use crate::support::*;
+
+/// A search-then-bind source for `url`, releasing mail and memberOf.
+fn source(url: &str) -> LdapOptions {
+    LdapOptions {
+        name: "corp".into(),
+        url: url.into(),
+        start_tls: false,
+        extra_roots: vec![],
+        bind: Some((SERVICE_DN.into(), Secret::new(SERVICE_PASSWORD.into()))),
+        lookup: Lookup::Search {
+            base_dn: PEOPLE.into(),
+            filter: "(uid={user})".into(),
+        },
+        mode: Mode::Ldap,
+        attributes: vec![
+            ("mail".into(), "mail".into()),
+            ("memberOf".into(), "memberOf".into()),
+        ],
+        principal_attribute: None,
+        username: UsernameRules {
+            trim: true,
+            lowercase: true,
+            strip_domain: false,
+        },
+        connect_timeout: Duration::from_secs(1),
+        operation_timeout: Duration::from_secs(1),
+        pool_size: 2,
+    }
+}
+
+async fn server_for(slapd: &Slapd) -> TestServer {
+    let url = slapd.url();
+    TestServer::start_with(|s| s.authn.ldap = vec![source(&url)]).await
+}
+
+/// A directory user signs in through the form; `/p3` releases the directory's
+/// attributes, the multi-valued `memberOf` as repeated elements.
+#[tokio::test]
+async fn a_directory_user_logs_in_and_services_get_the_directory_attributes() {
+    let slapd = Slapd::start(None);
+    let server = server_for(&slapd).await;
+    let browser = server.browser();
+
+    let ticket = browser
+        .login_for_ticket_as(SERVICE, "JDoe ", LDAP_PASSWORD)
+        .await;
+    let validation = server
+        .client()
+        .validate("/p3/serviceValidate", SERVICE, &ticket)
+        .await;
+
+    assert_eq!(
+        validation.user(),
+        "jdoe",
+        "trimmed and lowercased login name"
+    );
+    assert_eq!(validation.attribute("mail"), vec!["jdoe@example.org"]);
+    assert_eq!(
+        validation.attribute("memberOf"),
+        vec![
+            "cn=staff,ou=groups,dc=example,dc=org",
+            "cn=faculty,ou=groups,dc=example,dc=org"
+        ]
+    );
+}
+
+/// A wrong password and an unknown user get the same message and a similar time.
+#[tokio::test]
+async fn wrong_password_and_unknown_user_look_the_same() {
+    let slapd = Slapd::start(None);
+    let server = server_for(&slapd).await;
+    let browser = server.browser();
+
+    let started = Instant::now();
+    let wrong = browser
+        .login(Some(SERVICE), "jdoe", "not-the-password")
+        .await;
+    let wrong_time = started.elapsed();
+    let started = Instant::now();
+    let unknown = browser
+        .login(Some(SERVICE), "nobody-here", "not-the-password")
+        .await;
+    let unknown_time = started.elapsed();
+
+    for response in [wrong, unknown] {
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains("The username or password is not correct.")
+        );
+    }
+    let gap = wrong_time.abs_diff(unknown_time);
+    assert!(
+        gap < Duration::from_millis(250),
+        "wrong {wrong_time:?} vs unknown {unknown_time:?}"
+    );
+}
+
+/// RFC 4515 escaping: filter metacharacters in a username match nothing, even with a
+/// real password.
+#[tokio::test]
+async fn filter_injection_usernames_fail() {
+    let slapd = Slapd::start(None);
+    let server = server_for(&slapd).await;
+    let browser = server.browser();
+
+    for name in [
+        "*)(uid=*))(|(uid=*",
+        "*",
+        "jdoe)(|(uid=*",
+        "j*",
+        "jdoe\\2a",
+        "(uid=jdoe)",
+    ] {
+        let response = browser.login(Some(SERVICE), name, LDAP_PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{name}");
+        assert!(browser.tgc().is_none(), "{name} logged in");
+    }
+}
+
+/// An account locked by the directory's password policy gets its own message.
+#[tokio::test]
+async fn a_locked_account_is_told_so() {
+    let slapd = Slapd::start(None);
+    let server = server_for(&slapd).await;
+
+    let response = server
+        .browser()
+        .login(Some(SERVICE), "locked", LDAP_PASSWORD)
+        .await;
+
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("Your account is locked"), "{html}");
+}
+
+/// StartTLS with a CA generated for the test; without the CA the certificate is refused.
+#[tokio::test]
+async fn starttls_verifies_the_directory_certificate() {
+    let pki = TestPki::new();
+    let slapd = Slapd::start(Some(&pki));
+    let url = format!("ldap://localhost:{}", slapd.port);
+    let mut trusted = source(&url);
+    trusted.start_tls = true;
+    trusted.extra_roots = vec![slapd.ca_der.clone().unwrap()];
+    let mut untrusted = trusted.clone();
+    untrusted.extra_roots.clear();
+
+    let good = TestServer::start_with(|s| s.authn.ldap = vec![trusted]).await;
+    let bad = TestServer::start_with(|s| s.authn.ldap = vec![untrusted]).await;
+
+    let ticket = good
+        .browser()
+        .login_for_ticket_as(SERVICE, "jdoe", LDAP_PASSWORD)
+        .await;
+    assert_eq!(
+        good.client()
+            .validate("/serviceValidate", SERVICE, &ticket)
+            .await
+            .user(),
+        "jdoe"
+    );
+    let refused = bad
+        .browser()
+        .login(Some(SERVICE), "jdoe", LDAP_PASSWORD)
+        .await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// The directory stops: logins get a 503 page without any LDAP detail, `/health` says
+/// so; it comes back: logins work again without restarting CAS.
+#[tokio::test]
+async fn an_outage_is_a_503_and_the_source_recovers_by_itself() {
+    let mut slapd = Slapd::start(None);
+    let server = server_for(&slapd).await;
+    let browser = server.browser();
+    browser
+        .login_for_ticket_as(SERVICE, "jdoe", LDAP_PASSWORD)
+        .await;
+    let health: serde_json::Value =
+        serde_json::from_str(&server.client().get("/health", &[]).await.raw).unwrap();
+    assert_eq!(health["directories"][0]["reachable"], true);
+
+    slapd.stop();
+    let other = Browser::new(&server.base, "second browser", None);
+    let down = other.login(Some(SERVICE), "jdoe", LDAP_PASSWORD).await;
+    assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let html = down.text().await.unwrap();
+    assert!(html.contains("temporarily unavailable"), "{html}");
+    for detail in ["ldap", "LDAP", "127.0.0.1", "connection", "refused"] {
+        assert!(
+            !html.contains(detail),
+            "LDAP detail `{detail}` reached the browser"
+        );
+    }
+    let health: serde_json::Value =
+        serde_json::from_str(&server.client().get("/health", &[]).await.raw).unwrap();
+    assert_eq!(health["directories"][0]["reachable"], false);
+
+    slapd.restart();
+    let third = Browser::new(&server.base, "third browser", None);
+    let ticket = third
+        .login_for_ticket_as(SERVICE, "jdoe", LDAP_PASSWORD)
+        .await;
+    assert_eq!(
+        server
+            .client()
+            .validate("/serviceValidate", SERVICE, &ticket)
+            .await
+            .user(),
+        "jdoe"
+    );
+}
+
+/// Sources in order: the static users first, then the directory. A name in both is
+/// accepted with either password, and the attributes show which source answered.
+#[tokio::test]
+async fn static_users_come_first_then_the_directory() {
+    let slapd = Slapd::start(None);
+    let url = slapd.url();
+    let server = TestServer::start_with(|s| {
+        let mut static_jdoe = s.users[0].clone();
+        static_jdoe.username = "jdoe".into();
+        static_jdoe.attributes.clear();
+        s.users.push(static_jdoe);
+        s.authn.ldap = vec![source(&url)];
+    })
+    .await;
+
+    let alice = server
+        .browser()
+        .login_for_ticket_as(SERVICE, "alice", PASSWORD)
+        .await;
+    let static_jdoe = server
+        .browser()
+        .login_for_ticket_as(SERVICE, "jdoe", PASSWORD)
+        .await;
+    let ldap_jdoe = server
+        .browser()
+        .login_for_ticket_as(SERVICE, "jdoe", LDAP_PASSWORD)
+        .await;
+
+    let client = server.client();
+    assert_eq!(
+        client
+            .validate("/p3/serviceValidate", SERVICE, &alice)
+            .await
+            .user(),
+        "alice"
+    );
+    let from_static = client
+        .validate("/p3/serviceValidate", SERVICE, &static_jdoe)
+        .await;
+    assert!(
+        !from_static.attribute_names().contains(&"mail".to_owned()),
+        "the static entry answered"
+    );
+    let from_ldap = client
+        .validate("/p3/serviceValidate", SERVICE, &ldap_jdoe)
+        .await;
+    assert_eq!(
+        from_ldap.attribute("mail"),
+        vec!["jdoe@example.org"],
+        "the directory answered"
+    );
+}
+
+/// Direct bind with a DN template (no service account), and a principal taken from a
+/// directory attribute.
+#[tokio::test]
+async fn direct_bind_with_a_dn_template_works() {
+    let slapd = Slapd::start(None);
+    let mut options = source(&slapd.url());
+    options.bind = None;
+    options.lookup = Lookup::Template(format!("uid={{user}},{PEOPLE}"));
+    options.principal_attribute = Some("mail".into());
+    let server = TestServer::start_with(|s| s.authn.ldap = vec![options]).await;
+
+    let ticket = server
+        .browser()
+        .login_for_ticket_as(SERVICE, "jdoe", LDAP_PASSWORD)
+        .await;
+    let wrong = server.browser().login(Some(SERVICE), "jdoe", "nope").await;
+
+    let validation = server
+        .client()
+        .validate("/p3/serviceValidate", SERVICE, &ticket)
+        .await;
+    assert_eq!(validation.user(), "jdoe@example.org");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+}
