@@ -303,3 +303,45 @@ async fn direct_bind_with_a_dn_template_works() {
     assert_eq!(validation.user(), "jdoe@example.org");
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// `cas-server check-config --probe` binds each directory's service account: it passes
+/// while the directory is up and fails, naming the source, when it is down.
+#[tokio::test]
+async fn check_config_probe_tests_the_directory() {
+    let mut slapd = Slapd::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cas.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nbind = \"127.0.0.1:0\"\n\n[[authn.ldap]]\nname = \"corp\"\nurl = \"{}\"\nbind_dn = \"{SERVICE_DN}\"\nbind_password = \"{SERVICE_PASSWORD}\"\nbase_dn = \"{PEOPLE}\"\nconnect_timeout = \"1s\"\noperation_timeout = \"1s\"\n",
+            slapd.url()
+        ),
+    )
+    .unwrap();
+    let probe = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cas-server"))
+            .args(["check-config", "--probe", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+
+    let up = probe();
+    slapd.stop();
+    let down = probe();
+
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(String::from_utf8_lossy(&up.stdout).contains("ldap source `corp`"));
+    assert_eq!(down.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(stderr.contains("ldap source `corp`"), "{stderr}");
+    assert!(
+        !stderr.contains(SERVICE_PASSWORD),
+        "the bind password never appears"
+    );
+}
