@@ -23,7 +23,8 @@ use crate::tgc::{TgcCodec, TgcKeys};
 use crate::tickets::reaper::{self, OnExpired};
 use crate::tickets::{ExpirationPolicy, MemoryRegistry, TicketRegistry};
 use crate::web::{
-    self, AppState, CasListener, CookieSettings, HeaderPolicy, Inner, Limits, PeerAddr,
+    self, AppState, CasListener, Catalogues, CookieSettings, HeaderPolicy, Inner, Limits,
+    Overrides, PeerAddr,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,7 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// Keys, templates or catalogues that cannot be used.
     #[error("{0}")]
     Keys(String),
     #[error("{0}")]
@@ -99,6 +101,10 @@ impl App {
                 attributes_on_v2: settings.validation.attributes_on_v2,
                 proxy_authn_enabled: settings.sso.proxy_authn_enabled,
                 slo_enabled: settings.slo.enabled,
+                create_cookie_on_renew: settings.sso.create_cookie_on_renew,
+                allow_missing_service: settings.sso.allow_missing_service,
+                required_service_pattern: settings.sso.required_service_pattern.clone(),
+                remember_me: settings.sso.remember_me,
             },
         };
         let on_expired: Option<OnExpired> =
@@ -122,20 +128,30 @@ impl App {
             clock.clone(),
         );
         let base_path = settings.server.base_path.clone();
+        let cookie = |name: &str| CookieSettings {
+            name: name.to_owned(),
+            path: if base_path.is_empty() {
+                "/".into()
+            } else {
+                base_path.clone()
+            },
+            secure: settings.tgc.secure,
+            same_site: settings.tgc.same_site,
+        };
+        let overrides = match &settings.ui.templates_dir {
+            Some(dir) => Some(Overrides::load(dir).map_err(StartupError::Keys)?),
+            None => None,
+        };
         let state = AppState::new(Inner {
+            warn_cookie: cookie("CASPRIVACY"),
+            catalogues: Catalogues::builtin(&settings.ui.default_locale)
+                .map_err(StartupError::Keys)?,
+            theme: settings.ui.theme.clone(),
+            overrides,
             cas,
             flow,
             tgc,
-            cookie: CookieSettings {
-                name: settings.tgc.name.clone(),
-                path: if base_path.is_empty() {
-                    "/".into()
-                } else {
-                    base_path.clone()
-                },
-                secure: settings.tgc.secure,
-                same_site: settings.tgc.same_site,
-            },
+            cookie: cookie(&settings.tgc.name),
             trusted_proxies: settings.server.trusted_proxies.clone(),
             slo: slo.stats(),
             assets: format!("{base_path}/"),

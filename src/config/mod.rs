@@ -23,13 +23,13 @@ use serde_json::{Map, Value};
 pub use duration::parse as parse_duration;
 pub use settings::{
     Authn, HttpClient, HttpHeaders, Login, Logout, Origin, RequestFilter, SameSite, Server,
-    Settings, Slo, Sso, Tgc, TgcKeySource, Throttle, Tickets, Tls, Validation,
+    Settings, Slo, Sso, Tgc, TgcKeySource, Throttle, Tickets, Tls, Ui, Validation,
 };
 
 use crate::auth::ldap::{LdapOptions, Lookup as LdapLookup, Mode as LdapMode, UsernameRules};
 use crate::auth::{UserRecord, check_password_hash};
 use crate::crypto::{Secret, b64url_decode};
-use crate::services::{LogoutPolicy, LogoutType, RegisteredService, ServicePattern};
+use crate::services::{LogoutPolicy, LogoutType, RegisteredService, ResponseType, ServicePattern};
 use crate::tgc::{CryptoMode, TgcKeys};
 
 /// Every key's default; merged under every configuration.
@@ -50,6 +50,7 @@ const SECTIONS: &[&str] = &[
     "sso",
     "http_client",
     "slo",
+    "ui",
     "login",
     "authn",
     "logout",
@@ -86,6 +87,14 @@ const OPTIONAL_KEYS: &[&str] = &[
     "services.proxy_callback",
     "services.accept_proxy_tickets",
     "services.logout_type",
+    "services.response_type",
+    "services.sso",
+    "services.max_auth_age",
+    "services.create_cookie_on_renew",
+    "services.theme",
+    "sso.required_service_pattern",
+    "ui.templates_dir",
+    "ui.theme",
     "ldap.name",
     "ldap.url",
     "ldap.start_tls",
@@ -244,6 +253,7 @@ pub fn load_with_env(
     let tgc = ctx.section::<raw::Tgc>(&root, "tgc", &known_keys);
     let tickets = ctx.section::<raw::Tickets>(&root, "tickets", &known_keys);
     let sso = ctx.section::<raw::Sso>(&root, "sso", &known_keys);
+    let ui = ctx.section::<raw::Ui>(&root, "ui", &known_keys);
     let http_client = ctx.section::<raw::HttpClient>(&root, "http_client", &known_keys);
     let slo = ctx.section::<raw::Slo>(&root, "slo", &known_keys);
     let login = ctx.section::<raw::Login>(&root, "login", &known_keys);
@@ -261,6 +271,8 @@ pub fn load_with_env(
     let tickets = tickets.and_then(|t| ctx.tickets(t));
     let http_client = http_client.and_then(|h| ctx.http_client(h));
     let slo = slo.and_then(|s| ctx.slo(s));
+    let sso = sso.and_then(|s| ctx.sso(s));
+    let ui = ui.and_then(|u| ctx.ui(u));
     let login = login.and_then(|l| ctx.login(l));
     let users = users.map(|u| ctx.users(u));
     let ldap = authn
@@ -277,9 +289,8 @@ pub fn load_with_env(
             throttle: throttle?,
             tgc: tgc?,
             tickets: tickets?,
-            sso: Sso {
-                proxy_authn_enabled: sso?.proxy_authn_enabled,
-            },
+            sso: sso?,
+            ui: ui?,
             http_client: http_client?,
             slo: slo?,
             login: login?,
@@ -941,6 +952,109 @@ impl Ctx {
         })
     }
 
+    fn sso(&mut self, raw: raw::Sso) -> Option<Sso> {
+        let duration = self.duration("sso.remember_me.duration", &raw.remember_me.duration);
+        if duration.is_some_and(|d| d > std::time::Duration::from_secs(90 * 86_400)) {
+            self.problem(
+                "sso.remember_me.duration",
+                "a remember-me session may last at most 3 months (CAS §4.1.5)",
+            );
+            return None;
+        }
+        let required_service_pattern = match raw.required_service_pattern {
+            None => Some(None),
+            Some(re) => match regex::Regex::new(&format!("^(?:{re})$")) {
+                Ok(re) => Some(Some(re)),
+                Err(e) => {
+                    self.problem(
+                        "sso.required_service_pattern",
+                        format!("invalid regular expression: {e}"),
+                    );
+                    None
+                }
+            },
+        };
+        Some(Sso {
+            proxy_authn_enabled: raw.proxy_authn_enabled,
+            create_cookie_on_renew: raw.create_cookie_on_renew,
+            allow_missing_service: raw.allow_missing_service,
+            required_service_pattern: required_service_pattern?,
+            remember_me: if raw.remember_me.enabled {
+                Some(duration?)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn ui(&mut self, raw: raw::Ui) -> Option<Ui> {
+        let locales = crate::web::locales();
+        if !locales.contains(&raw.default_locale.as_str()) {
+            self.problem(
+                "ui.default_locale",
+                format!(
+                    "`{}` has no catalogue; choose one of {}",
+                    raw.default_locale,
+                    locales.join(", ")
+                ),
+            );
+            return None;
+        }
+        let templates_dir = match raw.templates_dir {
+            None => None,
+            Some(dir) => {
+                let path = self.resolve(&dir);
+                if !path.is_dir() {
+                    self.problem(
+                        "ui.templates_dir",
+                        format!("{} is not a folder", path.display()),
+                    );
+                    return None;
+                }
+                Some(path)
+            }
+        };
+        let theme = match raw.theme {
+            None => crate::services::Theme::default(),
+            Some(theme) => self.theme("ui.theme", theme)?,
+        };
+        Some(Ui {
+            default_locale: raw.default_locale,
+            templates_dir,
+            theme,
+        })
+    }
+
+    fn theme(&mut self, key: &str, raw: raw::Theme) -> Option<crate::services::Theme> {
+        let before = self.problems.len();
+        if let Some(colour) = &raw.accent_colour {
+            let ok = colour.len() == 7
+                && colour.starts_with('#')
+                && colour[1..].chars().all(|c| c.is_ascii_hexdigit());
+            if !ok {
+                self.problem(
+                    &format!("{key}.accent_colour"),
+                    format!("`{colour}` is not a colour like \"#1f5fa8\""),
+                );
+            }
+        }
+        if let Some(logo) = &raw.logo_url {
+            let ok = logo.starts_with('/') && !logo.starts_with("//")
+                || url::Url::parse(logo).is_ok_and(|u| u.scheme() == "https");
+            if !ok || logo.chars().any(char::is_control) {
+                self.problem(
+                    &format!("{key}.logo_url"),
+                    format!("`{logo}` must be an https:// URL or a path on this server"),
+                );
+            }
+        }
+        (self.problems.len() == before).then_some(crate::services::Theme {
+            display_name: raw.display_name,
+            logo_url: raw.logo_url,
+            accent_colour: raw.accent_colour,
+        })
+    }
+
     fn slo(&mut self, raw: raw::Slo) -> Option<Slo> {
         let timeout = self.duration("slo.timeout", &raw.timeout);
         for (key, value) in [
@@ -1066,24 +1180,66 @@ impl Ctx {
                 }
             };
             let logout = self.logout_policy(i, s.logout_type.as_deref(), s.logout_url);
-            match (ServicePattern::parse(&s.pattern), proxy_callback, logout) {
-                (Ok(pattern), Some(proxy_callback), Some(logout)) => {
-                    services.push(RegisteredService {
-                        id: s.id,
-                        name: s.name,
-                        description: s.description,
-                        pattern,
-                        evaluation_order: s.evaluation_order,
-                        enabled: s.enabled,
-                        attributes: s.attributes,
-                        proxy_callback,
-                        accept_proxy_tickets: s.accept_proxy_tickets,
-                        logout,
-                    })
+            let response_type = match s.response_type.as_deref() {
+                None | Some("redirect") => Some(ResponseType::Redirect),
+                Some("post") => Some(ResponseType::Post),
+                Some("header") => Some(ResponseType::Header),
+                Some(other) => {
+                    self.problem(
+                        &format!("services[{i}].response_type"),
+                        format!("`{other}` is not \"redirect\", \"post\" or \"header\""),
+                    );
+                    None
                 }
-                (Err(e), _, _) => self.problem(&format!("services[{i}].pattern"), e.0),
-                _ => {}
-            }
+            };
+            let max_auth_age = match &s.max_auth_age {
+                None => Some(None),
+                Some(text) => self
+                    .duration(&format!("services[{i}].max_auth_age"), text)
+                    .map(Some),
+            };
+            let theme = match s.theme {
+                None => Some(None),
+                Some(theme) => self.theme(&format!("services[{i}].theme"), theme).map(Some),
+            };
+            let pattern = ServicePattern::parse(&s.pattern)
+                .map_err(|e| self.problem(&format!("services[{i}].pattern"), e.0))
+                .ok();
+            let (
+                Some(pattern),
+                Some(proxy_callback),
+                Some(logout),
+                Some(response_type),
+                Some(max_auth_age),
+                Some(theme),
+            ) = (
+                pattern,
+                proxy_callback,
+                logout,
+                response_type,
+                max_auth_age,
+                theme,
+            )
+            else {
+                continue;
+            };
+            services.push(RegisteredService {
+                id: s.id,
+                name: s.name,
+                description: s.description,
+                pattern,
+                evaluation_order: s.evaluation_order,
+                enabled: s.enabled,
+                attributes: s.attributes,
+                proxy_callback,
+                accept_proxy_tickets: s.accept_proxy_tickets,
+                logout,
+                response_type,
+                sso_enabled: s.sso,
+                max_auth_age,
+                create_cookie_on_renew: s.create_cookie_on_renew,
+                theme,
+            });
         }
         services
     }

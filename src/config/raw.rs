@@ -89,6 +89,31 @@ pub struct Tickets {
 #[derive(Debug, Deserialize)]
 pub struct Sso {
     pub proxy_authn_enabled: bool,
+    pub create_cookie_on_renew: bool,
+    pub allow_missing_service: bool,
+    pub required_service_pattern: Option<String>,
+    pub remember_me: RememberMe,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RememberMe {
+    pub enabled: bool,
+    pub duration: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Ui {
+    pub default_locale: String,
+    pub templates_dir: Option<String>,
+    pub theme: Option<Theme>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Theme {
+    pub display_name: Option<String>,
+    pub logo_url: Option<String>,
+    pub accent_colour: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +223,12 @@ pub struct Service {
     pub accept_proxy_tickets: bool,
     pub logout_type: Option<String>,
     pub logout_url: Option<String>,
+    pub response_type: Option<String>,
+    #[serde(default = "yes")]
+    pub sso: bool,
+    pub max_auth_age: Option<String>,
+    pub create_cookie_on_renew: Option<bool>,
+    pub theme: Option<Theme>,
 }
 
 fn yes() -> bool {

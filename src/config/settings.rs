@@ -41,6 +41,7 @@ pub struct Settings {
     pub tgc: Tgc,
     pub tickets: Tickets,
     pub sso: Sso,
+    pub ui: Ui,
     pub http_client: HttpClient,
     pub slo: Slo,
     pub login: Login,
@@ -155,6 +156,23 @@ pub struct Tickets {
 pub struct Sso {
     /// Proxy authentication (`pgtUrl`, `/proxy`) as a whole.
     pub proxy_authn_enabled: bool,
+    /// TGC-09: a forced (renew) login also (re)creates the SSO cookie.
+    pub create_cookie_on_renew: bool,
+    /// `/login` without a `service` is allowed (the "you are signed in" page).
+    pub allow_missing_service: bool,
+    /// When set, every `service` given to `/login` must match it too (anchored).
+    pub required_service_pattern: Option<regex::Regex>,
+    /// Remember-me sessions and their lifetime; `None` when the feature is off.
+    pub remember_me: Option<Duration>,
+}
+
+/// The user interface.
+#[derive(Debug, Clone)]
+pub struct Ui {
+    pub default_locale: String,
+    pub templates_dir: Option<PathBuf>,
+    /// The look of pages not shown for a themed service.
+    pub theme: crate::services::Theme,
 }
 
 /// The outbound HTTP client (proxy callbacks, later single logout).

@@ -5,7 +5,10 @@ use std::net::IpAddr;
 
 use super::{Cas, ProtocolError};
 use crate::auth::AuthError;
-use crate::tickets::{LogoutTarget, Principal, ServiceTicket, TicketGrantingTicket};
+use crate::services::RegisteredService;
+use crate::tickets::{
+    ExpirationPolicy, LogoutTarget, Principal, ServiceTicket, TicketGrantingTicket,
+};
 
 /// The protocol parameters of a GET `/login`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -14,16 +17,35 @@ pub struct LoginRequest<'a> {
     /// Set whenever the parameter is present, whatever its value (§2.1.1).
     pub renew: bool,
     pub gateway: bool,
+    /// LOGIN-18: the user asked to be warned before SSO (the `CASPRIVACY` cookie).
+    pub warn: bool,
+}
+
+/// A POST `/login` with credentials.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoginSubmission<'a> {
+    pub service: Option<&'a str>,
+    pub username: &'a str,
+    pub password: &'a str,
+    /// LOGINP-07: the remember-me box was ticked.
+    pub remember_me: bool,
+    /// The form was shown because of `renew` (a forced login, TGC-09).
+    pub renewed: bool,
 }
 
 #[derive(Debug)]
 pub enum LoginDecision {
     /// LOGIN-03: not a registered, enabled service. No ticket, no redirect.
     UnknownService,
+    /// `sso.allow_missing_service = false` and no service was given.
+    ServiceRequired,
+    /// LOGIN-18: SSO is possible but the user asked to be warned first.
+    Warn { service: String },
     /// LOGIN-01, LOGIN-06, LOGIN-09, LOGIN-10: ask for credentials.
     ShowForm,
     /// LOGIN-04, LOGIN-08: SSO; `location` carries the new service ticket.
     Redirect {
+        service: String,
         location: String,
         ticket: String,
         user: String,
@@ -61,15 +83,22 @@ impl Refusal {
 pub enum CredentialOutcome {
     /// LOGINP-08.
     UnknownService,
+    ServiceRequired,
     /// LOGINP-04: the credentials were refused, for this reason.
     Rejected(Refusal),
     /// THR-03: too many recent failures; the password was not checked.
-    Throttled { retry_after: std::time::Duration },
+    Throttled {
+        retry_after: std::time::Duration,
+    },
     /// LOGINP-01..03: the new SSO session and, with a service, where to send the browser.
     Success {
         tgt_id: String,
         principal: Principal,
         redirect: Option<(String, String)>,
+        /// TGC-09: whether this login sets the SSO cookie.
+        set_cookie: bool,
+        /// TGC-05: a remember-me session's lifetime, for a persistent cookie.
+        remember_me: Option<std::time::Duration>,
     },
 }
 
@@ -81,13 +110,18 @@ impl Cas {
         req: LoginRequest<'_>,
         session: Option<&str>,
     ) -> Result<LoginDecision, ProtocolError> {
-        if let Some(service) = req.service
-            && self.resolve_service(service).is_none()
-        {
-            return Ok(LoginDecision::UnknownService);
-        }
-        // LOGIN-10: renew wins over gateway.
-        if req.renew {
+        let registered = match req.service {
+            Some(service) => match self.login_service(service) {
+                Some(registered) => Some(registered),
+                None => return Ok(LoginDecision::UnknownService),
+            },
+            None if !self.options.allow_missing_service => {
+                return Ok(LoginDecision::ServiceRequired);
+            }
+            None => None,
+        };
+        // LOGIN-10: renew wins over gateway. LOGIN-17: a service may opt out of SSO.
+        if req.renew || registered.is_some_and(|r| !r.sso_enabled) {
             return Ok(LoginDecision::ShowForm);
         }
         let now = self.clock.now();
@@ -95,10 +129,23 @@ impl Cas {
             Some(id) => self.tickets.get_tgt(id, now).await?,
             None => None,
         };
-        match (tgt, req.service) {
-            (Some(tgt), Some(service)) => {
+        match (tgt, req.service, registered) {
+            (Some(tgt), Some(service), Some(registered)) => {
+                // SVC-05: a session authenticated too long ago must log in again.
+                if registered
+                    .max_auth_age
+                    .is_some_and(|age| now >= tgt.authenticated_at + age)
+                {
+                    return Ok(LoginDecision::ShowForm);
+                }
+                if req.warn {
+                    return Ok(LoginDecision::Warn {
+                        service: service.to_owned(),
+                    });
+                }
                 match self.grant_service_ticket(&tgt.id, service, false).await? {
                     Some((location, ticket)) => Ok(LoginDecision::Redirect {
+                        service: service.to_owned(),
                         location,
                         ticket,
                         user: tgt.principal.id,
@@ -107,13 +154,23 @@ impl Cas {
                     None => Ok(LoginDecision::ShowForm),
                 }
             }
-            (Some(tgt), None) => Ok(LoginDecision::LoggedIn {
+            (Some(tgt), None, _) => Ok(LoginDecision::LoggedIn {
                 principal: tgt.principal,
             }),
-            (None, Some(service)) if req.gateway => Ok(LoginDecision::GatewayRedirect {
+            (None, Some(service), _) if req.gateway => Ok(LoginDecision::GatewayRedirect {
                 location: service.to_owned(),
             }),
-            (None, _) => Ok(LoginDecision::ShowForm),
+            _ => Ok(LoginDecision::ShowForm),
+        }
+    }
+
+    /// The registered service for `/login`, also checked against
+    /// `sso.required_service_pattern`.
+    pub fn login_service(&self, service: &str) -> Option<&RegisteredService> {
+        let registered = self.resolve_service(service)?;
+        match &self.options.required_service_pattern {
+            Some(pattern) if !pattern.is_match(service) => None,
+            _ => Some(registered),
         }
     }
 
@@ -138,25 +195,32 @@ impl Cas {
     #[tracing::instrument(skip_all)]
     pub async fn submit_credentials(
         &self,
-        service: Option<&str>,
-        username: &str,
-        password: &str,
+        sub: LoginSubmission<'_>,
         previous: Option<&str>,
         ip: IpAddr,
     ) -> Result<CredentialOutcome, ProtocolError> {
-        if let Some(service) = service
-            && self.resolve_service(service).is_none()
-        {
-            return Ok(CredentialOutcome::UnknownService);
-        }
-        if let Some(retry_after) = self.login_blocked(ip, username) {
+        let registered = match sub.service {
+            Some(service) => match self.login_service(service) {
+                Some(registered) => Some(registered),
+                None => return Ok(CredentialOutcome::UnknownService),
+            },
+            None if !self.options.allow_missing_service => {
+                return Ok(CredentialOutcome::ServiceRequired);
+            }
+            None => None,
+        };
+        if let Some(retry_after) = self.login_blocked(ip, sub.username) {
             return Ok(CredentialOutcome::Throttled { retry_after });
         }
-        let principal = match self.authenticator.authenticate(username, password).await {
+        let principal = match self
+            .authenticator
+            .authenticate(sub.username, sub.password)
+            .await
+        {
             Ok(p) => p,
             Err(AuthError::Unavailable(e)) => return Err(ProtocolError::AuthUnavailable(e)),
             Err(refused) => {
-                self.login_failed(ip, username);
+                self.login_failed(ip, sub.username);
                 return Ok(CredentialOutcome::Rejected(match refused {
                     AuthError::AccountLocked => Refusal::AccountLocked,
                     AuthError::AccountDisabled => Refusal::AccountDisabled,
@@ -167,24 +231,40 @@ impl Cas {
             }
         };
         if let Some(t) = &self.throttle {
-            t.record_success(ip, username);
+            t.record_success(ip, sub.username);
         }
+        // TGC-09: a forced login may be kept out of the SSO session.
+        let forced = sub.renewed || registered.is_some_and(|r| !r.sso_enabled);
+        let set_cookie = !forced
+            || registered
+                .and_then(|r| r.create_cookie_on_renew)
+                .unwrap_or(self.options.create_cookie_on_renew);
         // The replaced session ends here: its services are told over the back channel
         // (there is no logout page to drive the front channel).
-        if let Some(old) = previous
+        if set_cookie
+            && let Some(old) = previous
             && let Some(old) = self.tickets.remove_tgt(old).await?
         {
             self.single_logout(&old);
         }
+        // LOGINP-07: a remembered session uses the long-term policy.
+        let remember_me = self
+            .options
+            .remember_me
+            .filter(|_| sub.remember_me && set_cookie);
+        let policy = match remember_me {
+            Some(duration) => ExpirationPolicy::fixed(duration),
+            None => self.policies.tgt,
+        };
         let tgt = TicketGrantingTicket::new(
             principal.clone(),
             self.clock.now(),
-            self.policies.tgt,
-            false,
+            policy,
+            remember_me.is_some(),
         );
         let tgt_id = tgt.id.clone();
         self.tickets.add_tgt(tgt).await?;
-        let redirect = match service {
+        let redirect = match sub.service {
             Some(service) => self.grant_service_ticket(&tgt_id, service, true).await?,
             None => None,
         };
@@ -192,6 +272,8 @@ impl Cas {
             tgt_id,
             principal,
             redirect,
+            set_cookie,
+            remember_me,
         })
     }
 
@@ -290,6 +372,7 @@ mod tests {
             service,
             renew,
             gateway,
+            warn: false,
         };
         // No session.
         assert!(form(
@@ -327,9 +410,12 @@ mod tests {
             tgt_id, redirect, ..
         } = cas
             .submit_credentials(
-                Some(SERVICE),
-                "alice",
-                "pw",
+                crate::protocol::LoginSubmission {
+                    service: Some(SERVICE),
+                    username: "alice",
+                    password: "pw",
+                    ..Default::default()
+                },
                 None,
                 super::super::testing::IP,
             )
@@ -377,16 +463,28 @@ mod tests {
     async fn bad_credentials_and_control_characters_are_refused() {
         let cas = cas(ManualClock::new());
         assert!(matches!(
-            cas.submit_credentials(None, "alice", "nope", None, super::super::testing::IP)
-                .await
-                .unwrap(),
+            cas.submit_credentials(
+                crate::protocol::LoginSubmission {
+                    service: None,
+                    username: "alice",
+                    password: "nope",
+                    ..Default::default()
+                },
+                None,
+                super::super::testing::IP
+            )
+            .await
+            .unwrap(),
             CredentialOutcome::Rejected(Refusal::InvalidCredentials)
         ));
         assert!(matches!(
             cas.submit_credentials(
-                Some("https://app.example.org/\r\nSet-Cookie: x"),
-                "alice",
-                "pw",
+                crate::protocol::LoginSubmission {
+                    service: Some("https://app.example.org/\r\nSet-Cookie: x"),
+                    username: "alice",
+                    password: "pw",
+                    ..Default::default()
+                },
                 None,
                 super::super::testing::IP
             )

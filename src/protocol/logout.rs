@@ -54,7 +54,16 @@ mod tests {
     async fn logout_ends_sso_and_redirects_only_when_enabled_and_registered() {
         let mut cas = cas(ManualClock::new());
         let CredentialOutcome::Success { tgt_id, .. } = cas
-            .submit_credentials(None, "alice", "pw", None, super::super::testing::IP)
+            .submit_credentials(
+                crate::protocol::LoginSubmission {
+                    service: None,
+                    username: "alice",
+                    password: "pw",
+                    ..Default::default()
+                },
+                None,
+                super::super::testing::IP,
+            )
             .await
             .unwrap()
         else {

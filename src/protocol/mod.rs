@@ -23,7 +23,9 @@ use crate::clock::Clock;
 use crate::services::{RegisteredService, ServiceRegistry};
 use crate::tickets::{ExpirationPolicy, RegistryError, TicketRegistry};
 
-pub use login::{CredentialOutcome, LoginDecision, LoginRequest, Refusal, append_ticket};
+pub use login::{
+    CredentialOutcome, LoginDecision, LoginRequest, LoginSubmission, Refusal, append_ticket,
+};
 pub use logout::LogoutOutcome;
 pub use proxy::{NoCallbacks, ProxyCallback};
 pub use slo::{LogoutMessage, LogoutSender, NoLogoutSender, front_channel_url, logout_target};
@@ -94,7 +96,7 @@ pub struct TicketPolicies {
 }
 
 /// Switches that change protocol behaviour.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ProtocolOptions {
     /// LOGOUT-04: redirect to a registered `service` after logout.
     pub follow_service_redirects: bool,
@@ -104,6 +106,14 @@ pub struct ProtocolOptions {
     pub proxy_authn_enabled: bool,
     /// Single logout as a whole.
     pub slo_enabled: bool,
+    /// TGC-09: a forced (renew) login also (re)creates the SSO session cookie.
+    pub create_cookie_on_renew: bool,
+    /// `/login` without a `service` may open a session.
+    pub allow_missing_service: bool,
+    /// Every `service` at `/login` must also match this (anchored).
+    pub required_service_pattern: Option<regex::Regex>,
+    /// Remember-me sessions (LOGINP-07) and their lifetime; `None` when off.
+    pub remember_me: Option<Duration>,
 }
 
 impl Default for ProtocolOptions {
@@ -113,6 +123,10 @@ impl Default for ProtocolOptions {
             attributes_on_v2: false,
             proxy_authn_enabled: true,
             slo_enabled: true,
+            create_cookie_on_renew: true,
+            allow_missing_service: true,
+            required_service_pattern: None,
+            remember_me: None,
         }
     }
 }
@@ -212,6 +226,11 @@ pub(crate) mod testing {
                     ),
                     accept_proxy_tickets: false,
                     logout: crate::services::LogoutPolicy::default(),
+                    response_type: crate::services::ResponseType::Redirect,
+                    sso_enabled: true,
+                    max_auth_age: None,
+                    create_cookie_on_renew: None,
+                    theme: None,
                 },
                 RegisteredService {
                     id: 2,
@@ -226,6 +245,11 @@ pub(crate) mod testing {
                     ),
                     accept_proxy_tickets: true,
                     logout: crate::services::LogoutPolicy::default(),
+                    response_type: crate::services::ResponseType::Redirect,
+                    sso_enabled: true,
+                    max_auth_age: None,
+                    create_cookie_on_renew: None,
+                    theme: None,
                 },
             ])),
             authenticator: Arc::new(StaticUsers::new(

@@ -186,9 +186,12 @@ mod tests {
             ..
         } = cas
             .submit_credentials(
-                Some(SERVICE),
-                "alice",
-                "pw",
+                crate::protocol::LoginSubmission {
+                    service: Some(SERVICE),
+                    username: "alice",
+                    password: "pw",
+                    ..Default::default()
+                },
                 None,
                 super::super::testing::IP,
             )

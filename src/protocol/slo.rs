@@ -141,9 +141,12 @@ mod tests {
                     ..
                 } = cas
                     .submit_credentials(
-                        Some(SERVICE),
-                        "alice",
-                        "pw",
+                        crate::protocol::LoginSubmission {
+                            service: Some(SERVICE),
+                            username: "alice",
+                            password: "pw",
+                            ..Default::default()
+                        },
                         None,
                         super::super::testing::IP,
                     )
@@ -220,6 +223,11 @@ mod tests {
                 kind,
                 url: url.map(str::to_owned),
             },
+            response_type: crate::services::ResponseType::Redirect,
+            sso_enabled: true,
+            max_auth_age: None,
+            create_cookie_on_renew: None,
+            theme: None,
         }
     }
 

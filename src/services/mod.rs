@@ -26,6 +26,49 @@ pub struct RegisteredService {
     pub accept_proxy_tickets: bool,
     /// How this service learns of single logout (SVC-08).
     pub logout: LogoutPolicy,
+    /// How the ticket is delivered (SVC-09, LOGIN-14).
+    pub response_type: ResponseType,
+    /// LOGIN-17: `false` asks for credentials every time, as if `renew` were always set.
+    pub sso_enabled: bool,
+    /// SVC-05: an SSO session authenticated longer ago than this must log in again.
+    pub max_auth_age: Option<std::time::Duration>,
+    /// TGC-09: overrides `sso.create_cookie_on_renew` for this service.
+    pub create_cookie_on_renew: Option<bool>,
+    /// The look of the pages shown for this service.
+    pub theme: Option<Theme>,
+}
+
+/// SVC-09: how the browser is sent back to the service with its ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponseType {
+    /// A 302 to the service with `ticket` in the query (the default).
+    #[default]
+    Redirect,
+    /// A page that POSTs `ticket` to the service (LOGIN-11).
+    Post,
+    /// `service` and `ticket` response headers, no redirect (LOGIN-12).
+    Header,
+}
+
+impl ResponseType {
+    /// The `method` parameter's meaning (LOGIN-11..13); unknown values are `None`.
+    pub fn from_method(method: &str) -> Option<Self> {
+        match method.to_ascii_uppercase().as_str() {
+            "GET" => Some(Self::Redirect),
+            "POST" => Some(Self::Post),
+            "HEADER" => Some(Self::Header),
+            _ => None,
+        }
+    }
+}
+
+/// The look of the pages: a name, a logo and an accent colour.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Theme {
+    pub display_name: Option<String>,
+    pub logo_url: Option<String>,
+    /// `#rrggbb`, checked at load.
+    pub accent_colour: Option<String>,
 }
 
 /// SLO-07: how a service is told that an SSO session it joined has ended.
@@ -79,6 +122,11 @@ impl ServiceRegistry {
         self.services
             .iter()
             .find(|s| s.enabled && s.pattern.matches(service))
+    }
+
+    /// The entry with this `id`, enabled or not.
+    pub fn by_id(&self, id: u32) -> Option<&RegisteredService> {
+        self.services.iter().find(|s| s.id == id)
     }
 
     pub fn len(&self) -> usize {
@@ -135,6 +183,11 @@ mod tests {
             proxy_callback: None,
             accept_proxy_tickets: false,
             logout: LogoutPolicy::default(),
+            response_type: ResponseType::Redirect,
+            sso_enabled: true,
+            max_auth_age: None,
+            create_cookie_on_renew: None,
+            theme: None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! The TGC's attributes (TGC-02..04): host-only, Path = base path, HttpOnly, Secure,
-//! SameSite, no Max-Age (a browser-session cookie), and the matching deletion.
+//! Cookie attributes (TGC-02..05): host-only, Path = base path, HttpOnly, Secure,
+//! SameSite, no Max-Age (a browser-session cookie) unless remember-me asks for one, and
+//! the matching deletion. Used for the TGC and the `CASPRIVACY` warn cookie.
 
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
@@ -19,6 +20,20 @@ impl CookieSettings {
     /// `Set-Cookie` value establishing the SSO session.
     pub fn set(&self, value: &str) -> String {
         self.build(value.to_owned()).to_string()
+    }
+
+    /// TGC-05: a cookie that outlives the browser session, for remember-me.
+    pub fn set_persistent(&self, value: &str, max_age: std::time::Duration) -> String {
+        let mut c = self.build(value.to_owned());
+        c.set_max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+        ));
+        c.to_string()
+    }
+
+    /// Whether the request carries this cookie at all.
+    pub fn present(&self, headers: &HeaderMap) -> bool {
+        !self.values(headers).is_empty()
     }
 
     /// `Set-Cookie` value removing it (LOGOUT-01): same name and path, `Max-Age=0`.

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::i18n::Messages;
 use super::state::AppState;
 use super::views::{ErrorPage, html};
 use crate::protocol::ProtocolError;
@@ -21,6 +22,9 @@ pub enum WebError {
     /// LOGIN-03: not a registered, enabled service.
     #[error("service not authorized")]
     UnknownService,
+    /// `sso.allow_missing_service = false` and no service was given.
+    #[error("a service is required")]
+    ServiceRequired,
     /// A dependency (authentication source, ticket store) is down.
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
@@ -51,6 +55,7 @@ impl WebError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnknownService => StatusCode::FORBIDDEN,
+            Self::ServiceRequired => StatusCode::BAD_REQUEST,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -58,26 +63,15 @@ impl WebError {
         }
     }
 
-    fn page(&self) -> (&'static str, &str) {
+    fn page<'t>(&'t self, t: &'t Messages) -> (&'t str, &'t str) {
         match self {
-            Self::BadRequest(why) => ("Bad request", why.as_str()),
-            Self::UnknownService => (
-                "Application not authorized",
-                "The application you tried to sign in to is not authorized to use this single sign-on service. No ticket was issued. Please contact the application's support.",
-            ),
-            Self::Unavailable(_) => (
-                "Temporarily unavailable",
-                "The sign-in service is temporarily unavailable. Please try again in a few minutes.",
-            ),
-            Self::Internal(_) => (
-                "Something went wrong",
-                "The sign-in service hit an unexpected error. Please try again.",
-            ),
-            Self::NotFound => ("Page not found", "There is no page at this address."),
-            Self::Throttled { .. } => (
-                "Too many failed sign-in attempts",
-                "Sign-in is blocked for a while after too many failed attempts. Please wait a few minutes and try again.",
-            ),
+            Self::BadRequest(why) => (&t.bad_request_title, why.as_str()),
+            Self::UnknownService => (&t.unauthorized_service_title, &t.unauthorized_service_text),
+            Self::ServiceRequired => (&t.service_required_title, &t.service_required_text),
+            Self::Unavailable(_) => (&t.unavailable_title, &t.unavailable_text),
+            Self::Internal(_) => (&t.internal_title, &t.internal_text),
+            Self::NotFound => (&t.not_found_title, &t.not_found_text),
+            Self::Throttled { .. } => (&t.throttled_title, &t.throttled_text),
         }
     }
 }
@@ -94,6 +88,7 @@ impl IntoResponse for WebError {
 
 /// Turns a [`WebError`] marker into a logged, rendered error page.
 pub async fn error_pages(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let headers = req.headers().clone();
     let response = next.run(req).await;
     let Some(Rendered(error)) = response.extensions().get::<Rendered>().cloned() else {
         return response;
@@ -103,15 +98,9 @@ pub async fn error_pages(State(state): State<AppState>, req: Request, next: Next
         WebError::Unavailable(_) => tracing::warn!(error = %error, "request failed"),
         _ => tracing::debug!(error = %error, "request refused"),
     }
-    let (title, message) = error.page();
-    let mut page = html(
-        error.status(),
-        &ErrorPage {
-            assets: &state.assets,
-            title,
-            message,
-        },
-    );
+    let c = state.chrome(&headers, None);
+    let (title, message) = error.page(c.t);
+    let mut page = html(error.status(), &ErrorPage { c, title, message });
     if let WebError::Throttled { retry_after } = &*error {
         page.headers_mut().insert(
             axum::http::header::RETRY_AFTER,

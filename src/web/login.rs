@@ -5,19 +5,20 @@
 //! [`Cas::submit_credentials`]: crate::protocol::Cas::submit_credentials
 
 use axum::extract::State;
-use axum::http::header::SET_COOKIE;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{CONTENT_SECURITY_POLICY, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::client::ClientInfo;
 use super::error::WebError;
-use super::params::CasParams;
+use super::params::{CasParams, Params};
 use super::redirect::found;
 use super::session::current_session;
 use super::state::AppState;
-use super::views::{LoggedInPage, LoginPage, html};
+use super::views::{LoggedInPage, LoginPage, PostPage, WarnPage, html};
 use crate::protocol::flow::FlowError;
-use crate::protocol::{CredentialOutcome, LoginDecision, LoginRequest, Refusal};
+use crate::protocol::{CredentialOutcome, LoginDecision, LoginRequest, LoginSubmission, Refusal};
+use crate::services::ResponseType;
 use crate::telemetry::audit;
 
 pub async fn get_login(
@@ -26,29 +27,64 @@ pub async fn get_login(
     headers: HeaderMap,
     CasParams(params): CasParams,
 ) -> Result<Response, WebError> {
-    let service = params.get("service");
     let request = LoginRequest {
-        service,
+        service: params.get("service"),
         renew: params.has("renew"),
         gateway: params.has("gateway"),
+        warn: state.warn_cookie.present(&headers),
     };
     let session = current_session(&state, &headers, &client);
-    match state.cas.request_login(request, session.as_deref()).await? {
+    let decision = state.cas.request_login(request, session.as_deref()).await?;
+    respond(&state, &headers, &client, &params, decision)
+}
+
+/// Turns a GET decision (or a warned user's Continue) into a response.
+fn respond(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: &ClientInfo,
+    params: &Params,
+    decision: LoginDecision,
+) -> Result<Response, WebError> {
+    let service = params.get("service");
+    match decision {
         LoginDecision::UnknownService => Err(WebError::UnknownService),
-        LoginDecision::ShowForm => Ok(login_form(&state, service, "", None, StatusCode::OK)),
+        LoginDecision::ServiceRequired => Err(WebError::ServiceRequired),
+        LoginDecision::ShowForm => Ok(login_form(state, headers, params, "", None, StatusCode::OK)),
+        LoginDecision::Warn { service } => {
+            let registered = state.cas.resolve_service(&service);
+            Ok(html(
+                StatusCode::OK,
+                &WarnPage {
+                    c: state.chrome(headers, registered),
+                    service: &service,
+                    service_name: registered.map_or(service.as_str(), |r| r.name.as_str()),
+                    lt: state.flow.issue(Some(&service)),
+                    method: params.get("method"),
+                },
+            ))
+        }
         LoginDecision::Redirect {
+            service,
             location,
             ticket,
             user,
         } => {
-            audit::ticket_issued(&ticket, &user, service.unwrap_or_default(), client.ip);
-            found(&location)
+            audit::ticket_issued(&ticket, &user, &service, client.ip);
+            deliver(
+                state,
+                headers,
+                params.get("method"),
+                &service,
+                &location,
+                &ticket,
+            )
         }
         LoginDecision::GatewayRedirect { location } => found(&location),
         LoginDecision::LoggedIn { principal } => Ok(html(
             StatusCode::OK,
             &LoggedInPage {
-                assets: &state.assets,
+                c: state.chrome(headers, service.and_then(|s| state.cas.resolve_service(s))),
                 user: &principal.id,
             },
         )),
@@ -63,8 +99,11 @@ pub async fn post_login(
 ) -> Result<Response, WebError> {
     let service = params.get("service");
     // LOGINP-08 before anything else: no form, no credentials check, for a foreign service.
-    if service.is_some_and(|s| state.cas.resolve_service(s).is_none()) {
+    if service.is_some_and(|s| state.cas.login_service(s).is_none()) {
         return Err(WebError::UnknownService);
+    }
+    if params.has("continue") {
+        return continue_after_warning(&state, &headers, &client, &params).await;
     }
     let username = params.get("username").unwrap_or_default().trim();
     let password = params.get("password").unwrap_or_default();
@@ -73,65 +112,68 @@ pub async fn post_login(
         audit::login_throttled(username, client.ip);
         return Err(WebError::Throttled { retry_after });
     }
-    let flow = state
-        .flow
-        .redeem(params.get("lt").unwrap_or_default(), service)
-        .await
-        .map_err(|e| WebError::Unavailable(e.to_string()))?;
-    if let Err(e) = flow {
+    if let Err(e) = redeem_form(&state, &params).await? {
         // THR-04: a refused form counts as a failed attempt.
         state.cas.login_failed(client.ip, username);
         audit::login_failed(username, service, client.ip, &e.to_string());
+        let t = state.catalogues.pick(accept_language(&headers));
         let message = match e {
-            FlowError::Expired => "The sign-in form expired. Please enter your credentials again.",
-            FlowError::Invalid | FlowError::Replayed => {
-                "The sign-in form was not valid or was already used. Please enter your credentials again."
-            }
+            FlowError::Expired => &t.form_expired,
+            FlowError::Invalid | FlowError::Replayed => &t.form_invalid,
         };
         return Ok(login_form(
             &state,
-            service,
+            &headers,
+            &params,
             username,
             Some(message),
             StatusCode::BAD_REQUEST,
         ));
     }
     if username.is_empty() || password.is_empty() {
+        let t = state.catalogues.pick(accept_language(&headers));
         return Ok(login_form(
             &state,
-            service,
+            &headers,
+            &params,
             username,
-            Some("Enter your username and password."),
+            Some(&t.missing_credentials),
             StatusCode::BAD_REQUEST,
         ));
     }
     let previous = current_session(&state, &headers, &client);
+    let submission = LoginSubmission {
+        service,
+        username,
+        password,
+        remember_me: params.has("rememberMe"),
+        renewed: params.has("renew"),
+    };
     match state
         .cas
-        .submit_credentials(service, username, password, previous.as_deref(), client.ip)
+        .submit_credentials(submission, previous.as_deref(), client.ip)
         .await?
     {
         CredentialOutcome::UnknownService => Err(WebError::UnknownService),
+        CredentialOutcome::ServiceRequired => Err(WebError::ServiceRequired),
         CredentialOutcome::Throttled { retry_after } => {
             audit::login_throttled(username, client.ip);
             Err(WebError::Throttled { retry_after })
         }
         CredentialOutcome::Rejected(refusal) => {
             audit::login_failed(username, service, client.ip, refusal.as_str());
+            let t = state.catalogues.pick(accept_language(&headers));
             let message = match refusal {
-                Refusal::InvalidCredentials => "The username or password is not correct.",
-                Refusal::AccountLocked => {
-                    "Your account is locked. Contact your help desk, or wait and try again later."
-                }
-                Refusal::AccountDisabled => "Your account is disabled. Contact your help desk.",
-                Refusal::PasswordExpired => {
-                    "Your password has expired. Change it with your organisation's password service, then sign in again."
-                }
-                Refusal::AccountExpired => "Your account has expired. Contact your help desk.",
+                Refusal::InvalidCredentials => &t.bad_credentials,
+                Refusal::AccountLocked => &t.account_locked,
+                Refusal::AccountDisabled => &t.account_disabled,
+                Refusal::PasswordExpired => &t.password_expired,
+                Refusal::AccountExpired => &t.account_expired,
             };
             Ok(login_form(
                 &state,
-                service,
+                &headers,
+                &params,
                 username,
                 Some(message),
                 StatusCode::UNAUTHORIZED,
@@ -141,61 +183,181 @@ pub async fn post_login(
             tgt_id,
             principal,
             redirect,
+            set_cookie,
+            remember_me,
         } => {
             audit::login_succeeded(&principal.id, service, client.ip);
-            let cookie = state
-                .tgc
-                .encode(&tgt_id, &client.ip.to_string(), &client.user_agent)
-                .map_err(|e| WebError::Internal(e.to_string()))?;
-            let mut response = match redirect {
-                Some((location, ticket)) => {
-                    audit::ticket_issued(
+            let mut response = match (redirect, service) {
+                (Some((location, ticket)), Some(service)) => {
+                    audit::ticket_issued(&ticket, &principal.id, service, client.ip);
+                    deliver(
+                        &state,
+                        &headers,
+                        params.get("method"),
+                        service,
+                        &location,
                         &ticket,
-                        &principal.id,
-                        service.unwrap_or_default(),
-                        client.ip,
-                    );
-                    found(&location)?
+                    )?
                 }
-                None => html(
+                _ => html(
                     StatusCode::OK,
                     &LoggedInPage {
-                        assets: &state.assets,
+                        c: state.chrome(&headers, None),
                         user: &principal.id,
                     },
                 ),
             };
-            let set_cookie = state
-                .cookie
-                .set(&cookie)
-                .parse()
-                .map_err(|_| WebError::Internal("cookie value is not a valid header".into()))?;
-            response.headers_mut().append(SET_COOKIE, set_cookie);
+            if set_cookie {
+                let value = state
+                    .tgc
+                    .encode(&tgt_id, &client.ip.to_string(), &client.user_agent)
+                    .map_err(|e| WebError::Internal(e.to_string()))?;
+                let cookie = match remember_me {
+                    Some(lifetime) => state.cookie.set_persistent(&value, lifetime),
+                    None => state.cookie.set(&value),
+                };
+                append_cookie(&mut response, &cookie)?;
+            }
+            // LOGINP-05: the warn choice is remembered for the browser session.
+            let warn = if params.has("warn") {
+                state.warn_cookie.set("true")
+            } else {
+                state.warn_cookie.clear()
+            };
+            append_cookie(&mut response, &warn)?;
             Ok(response)
         }
     }
 }
 
+/// LOGIN-18: the warned user chose Continue: SSO proceeds, once, for this form.
+async fn continue_after_warning(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: &ClientInfo,
+    params: &Params,
+) -> Result<Response, WebError> {
+    if redeem_form(state, params).await?.is_err() {
+        return Ok(login_form(
+            state,
+            headers,
+            params,
+            "",
+            None,
+            StatusCode::BAD_REQUEST,
+        ));
+    }
+    let request = LoginRequest {
+        service: params.get("service"),
+        ..LoginRequest::default()
+    };
+    let session = current_session(state, headers, client);
+    let decision = state.cas.request_login(request, session.as_deref()).await?;
+    respond(state, headers, client, params, decision)
+}
+
+async fn redeem_form(state: &AppState, params: &Params) -> Result<Result<(), FlowError>, WebError> {
+    state
+        .flow
+        .redeem(params.get("lt").unwrap_or_default(), params.get("service"))
+        .await
+        .map_err(|e| WebError::Unavailable(e.to_string()))
+}
+
+/// Sends the browser to the service with its ticket, as `method` or the service's
+/// `response_type` asks (LOGIN-11..14, SVC-09); an unknown method redirects.
+fn deliver(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: Option<&str>,
+    service: &str,
+    location: &str,
+    ticket: &str,
+) -> Result<Response, WebError> {
+    let registered = state.cas.resolve_service(service);
+    let how = method
+        .and_then(ResponseType::from_method)
+        .or(registered.map(|r| r.response_type))
+        .unwrap_or_default();
+    match how {
+        ResponseType::Redirect => found(location),
+        ResponseType::Header => {
+            let bad =
+                |_| WebError::BadRequest("The service URL cannot be sent in a header.".into());
+            let mut response = StatusCode::OK.into_response();
+            response.headers_mut().insert(
+                HeaderName::from_static("service"),
+                HeaderValue::from_bytes(service.as_bytes()).map_err(bad)?,
+            );
+            response.headers_mut().insert(
+                HeaderName::from_static("ticket"),
+                HeaderValue::from_str(ticket).map_err(bad)?,
+            );
+            Ok(response)
+        }
+        ResponseType::Post => {
+            let nonce = crate::crypto::random_base62(22);
+            let mut response = html(
+                StatusCode::OK,
+                &PostPage {
+                    c: state.chrome(headers, registered),
+                    action: service,
+                    ticket,
+                    nonce: &nonce,
+                },
+            );
+            // The one script on any page submits this form; it runs by nonce only.
+            if let Some(csp) = &state.headers.csp
+                && let Ok(value) =
+                    HeaderValue::from_str(&format!("{csp}; script-src 'nonce-{nonce}'"))
+            {
+                response
+                    .headers_mut()
+                    .insert(CONTENT_SECURITY_POLICY, value);
+            }
+            Ok(response)
+        }
+    }
+}
+
+fn append_cookie(response: &mut Response, cookie: &str) -> Result<(), WebError> {
+    let value = HeaderValue::from_str(cookie)
+        .map_err(|_| WebError::Internal("cookie value is not a valid header".into()))?;
+    response.headers_mut().append(SET_COOKIE, value);
+    Ok(())
+}
+
+pub fn accept_language(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+}
+
 /// The credential form with a fresh single-use flow token.
 fn login_form(
     state: &AppState,
-    service: Option<&str>,
+    headers: &HeaderMap,
+    params: &Params,
     username: &str,
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let service_name = service
-        .and_then(|s| state.cas.resolve_service(s))
-        .map(|s| s.name.as_str());
+    let service = params.get("service");
+    let registered = service.and_then(|s| state.cas.resolve_service(s));
     html(
         status,
         &LoginPage {
-            assets: &state.assets,
+            c: state.chrome(headers, registered),
             service,
-            service_name,
+            service_name: registered.map(|s| s.name.as_str()),
             lt: state.flow.issue(service),
             username,
             error,
+            remember_me: state.cas.options.remember_me.is_some(),
+            renew: params.has("renew"),
+            method: params
+                .get("method")
+                .filter(|m| ResponseType::from_method(m).is_some()),
         },
     )
     .into_response()

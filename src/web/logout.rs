@@ -34,7 +34,7 @@ pub async fn get_logout(
         continue_to => html(
             StatusCode::OK,
             &LogoutPage {
-                assets: &state.assets,
+                c: state.chrome(&headers, None),
                 front_channel: &outcome.front_channel,
                 continue_to: continue_to.as_deref(),
             },

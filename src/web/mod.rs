@@ -5,6 +5,7 @@ mod assets;
 mod client;
 mod cookies;
 mod error;
+mod i18n;
 mod login;
 mod logout;
 mod params;
@@ -29,10 +30,12 @@ use tower_http::trace::TraceLayer;
 
 pub use cookies::CookieSettings;
 pub use error::WebError;
+pub use i18n::{Catalogues, locales};
 pub use params::Limits;
 pub use security::{HeaderPolicy, https_redirect};
 pub use state::{AppState, Inner};
 pub use transport::{CasListener, PeerAddr};
+pub use views::Overrides;
 
 /// Every CAS route, in one table.
 pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
@@ -65,6 +68,7 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         // GEN-06: nothing that carries or leads to a ticket may be cached.
         .layer(middleware::from_fn(no_store))
         .route("/static/cas.css", get(assets::css))
+        .route("/static/theme/{file}", get(assets::theme_css))
         .route("/", get(to_login));
     let app = if base.is_empty() {
         cas

@@ -5,12 +5,17 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use axum::http::HeaderMap;
+
 use super::cookies::CookieSettings;
+use super::i18n::Catalogues;
 use super::params::Limits;
 use super::security::HeaderPolicy;
+use super::views::{Chrome, Overrides, PageTheme};
 use crate::outbound::SloStats;
 use crate::protocol::Cas;
 use crate::protocol::flow::LoginFlow;
+use crate::services::{RegisteredService, Theme};
 use crate::tgc::TgcCodec;
 
 #[derive(Debug, Clone)]
@@ -32,6 +37,46 @@ pub struct Inner {
     pub limits: Limits,
     /// Security headers and transport rules.
     pub headers: HeaderPolicy,
+    /// LOGINP-05: the `CASPRIVACY` cookie.
+    pub warn_cookie: CookieSettings,
+    /// UI strings by language.
+    pub catalogues: Catalogues,
+    /// The look of pages without a themed service.
+    pub theme: Theme,
+    /// Operator templates replacing built-in pages.
+    pub overrides: Option<Overrides>,
+}
+
+impl Inner {
+    /// What every page shares, for this request and (if any) this service.
+    pub fn chrome(&self, headers: &HeaderMap, service: Option<&RegisteredService>) -> Chrome<'_> {
+        let t = self.catalogues.pick(
+            headers
+                .get(axum::http::header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let (theme, key) =
+            match service.and_then(|s| s.theme.as_ref().map(|t| (t, s.id.to_string()))) {
+                Some((theme, id)) => (theme, id),
+                None => (&self.theme, "default".to_owned()),
+            };
+        Chrome {
+            t,
+            assets: &self.assets,
+            theme: PageTheme {
+                title: theme
+                    .display_name
+                    .clone()
+                    .unwrap_or_else(|| t.site_title.clone()),
+                logo: theme.logo_url.clone(),
+                css: theme
+                    .accent_colour
+                    .as_ref()
+                    .map(|_| format!("{}static/theme/{key}.css", self.assets)),
+            },
+            overrides: self.overrides.as_ref(),
+        }
+    }
 }
 
 impl AppState {
