@@ -144,6 +144,7 @@ impl App {
         };
         let state = AppState::new(Inner {
             warn_cookie: cookie("CASPRIVACY"),
+            flow_cookie: cookie("CASFLOW"),
             catalogues: Catalogues::builtin(&settings.ui.default_locale)
                 .map_err(StartupError::Keys)?,
             theme: settings.ui.theme.clone(),

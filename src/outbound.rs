@@ -37,6 +37,8 @@ pub struct Outbound {
     client: reqwest::Client,
     allow_local_urls: bool,
     authority_pattern: Option<regex::Regex>,
+    /// Through an HTTP proxy the proxy resolves names, so they are checked here first.
+    proxied: bool,
 }
 
 impl Outbound {
@@ -77,8 +79,10 @@ impl Outbound {
             .timeout(settings.connect_timeout + settings.read_timeout)
             .user_agent(concat!("cas-server/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
+            // With a proxy, only the proxy's own name is resolved here (an internal proxy
+            // is normal); targets are checked in `admit`.
             .dns_resolver(GuardedResolver {
-                allow_local: settings.allow_local_urls,
+                allow_local: settings.allow_local_urls || settings.proxy.is_some(),
             });
         builder = match &settings.proxy {
             Some(proxy) => builder.proxy(
@@ -94,11 +98,12 @@ impl Outbound {
             client,
             allow_local_urls: settings.allow_local_urls,
             authority_pattern: settings.authority_pattern.clone(),
+            proxied: settings.proxy.is_some(),
         })
     }
 
     /// Checks `url` against the destination rules before any connection is made.
-    fn admit(&self, url: &str) -> Result<reqwest::Url, OutboundError> {
+    async fn admit(&self, url: &str) -> Result<reqwest::Url, OutboundError> {
         let parsed = reqwest::Url::parse(url)
             .map_err(|e| OutboundError::Refused(format!("not a URL ({e})")))?;
         if !matches!(parsed.scheme(), "https" | "http") {
@@ -118,21 +123,34 @@ impl Outbound {
                 )));
             }
         }
+        if self.allow_local_urls {
+            return Ok(parsed);
+        }
         let literal = host.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = literal.parse::<IpAddr>()
-            && !self.allow_local_urls
-            && is_local(ip)
-        {
-            return Err(OutboundError::Refused(format!(
-                "{ip} is a local address (set http_client.allow_local_urls to reach it)"
-            )));
+        if let Ok(ip) = literal.parse::<IpAddr>() {
+            if is_local(ip) {
+                return Err(OutboundError::Refused(format!(
+                    "{ip} is a local address (set http_client.allow_local_urls to reach it)"
+                )));
+            }
+        } else if self.proxied {
+            let port = parsed.port_or_known_default().unwrap_or(443);
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((literal, port))
+                .await
+                .map_err(|e| OutboundError::Transport(format!("cannot resolve {literal}: {e}")))?
+                .collect();
+            if resolved.iter().any(|a| is_local(a.ip())) {
+                return Err(OutboundError::Refused(format!(
+                    "{literal} resolves to a local address (set http_client.allow_local_urls to reach it)"
+                )));
+            }
         }
         Ok(parsed)
     }
 
     /// GETs `url`; `Ok` only for HTTP 200.
     pub async fn get_expecting_200(&self, url: &str) -> Result<(), OutboundError> {
-        let url = self.admit(url)?;
+        let url = self.admit(url).await?;
         let response = self
             .client
             .get(url)
@@ -149,7 +167,7 @@ impl Outbound {
 impl Outbound {
     /// POSTs a form; `Ok` for any 2xx (SLO-08: clients answer 2xx to logout messages).
     pub async fn post_form(&self, url: &str, body: String) -> Result<(), OutboundError> {
-        let url = self.admit(url)?;
+        let url = self.admit(url).await?;
         let response = self
             .client
             .post(url)
@@ -284,7 +302,7 @@ fn describe(e: &reqwest::Error) -> String {
 pub fn is_local(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
@@ -292,18 +310,37 @@ pub fn is_local(ip: IpAddr) -> bool {
                 || v4.is_broadcast()
                 || v4.is_multicast()
                 || a == 0
+                || a >= 240
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 0 && c == 0)
         }
         IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                let [h1, h2] = hi.to_be_bytes();
+                let [l1, l2] = lo.to_be_bytes();
+                IpAddr::V4(std::net::Ipv4Addr::new(h1, h2, l1, l2))
+            };
+            // Forms that carry an IPv4 address reach it: judge that address.
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_local(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+            let compatible =
+                s[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified();
+            if nat64 || compatible {
+                return is_local(embedded(s[6], s[7]));
+            }
+            if s[0] == 0x2002 {
+                return is_local(embedded(s[1], s[2]));
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
         }
     }
 }

@@ -86,7 +86,12 @@ pub struct LdapSource {
     idle: Mutex<Vec<Ldap>>,
     /// Bounds connections in use at once, searches and user binds alike.
     permits: Semaphore,
+    /// The last health probe: when, and whether the directory answered.
+    health_cache: Mutex<Option<(std::time::Instant, bool)>>,
 }
+
+/// How long a health probe's answer is reused.
+const HEALTH_CACHE: Duration = Duration::from_secs(2);
 
 impl LdapSource {
     pub fn new(options: LdapOptions) -> Result<Self, String> {
@@ -98,6 +103,7 @@ impl LdapSource {
             tls: Arc::new(tls),
             idle: Mutex::new(Vec::new()),
             permits,
+            health_cache: Mutex::new(None),
         })
     }
 
@@ -371,13 +377,34 @@ impl Authenticator for LdapSource {
         }
     }
 
+    /// Probed at most every few seconds, and within the pool's bound: `/health` is
+    /// public, and must not become a way to flood the directory.
     async fn health(&self) -> Vec<SourceHealth> {
-        let reachable = tokio::time::timeout(
-            self.options.connect_timeout + self.options.operation_timeout,
-            self.probe(),
-        )
-        .await
-        .is_ok_and(|r| r.is_ok());
+        let cached = *self
+            .health_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let reachable = match cached {
+            Some((at, reachable)) if at.elapsed() < HEALTH_CACHE => reachable,
+            _ => {
+                let reachable = match self.permits.try_acquire() {
+                    Ok(_permit) => tokio::time::timeout(
+                        self.options.connect_timeout + self.options.operation_timeout,
+                        self.probe(),
+                    )
+                    .await
+                    .is_ok_and(|r| r.is_ok()),
+                    // Every connection is busy with logins: the directory answers.
+                    Err(_) => true,
+                };
+                *self
+                    .health_cache
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) =
+                    Some((std::time::Instant::now(), reachable));
+                reachable
+            }
+        };
         vec![SourceHealth {
             name: self.options.name.clone(),
             reachable,

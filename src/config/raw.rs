@@ -171,7 +171,7 @@ pub struct Ldap {
     pub principal_attribute: Option<String>,
     #[serde(default = "yes")]
     pub trim_username: bool,
-    #[serde(default)]
+    #[serde(default = "yes")]
     pub lowercase_username: bool,
     #[serde(default)]
     pub strip_domain: bool,

@@ -34,6 +34,10 @@ struct Claims {
     exp: i64,
     /// base64url(sha256(service)), or empty without a service.
     svc: String,
+    /// base64url(sha256(the browser's binding value)): ties the form to the browser that
+    /// loaded it, so another site cannot post it for the user (login CSRF).
+    #[serde(default)]
+    bnd: String,
 }
 
 #[derive(Debug, Clone)]
@@ -61,12 +65,13 @@ impl LoginFlow {
         }
     }
 
-    /// A fresh token for a form about `service`.
-    pub fn issue(&self, service: Option<&str>) -> String {
+    /// A fresh token for a form about `service`, for the browser holding `binding`.
+    pub fn issue(&self, service: Option<&str>, binding: &str) -> String {
         let claims = Claims {
             id: b64url_encode(&random_bytes::<16>()),
             exp: (self.clock.now() + self.ttl).unix_timestamp(),
             svc: service_hash(service),
+            bnd: b64url_encode(&sha256(binding.as_bytes())),
         };
         let json = serde_json::to_vec(&claims).unwrap_or_default();
         match self.sealers.first() {
@@ -75,11 +80,13 @@ impl LoginFlow {
         }
     }
 
-    /// Accepts `token` once, for a POST about `service`.
+    /// Accepts `token` once, for a POST about `service` from the browser holding
+    /// `binding`.
     pub async fn redeem(
         &self,
         token: &str,
         service: Option<&str>,
+        binding: Option<&str>,
     ) -> Result<Result<(), FlowError>, RegistryError> {
         let Some(claims) = self
             .sealers
@@ -90,6 +97,15 @@ impl LoginFlow {
             return Ok(Err(FlowError::Invalid));
         };
         if claims.svc != service_hash(service) {
+            return Ok(Err(FlowError::Invalid));
+        }
+        let bound = binding.is_some_and(|b| {
+            crate::crypto::ct_eq(
+                b64url_encode(&sha256(b.as_bytes())).as_bytes(),
+                claims.bnd.as_bytes(),
+            )
+        });
+        if !bound {
             return Ok(Err(FlowError::Invalid));
         }
         let now = self.clock.now();
@@ -134,15 +150,21 @@ mod tests {
     async fn a_token_is_accepted_once_for_its_own_service() {
         let clock = ManualClock::new();
         let f = flow(&clock);
-        let t = f.issue(Some("https://a/"));
+        let t = f.issue(Some("https://a/"), "B");
         assert_eq!(
-            f.redeem(&t, Some("https://b/")).await.unwrap(),
+            f.redeem(&t, Some("https://b/"), Some("B")).await.unwrap(),
             Err(FlowError::Invalid)
         );
-        assert_eq!(f.redeem(&t, None).await.unwrap(), Err(FlowError::Invalid));
-        assert_eq!(f.redeem(&t, Some("https://a/")).await.unwrap(), Ok(()));
         assert_eq!(
-            f.redeem(&t, Some("https://a/")).await.unwrap(),
+            f.redeem(&t, None, Some("B")).await.unwrap(),
+            Err(FlowError::Invalid)
+        );
+        assert_eq!(
+            f.redeem(&t, Some("https://a/"), Some("B")).await.unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            f.redeem(&t, Some("https://a/"), Some("B")).await.unwrap(),
             Err(FlowError::Replayed)
         );
     }
@@ -151,11 +173,14 @@ mod tests {
     async fn expired_and_forged_tokens_are_refused() {
         let clock = ManualClock::new();
         let f = flow(&clock);
-        let t = f.issue(None);
+        let t = f.issue(None, "B");
         clock.advance(Duration::from_secs(600));
-        assert_eq!(f.redeem(&t, None).await.unwrap(), Err(FlowError::Expired));
         assert_eq!(
-            f.redeem("AAAA", None).await.unwrap(),
+            f.redeem(&t, None, Some("B")).await.unwrap(),
+            Err(FlowError::Expired)
+        );
+        assert_eq!(
+            f.redeem("AAAA", None, Some("B")).await.unwrap(),
             Err(FlowError::Invalid)
         );
         let other = LoginFlow::new(
@@ -165,7 +190,10 @@ mod tests {
             Arc::new(clock.clone()),
         );
         assert_eq!(
-            other.redeem(&f.issue(None), None).await.unwrap(),
+            other
+                .redeem(&f.issue(None, "B"), None, Some("B"))
+                .await
+                .unwrap(),
             Err(FlowError::Invalid)
         );
         // Rotation: a new first key, the old one still accepted.
@@ -175,6 +203,24 @@ mod tests {
             Arc::new(MemoryRegistry::new()),
             Arc::new(clock.clone()),
         );
-        assert_eq!(rotated.redeem(&f.issue(None), None).await.unwrap(), Ok(()));
+        assert_eq!(
+            rotated
+                .redeem(&f.issue(None, "B"), None, Some("B"))
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        // Found in review: a form posted by another site (no binding cookie, or another
+        // browser's) is refused.
+        let t = f.issue(None, "B");
+        assert_eq!(
+            f.redeem(&t, None, None).await.unwrap(),
+            Err(FlowError::Invalid)
+        );
+        assert_eq!(
+            f.redeem(&t, None, Some("C")).await.unwrap(),
+            Err(FlowError::Invalid)
+        );
+        assert_eq!(f.redeem(&t, None, Some("B")).await.unwrap(), Ok(()));
     }
 }

@@ -231,7 +231,7 @@ impl Cas {
             }
         };
         if let Some(t) = &self.throttle {
-            t.record_success(ip, sub.username);
+            t.succeeded(ip, sub.username);
         }
         // TGC-09: a forced login may be kept out of the SSO session.
         let forced = sub.renewed || registered.is_some_and(|r| !r.sso_enabled);

@@ -66,6 +66,40 @@ impl Throttle {
     /// How long the attempt must wait, if it is blocked.
     pub fn blocked(&self, ip: IpAddr, username: &str, now: OffsetDateTime) -> Option<Duration> {
         let tables = self.lock();
+        self.blocked_in(&tables, ip, username, now)
+    }
+
+    /// Reserves an attempt: refused if blocked, otherwise counted as a failure at once,
+    /// until [`Throttle::succeeded`] takes it back. Checking and counting in one step
+    /// means parallel guesses cannot all slip in before the first failure is recorded.
+    pub fn begin(&self, ip: IpAddr, username: &str, now: OffsetDateTime) -> Result<(), Duration> {
+        let mut tables = self.lock();
+        if let Some(wait) = self.blocked_in(&tables, ip, username, now) {
+            return Err(wait);
+        }
+        self.bump(&mut tables, ip, username, now);
+        Ok(())
+    }
+
+    /// The attempt reserved by [`Throttle::begin`] succeeded: the user's count from this
+    /// address is cleared and the address's count given back.
+    pub fn succeeded(&self, ip: IpAddr, username: &str) {
+        let mut tables = self.lock();
+        let ip = ip_key(ip);
+        tables.by_user.pop(&(ip, key(username)));
+        if let Some(c) = tables.by_ip.get_mut(&ip) {
+            c.failures = c.failures.saturating_sub(1);
+        }
+    }
+
+    fn blocked_in(
+        &self,
+        tables: &Tables,
+        ip: IpAddr,
+        username: &str,
+        now: OffsetDateTime,
+    ) -> Option<Duration> {
+        let ip = ip_key(ip);
         let window = self.policy.window;
         let over = |c: Option<&Counter>, threshold: u32| {
             c.filter(|c| c.live(now, window) && c.failures >= threshold)
@@ -85,6 +119,11 @@ impl Throttle {
 
     pub fn record_failure(&self, ip: IpAddr, username: &str, now: OffsetDateTime) {
         let mut tables = self.lock();
+        self.bump(&mut tables, ip, username, now);
+    }
+
+    fn bump(&self, tables: &mut Tables, ip: IpAddr, username: &str, now: OffsetDateTime) {
+        let ip = ip_key(ip);
         let window = self.policy.window;
         let bump = |c: &mut Counter| {
             if !c.live(now, window) {
@@ -109,15 +148,23 @@ impl Throttle {
         }));
     }
 
-    /// A successful login clears that username's count from that IP.
-    pub fn record_success(&self, ip: IpAddr, username: &str) {
-        self.lock().by_user.pop(&(ip, key(username)));
-    }
-
     /// Entries held (IP+username pairs, IPs).
     pub fn len(&self) -> (usize, usize) {
         let tables = self.lock();
         (tables.by_user.len(), tables.by_ip.len())
+    }
+}
+
+/// IPv6 clients are counted per /64: one subscriber usually holds a whole /64, and
+/// counting single addresses would let them rotate through it freely.
+fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(segments.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -177,9 +224,32 @@ mod tests {
         let t0 = OffsetDateTime::UNIX_EPOCH;
         t.record_failure(IP, "alice", t0);
         t.record_failure(IP, "alice", t0);
-        t.record_success(IP, "alice");
+        t.begin(IP, "alice", t0).unwrap();
+        t.succeeded(IP, "alice");
         t.record_failure(IP, "alice", t0);
         assert!(t.blocked(IP, "alice", t0).is_none());
+    }
+
+    /// Found in review: parallel attempts each passed the check before any failure was
+    /// counted. Reserving counts them at once.
+    #[test]
+    fn parallel_attempts_are_counted_before_their_outcome() {
+        let t = throttle(100);
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let admitted = (0..10).filter(|_| t.begin(IP, "alice", t0).is_ok()).count();
+        assert_eq!(admitted, 3);
+    }
+
+    #[test]
+    fn ipv6_addresses_are_counted_per_64() {
+        let t = throttle(100);
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        for i in 1..=3u16 {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, i));
+            t.record_failure(ip, "alice", t0);
+        }
+        let other = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 9, 9, 9, 9));
+        assert!(t.blocked(other, "alice", t0).is_some());
     }
 
     /// Memory stays bounded under 100 000 distinct failing usernames and addresses.

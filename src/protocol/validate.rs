@@ -176,9 +176,18 @@ impl Cas {
         let attributes = (endpoint.is_cas3()
             || (self.options.attributes_on_v2 && endpoint != Endpoint::Cas1))
             .then(|| {
+                // A user attribute never shadows one of the three standard ones.
                 let released = registered
                     .attributes
                     .iter()
+                    .filter(|name| {
+                        !matches!(
+                            name.as_str(),
+                            "authenticationDate"
+                                | "longTermAuthenticationRequestTokenUsed"
+                                | "isFromNewLogin"
+                        )
+                    })
                     .filter_map(|name| {
                         tgt.principal
                             .attributes

@@ -6,7 +6,7 @@
 
 mod pattern;
 
-pub use pattern::{PatternError, ServicePattern, normalize};
+pub use pattern::{PatternError, ServicePattern, is_well_formed, normalize};
 
 /// One `[[services]]` entry, validated.
 #[derive(Debug, Clone)]

@@ -61,6 +61,11 @@ impl ServicePattern {
     }
 
     pub fn matches(&self, service: &str) -> bool {
+        // Matching compares decoded text, but browsers and clients follow the raw URL:
+        // anything that could read differently to them is never a service.
+        if !is_well_formed(service) {
+            return false;
+        }
         match self {
             Self::Exact(url) => normalize(url) == normalize(service),
             Self::Prefix(prefix) => normalize(service).starts_with(&normalize(prefix)),
@@ -108,6 +113,44 @@ fn check_prefix(prefix: &str) -> Result<(), PatternError> {
     }
 }
 
+/// A URL that means the same to every reader: absolute http(s), an authority with no
+/// userinfo and no escapes (`%`, `@`, `\`), no dot-segments in its path (raw or decoded).
+///
+/// Without this, `https://app.example.org%2F@evil.example/` decodes to a URL under
+/// `prefix:https://app.example.org/` while a browser sends it, and its ticket, to
+/// `evil.example`.
+pub fn is_well_formed(service: &str) -> bool {
+    let lower = service.get(..8).unwrap_or(service).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &service[8..]
+    } else if lower.starts_with("http://") {
+        &service[7..]
+    } else {
+        return false;
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    if authority.is_empty()
+        || authority.contains(['%', '@', '\\'])
+        || authority
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return false;
+    }
+    let Ok(parsed) = url::Url::parse(service) else {
+        return false;
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return false;
+    }
+    let after = &rest[authority_end..];
+    let raw_path = after.split(['?', '#']).next().unwrap_or_default();
+    let decoded = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
+    let dotted = |path: &str| path.split(['/', '\\']).any(|seg| seg == "." || seg == "..");
+    !dotted(raw_path) && !dotted(&decoded)
+}
+
 /// The comparison form of a service URL (CC-01, CC-03, CC-05): decoded once, without
 /// `#fragment`, lower-cased. Query order, trailing slashes and `www.` stay significant.
 pub fn normalize(service: &str) -> String {
@@ -150,6 +193,28 @@ mod tests {
         assert!(ServicePattern::parse("regex:(unclosed").is_err());
     }
 
+    /// Found in review: decoding let a foreign host match a prefix.
+    #[test]
+    fn urls_that_read_differently_to_a_browser_never_match() {
+        let p = ServicePattern::parse("prefix:https://app.example.org/").unwrap();
+        for hostile in [
+            "https://app.example.org%2F@evil.example/",
+            "https://app.example.org%2f%40evil.example/",
+            "https://user:pass@app.example.org/",
+            "https://app.example.org\\@evil.example/",
+            "https://app.example.org/a/../../admin",
+            "https://app.example.org/a/%2e%2e/admin",
+            "https://app.example.org/./x",
+            "https:/app.example.org/",
+            "javascript:alert(1)//https://app.example.org/",
+        ] {
+            assert!(!p.matches(hostile), "{hostile}");
+        }
+        assert!(p.matches("HTTPS://app.example.org/ok?next=%2Fhome&x=%40"));
+        let exact = ServicePattern::parse("https://app.example.org/").unwrap();
+        assert!(!exact.matches("https://app.example.org%2F/"));
+    }
+
     #[test]
     fn exact_pattern_must_be_an_http_url() {
         assert!(ServicePattern::parse("app.example.org").is_err());
@@ -167,7 +232,7 @@ mod properties {
         (
             "[a-z]{1,10}",
             "[a-z]{2,8}",
-            "(/[a-zA-Z0-9._~%-]{0,12}){0,3}",
+            "(/[a-zA-Z0-9_~-][a-zA-Z0-9._~-]{0,11}){0,3}",
             "(\\?[a-z]=[a-z0-9%]{0,6}(&[a-z]=[a-z0-9]{0,6}){0,2})?",
         )
             .prop_map(|(host, tld, path, query)| format!("https://{host}.{tld}{path}{query}"))
@@ -197,7 +262,7 @@ mod properties {
         }
 
         #[test]
-        fn a_prefix_never_matches_a_lookalike_host(host in "[a-z]{1,10}\\.org", tail in "[a-z.]{1,10}") {
+        fn a_prefix_never_matches_a_lookalike_host(host in "[a-z]{1,10}\\.org", tail in "[a-z][a-z.]{0,9}") {
             let p = ServicePattern::parse(&format!("prefix:https://{host}/")).unwrap();
             let inside = format!("https://{host}/{tail}");
             let lookalike = format!("https://{host}.{tail}/");

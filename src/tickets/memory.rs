@@ -96,7 +96,7 @@ impl TicketRegistry for MemoryRegistry {
         if ticket.grant == Grant::Service {
             tgt.last_used_at = now;
         }
-        tgt.issued.push(IssuedTicket {
+        tgt.record_issued(IssuedTicket {
             ticket_id: ticket.id.clone(),
             service: ticket.service.clone(),
             logout,
@@ -133,7 +133,9 @@ impl TicketRegistry for MemoryRegistry {
         let Some(tgt) = inner.live_tgt_mut(&pgt.tgt_id, now) else {
             return Ok(false);
         };
-        tgt.proxy_granting.push(pgt.id.clone());
+        if let Some(evicted) = tgt.record_pgt(pgt.id.clone()) {
+            inner.tickets.remove(&evicted);
+        }
         inner
             .tickets
             .insert(pgt.id.clone(), Ticket::ProxyGranting(pgt));

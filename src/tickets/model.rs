@@ -107,7 +107,31 @@ impl TicketGrantingTicket {
         self.expiration
             .is_expired(self.authenticated_at, self.last_used_at, now)
     }
+
+    /// Remembers a ticket for single logout. Like Apereo, only the newest ticket per
+    /// service URL is kept (one application session per URL), and at most
+    /// [`MAX_ISSUED`] in all, so a session that asks for tickets in a loop cannot grow
+    /// without bound.
+    pub fn record_issued(&mut self, issued: IssuedTicket) {
+        self.issued.retain(|i| i.service != issued.service);
+        if self.issued.len() >= MAX_ISSUED {
+            self.issued.remove(0);
+        }
+        self.issued.push(issued);
+    }
+
+    /// Remembers a PGT; returns the oldest one when more than [`MAX_PGTS`] are held,
+    /// which the caller must delete (a PGT the session forgot could outlive a logout).
+    pub fn record_pgt(&mut self, id: String) -> Option<String> {
+        self.proxy_granting.push(id);
+        (self.proxy_granting.len() > MAX_PGTS).then(|| self.proxy_granting.remove(0))
+    }
 }
+
+/// Tickets remembered per session for single logout.
+pub const MAX_ISSUED: usize = 64;
+/// Proxy-granting tickets alive at once per session.
+pub const MAX_PGTS: usize = 16;
 
 /// A proxy-granting ticket (§3.3): multi-use, alive exactly as long as its TGT.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -217,6 +241,38 @@ pub enum Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_remembers_a_bounded_number_of_tickets() {
+        let mut tgt = TicketGrantingTicket::new(
+            Principal {
+                id: "a".into(),
+                attributes: BTreeMap::new(),
+            },
+            OffsetDateTime::UNIX_EPOCH,
+            ExpirationPolicy::fixed(std::time::Duration::from_secs(60)),
+            false,
+        );
+        let issued = |n: usize, service: &str| IssuedTicket {
+            ticket_id: format!("ST-{n}"),
+            service: service.into(),
+            logout: LogoutTarget::None,
+        };
+        for n in 0..1000 {
+            tgt.record_issued(issued(n, "https://same.example/"));
+        }
+        assert_eq!(tgt.issued.len(), 1, "one per service URL");
+        assert_eq!(tgt.issued[0].ticket_id, "ST-999");
+        for n in 0..1000 {
+            tgt.record_issued(issued(n, &format!("https://s{n}.example/")));
+        }
+        assert_eq!(tgt.issued.len(), MAX_ISSUED);
+        let evicted: Vec<_> = (0..20)
+            .filter_map(|n| tgt.record_pgt(format!("PGT-{n}")))
+            .collect();
+        assert_eq!(evicted, vec!["PGT-0", "PGT-1", "PGT-2", "PGT-3"]);
+        assert_eq!(tgt.proxy_granting.len(), MAX_PGTS);
+    }
 
     #[test]
     fn ids_follow_the_protocol_charset_and_length() {

@@ -28,7 +28,8 @@ impl FromRequestParts<AppState> for ClientInfo {
         let peer = parts
             .extensions
             .get::<ConnectInfo<PeerAddr>>()
-            .map(|ConnectInfo(PeerAddr(addr))| addr.ip())
+            // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
+            .map(|ConnectInfo(PeerAddr(addr))| addr.ip().to_canonical())
             .ok_or_else(|| WebError::Internal("no peer address on the connection".into()))?;
         let forwarded = parts
             .headers
@@ -56,7 +57,7 @@ fn client_ip(peer: IpAddr, forwarded: &[&str], trusted: &[IpNet]) -> IpAddr {
     }
     let mut client = peer;
     for hop in forwarded.iter().rev() {
-        let Ok(ip) = hop.parse::<IpAddr>() else {
+        let Some(ip) = parse_hop(hop) else {
             break;
         };
         client = ip;
@@ -65,6 +66,19 @@ fn client_ip(peer: IpAddr, forwarded: &[&str], trusted: &[IpNet]) -> IpAddr {
         }
     }
     client
+}
+
+/// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5678`,
+/// `[2001:db8::1]:443`), canonicalised.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let address = if let Some(rest) = hop.strip_prefix('[') {
+        rest.split_once(']')?.0
+    } else if hop.matches(':').count() == 1 {
+        hop.split_once(':')?.0
+    } else {
+        hop
+    };
+    address.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
 }
 
 #[cfg(test)]
@@ -86,6 +100,19 @@ mod tests {
             "198.51.100.7"
         );
         assert_eq!(client_ip(peer, &["junk"], &trusted), peer);
+        // Found in review: ports and IPv4-mapped forms.
+        assert_eq!(
+            client_ip(peer, &["198.51.100.7:5678"], &trusted).to_string(),
+            "198.51.100.7"
+        );
+        assert_eq!(
+            client_ip(peer, &["[2001:db8::1]:443"], &trusted).to_string(),
+            "2001:db8::1"
+        );
+        assert_eq!(
+            client_ip(peer, &["::ffff:198.51.100.7"], &trusted).to_string(),
+            "198.51.100.7"
+        );
         assert_eq!(client_ip(peer, &[], &trusted), peer);
     }
 }

@@ -53,16 +53,21 @@ fn respond(
         LoginDecision::ShowForm => Ok(login_form(state, headers, params, "", None, StatusCode::OK)),
         LoginDecision::Warn { service } => {
             let registered = state.cas.resolve_service(&service);
-            Ok(html(
+            let (binding, new) = form_binding(state, headers);
+            let mut page = html(
                 StatusCode::OK,
                 &WarnPage {
                     c: state.chrome(headers, registered),
                     service: &service,
                     service_name: registered.map_or(service.as_str(), |r| r.name.as_str()),
-                    lt: state.flow.issue(Some(&service)),
+                    lt: state.flow.issue(Some(&service), &binding),
                     method: params.get("method"),
                 },
-            ))
+            );
+            if new {
+                append_cookie(&mut page, &state.flow_cookie.set(&binding))?;
+            }
+            Ok(page)
         }
         LoginDecision::Redirect {
             service,
@@ -112,7 +117,19 @@ pub async fn post_login(
         audit::login_throttled(username, client.ip);
         return Err(WebError::Throttled { retry_after });
     }
-    if let Err(e) = redeem_form(&state, &params).await? {
+    // Checked before the form is redeemed, so empty posts cost no stored claim.
+    if username.is_empty() || password.is_empty() {
+        let t = state.catalogues.pick(accept_language(&headers));
+        return Ok(login_form(
+            &state,
+            &headers,
+            &params,
+            username,
+            Some(&t.missing_credentials),
+            StatusCode::BAD_REQUEST,
+        ));
+    }
+    if let Err(e) = redeem_form(&state, &headers, &params).await? {
         // THR-04: a refused form counts as a failed attempt.
         state.cas.login_failed(client.ip, username);
         audit::login_failed(username, service, client.ip, &e.to_string());
@@ -127,17 +144,6 @@ pub async fn post_login(
             &params,
             username,
             Some(message),
-            StatusCode::BAD_REQUEST,
-        ));
-    }
-    if username.is_empty() || password.is_empty() {
-        let t = state.catalogues.pick(accept_language(&headers));
-        return Ok(login_form(
-            &state,
-            &headers,
-            &params,
-            username,
-            Some(&t.missing_credentials),
             StatusCode::BAD_REQUEST,
         ));
     }
@@ -237,7 +243,7 @@ async fn continue_after_warning(
     client: &ClientInfo,
     params: &Params,
 ) -> Result<Response, WebError> {
-    if redeem_form(state, params).await?.is_err() {
+    if redeem_form(state, headers, params).await?.is_err() {
         return Ok(login_form(
             state,
             headers,
@@ -256,12 +262,37 @@ async fn continue_after_warning(
     respond(state, headers, client, params, decision)
 }
 
-async fn redeem_form(state: &AppState, params: &Params) -> Result<Result<(), FlowError>, WebError> {
+async fn redeem_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Result<(), FlowError>, WebError> {
+    let binding = state.flow_cookie.values(headers).into_iter().next();
     state
         .flow
-        .redeem(params.get("lt").unwrap_or_default(), params.get("service"))
+        .redeem(
+            params.get("lt").unwrap_or_default(),
+            params.get("service"),
+            binding,
+        )
         .await
         .map_err(|e| WebError::Unavailable(e.to_string()))
+}
+
+/// The browser's form-binding value (its `CASFLOW` cookie), or a new one to set.
+///
+/// A login form only posts from the browser that loaded it: the cookie is SameSite=Lax,
+/// so a form another site submits arrives without it (login CSRF).
+fn form_binding(state: &AppState, headers: &HeaderMap) -> (String, bool) {
+    let existing = state
+        .flow_cookie
+        .values(headers)
+        .into_iter()
+        .find(|v| v.len() == 22 && v.bytes().all(|b| b.is_ascii_alphanumeric()));
+    match existing {
+        Some(value) => (value.to_owned(), false),
+        None => (crate::crypto::random_base62(22), true),
+    }
 }
 
 /// Sends the browser to the service with its ticket, as `method` or the service's
@@ -344,13 +375,14 @@ fn login_form(
 ) -> Response {
     let service = params.get("service");
     let registered = service.and_then(|s| state.cas.resolve_service(s));
-    html(
+    let (binding, new) = form_binding(state, headers);
+    let mut page = html(
         status,
         &LoginPage {
             c: state.chrome(headers, registered),
             service,
             service_name: registered.map(|s| s.name.as_str()),
-            lt: state.flow.issue(service),
+            lt: state.flow.issue(service, &binding),
             username,
             error,
             remember_me: state.cas.options.remember_me.is_some(),
@@ -359,6 +391,9 @@ fn login_form(
                 .get("method")
                 .filter(|m| ResponseType::from_method(m).is_some()),
         },
-    )
-    .into_response()
+    );
+    if new && append_cookie(&mut page, &state.flow_cookie.set(&binding)).is_err() {
+        tracing::error!("could not set the form-binding cookie");
+    }
+    page
 }

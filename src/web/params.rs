@@ -66,7 +66,12 @@ pub enum Rejected {
     NotUtf8,
     #[error("the request body is too large or was interrupted")]
     Body,
+    #[error("the request has too many parameters")]
+    TooMany,
 }
+
+/// More parameters than any CAS request carries (login has eight at most).
+const MAX_PARAMS: usize = 32;
 
 #[derive(Debug, Default, Clone)]
 pub struct Params(Vec<(String, String)>);
@@ -85,8 +90,12 @@ impl Params {
                 Some(at) => (&pair[..at], &pair[at + 1..]),
                 None => (pair, &b""[..]),
             };
+            if self.0.len() == MAX_PARAMS {
+                return Err(Rejected::TooMany);
+            }
             let name = decode(name)?;
             let value = decode(value)?;
+            // Linear, but over at most MAX_PARAMS short names.
             if self.0.iter().any(|(k, _)| *k == name) {
                 return Err(Rejected::Repeated(printable(&name)));
             }
@@ -228,6 +237,12 @@ mod tests {
         );
         assert_eq!(parse("service=%FF%FE").unwrap_err(), Rejected::NotUtf8);
         assert!(parse("password=tab%09inside").is_ok());
+        let many: Vec<String> = (0..33).map(|i| format!("p{i}=x")).collect();
+        assert_eq!(
+            parse(&many.join("&")).unwrap_err(),
+            Rejected::TooMany,
+            "found in review: quadratic checks"
+        );
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Inner {
     pub headers: HeaderPolicy,
     /// LOGINP-05: the `CASPRIVACY` cookie.
     pub warn_cookie: CookieSettings,
+    /// The `CASFLOW` cookie binding login forms to the browser that loaded them.
+    pub flow_cookie: CookieSettings,
     /// UI strings by language.
     pub catalogues: Catalogues,
     /// The look of pages without a themed service.

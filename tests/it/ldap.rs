@@ -207,9 +207,18 @@ async fn an_outage_is_a_503_and_the_source_recovers_by_itself() {
             "LDAP detail `{detail}` reached the browser"
         );
     }
-    let health: serde_json::Value =
-        serde_json::from_str(&server.client().get("/health", &[]).await.raw).unwrap();
-    assert_eq!(health["directories"][0]["reachable"], false);
+    // Health answers are cached for 2 s: poll (bounded) until the outage shows.
+    let mut reachable = serde_json::Value::Null;
+    for _ in 0..20 {
+        let health: serde_json::Value =
+            serde_json::from_str(&server.client().get("/health", &[]).await.raw).unwrap();
+        reachable = health["directories"][0]["reachable"].clone();
+        if reachable == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(reachable, false);
 
     slapd.restart();
     let third = Browser::new(&server.base, "third browser", None);

@@ -490,3 +490,64 @@ async fn an_idle_connection_gives_up_its_slot() {
         "served once the idle connection was closed"
     );
 }
+
+/// Found in review: a service URL whose authority hides an escaped `/` and an `@` matched
+/// `prefix:https://app.example.org/` once decoded, while browsers send its ticket to
+/// `evil.example`. Such URLs are never services: no redirect, no ticket.
+#[tokio::test]
+async fn a_service_url_that_reads_differently_to_a_browser_is_refused() {
+    let server = TestServer::start().await;
+    let browser = server.browser();
+    browser.login(None, "alice", PASSWORD).await;
+
+    for hostile in [
+        "https://app.example.org%2F@evil.example/",
+        "https://app.example.org%2f%40evil.example/x",
+        "https://user@app.example.org/",
+        "https://app.example.org/a/../../elsewhere",
+    ] {
+        for query in [
+            vec![("service", hostile)],
+            vec![("service", hostile), ("gateway", "true")],
+        ] {
+            let response = browser.get_login(&query).await;
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{hostile}");
+            assert!(location(&response).is_none(), "{hostile}");
+        }
+    }
+}
+
+/// Login CSRF: a form posted by another site arrives without the browser's SameSite
+/// form-binding cookie, and is refused even with valid credentials and a fresh token.
+#[tokio::test]
+async fn a_login_form_posted_from_another_browser_is_refused() {
+    let server = TestServer::start().await;
+    let attacker = server.browser();
+    let lt = attacker.form_token(Some(SERVICE)).await;
+    let victim = server.browser();
+
+    let forged = victim
+        .post_login(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("lt", &lt),
+            ("service", SERVICE),
+        ])
+        .await;
+
+    assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
+    assert!(victim.tgc().is_none(), "no session was planted");
+    let own = attacker
+        .post_login(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("lt", &lt),
+            ("service", SERVICE),
+        ])
+        .await;
+    assert_eq!(
+        own.status(),
+        StatusCode::FOUND,
+        "the token still works from its own browser"
+    );
+}
