@@ -47,7 +47,7 @@ impl HeaderPolicy {
             frame_ancestors.join(" ")
         };
         format!(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors {ancestors}"
+            "default-src 'none'; style-src 'self'; img-src 'self' data: https:; base-uri 'none'; frame-ancestors {ancestors}"
         )
     }
 

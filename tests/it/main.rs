@@ -13,4 +13,5 @@ mod security;
 mod slo;
 mod tgc;
 mod tls;
+mod ui;
 mod validate;
