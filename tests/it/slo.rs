@@ -315,6 +315,8 @@ async fn the_logout_page_carries_a_deflated_saml_request_for_front_channel_appli
         path: String::new(),
         content_type: "application/x-www-form-urlencoded".into(),
         logout_request: Some(xml),
+        form: vec![],
+        query: String::new(),
     };
     assert_eq!(session_index(&message), ticket);
     assert!(html.contains("You have been signed out"));

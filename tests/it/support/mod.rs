@@ -15,6 +15,7 @@ use reqwest::header::{HeaderMap, LOCATION};
 use tokio::sync::oneshot;
 
 pub mod callback;
+pub mod chrome;
 pub mod receiver;
 pub mod slapd;
 

@@ -16,6 +16,9 @@ pub struct Received {
     pub content_type: String,
     /// The decoded `logoutRequest` form field, if the body had one.
     pub logout_request: Option<String>,
+    /// A form field `name` of the body (a ticket delivered by method=POST).
+    pub form: Vec<(String, String)>,
+    pub query: String,
 }
 
 type Log = Arc<Mutex<Vec<Received>>>;
@@ -83,10 +86,14 @@ async fn record(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
-) -> &'static str {
-    let logout_request = url::form_urlencoded::parse(&body)
+) -> axum::response::Html<&'static str> {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let logout_request = form
+        .iter()
         .find(|(k, _)| k == "logoutRequest")
-        .map(|(_, v)| v.into_owned());
+        .map(|(_, v)| v.clone());
     let path = uri.path().to_owned();
     log.lock().unwrap().push(Received {
         method,
@@ -97,9 +104,13 @@ async fn record(
             .unwrap_or_default()
             .to_owned(),
         logout_request,
+        form,
+        query: uri.query().unwrap_or_default().to_owned(),
     });
     if path.contains("/slow") {
         tokio::time::sleep(Duration::from_secs(30)).await;
     }
-    "ok"
+    axum::response::Html(
+        "<!DOCTYPE html><html lang=\"en\"><title>App</title><p id=\"app\">application page</p></html>",
+    )
 }

@@ -1,0 +1,236 @@
+//! The login flows in a real headless Chromium: what a person sees and does.
+
+use crate::support::chrome::Chrome;
+use crate::support::receiver::Receiver;
+use crate::support::*;
+
+/// Signs in to application A through the form and lands there with a ticket; reaches B
+/// without seeing the form; signs out, and A asks again. Keeps a screenshot of the
+/// login page under target/browser-artifacts/.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_uses_two_applications_and_signs_out() {
+    let apps = Receiver::start().await;
+    let server = TestServer::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let chrome = Chrome::start(profile.path(), "en").await;
+    let a = apps.url("/one/home");
+    let b = apps.url("/two/home");
+
+    chrome
+        .goto(&format!(
+            "{}/login?service={}",
+            server.base,
+            url::form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()
+        ))
+        .await;
+    assert!(
+        chrome
+            .text()
+            .await
+            .contains("You are signing in to Loopback app one")
+    );
+    let shot = chrome.screenshot("login.png").await;
+    assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
+    chrome.sign_in("alice", PASSWORD, &[]).await;
+    let landed = chrome.wait_for_url(&a).await;
+    let ticket = ticket_in(&landed);
+    assert_eq!(
+        server
+            .client()
+            .validate("/serviceValidate", &a, &ticket)
+            .await
+            .user(),
+        "alice"
+    );
+
+    chrome
+        .goto(&format!(
+            "{}/login?service={}",
+            server.base,
+            url::form_urlencoded::byte_serialize(b.as_bytes()).collect::<String>()
+        ))
+        .await;
+    let landed = chrome.wait_for_url(&b).await;
+    assert!(landed.contains("ticket=ST-"), "B without a form: {landed}");
+
+    chrome.goto(&format!("{}/logout", server.base)).await;
+    assert!(chrome.text().await.contains("You have been signed out"));
+    chrome
+        .goto(&format!(
+            "{}/login?service={}",
+            server.base,
+            url::form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()
+        ))
+        .await;
+    assert!(chrome.has("#password").await, "signed out: the form again");
+    chrome.quit().await;
+}
+
+/// Remember-me survives closing the browser; a plain session does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remember_me_survives_a_browser_restart_and_a_plain_session_does_not() {
+    let apps = Receiver::start().await;
+    let server = TestServer::start_with(|s| {
+        s.sso.remember_me = Some(std::time::Duration::from_secs(14 * 86_400))
+    })
+    .await;
+    let a = apps.url("/one/home");
+    let login_a = format!(
+        "{}/login?service={}",
+        server.base,
+        url::form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()
+    );
+
+    for (remember, expect_sso) in [(true, true), (false, false)] {
+        let profile = tempfile::tempdir().unwrap();
+        let first = Chrome::start(profile.path(), "en").await;
+        first.goto(&login_a).await;
+        let boxes: &[&str] = if remember { &["rememberMe"] } else { &[] };
+        first.sign_in("alice", PASSWORD, boxes).await;
+        first.wait_for_url(&a).await;
+        first.quit().await;
+
+        let second = Chrome::start(profile.path(), "en").await;
+        second.goto(&login_a).await;
+        if expect_sso {
+            let landed = second.wait_for_url(&a).await;
+            assert!(landed.contains("ticket=ST-"), "remembered: {landed}");
+        } else {
+            assert!(
+                second.has("#password").await,
+                "a plain session ends with the browser"
+            );
+        }
+        second.quit().await;
+    }
+}
+
+/// "Warn me": the next application shows the interstitial; Continue goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warn_shows_the_interstitial_in_the_browser() {
+    let apps = Receiver::start().await;
+    let server = TestServer::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let chrome = Chrome::start(profile.path(), "en").await;
+    let a = apps.url("/one/home");
+    let b = apps.url("/two/home");
+
+    chrome
+        .goto(&format!(
+            "{}/login?service={}",
+            server.base,
+            url::form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()
+        ))
+        .await;
+    chrome.sign_in("alice", PASSWORD, &["warn"]).await;
+    chrome.wait_for_url(&a).await;
+    chrome
+        .goto(&format!(
+            "{}/login?service={}",
+            server.base,
+            url::form_urlencoded::byte_serialize(b.as_bytes()).collect::<String>()
+        ))
+        .await;
+    assert!(
+        chrome
+            .text()
+            .await
+            .contains("You are about to be signed in to Loopback app two")
+    );
+    chrome
+        .client
+        .find(fantoccini::Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let landed = chrome.wait_for_url(&b).await;
+    assert!(landed.contains("ticket=ST-"));
+    chrome.quit().await;
+}
+
+/// method=POST: the page posts the ticket to the application by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_post_delivers_the_ticket_by_form_post() {
+    let apps = Receiver::start().await;
+    let server = TestServer::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let chrome = Chrome::start(profile.path(), "en").await;
+    let a = apps.url("/one/posted");
+
+    chrome
+        .goto(&format!(
+            "{}/login?method=POST&service={}",
+            server.base,
+            url::form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()
+        ))
+        .await;
+    chrome.sign_in("alice", PASSWORD, &[]).await;
+    chrome.wait_for_url(&a).await;
+
+    let posts: Vec<_> = apps
+        .received()
+        .into_iter()
+        .filter(|r| r.method == reqwest::Method::POST && r.path == "/one/posted")
+        .collect();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let ticket = posts[0]
+        .form
+        .iter()
+        .find(|(k, _)| k == "ticket")
+        .map(|(_, v)| v.clone())
+        .expect("a ticket field");
+    assert!(!posts[0].query.contains("ticket"), "not in the URL");
+    assert_eq!(
+        server
+            .client()
+            .validate("/serviceValidate", &a, &ticket)
+            .await
+            .user(),
+        "alice"
+    );
+    chrome.quit().await;
+}
+
+/// A browser set to French gets French pages; the page passes in-browser accessibility
+/// checks (language, labels, contrast of the rendered button and text).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_french_browser_gets_french_pages_that_pass_accessibility_checks() {
+    let server = TestServer::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let chrome = Chrome::start(profile.path(), "fr").await;
+
+    chrome.goto(&format!("{}/login", server.base)).await;
+    let text = chrome.text().await;
+    assert!(
+        text.contains("Connexion") && text.contains("Mot de passe"),
+        "{text}"
+    );
+
+    let report = chrome
+        .client
+        .execute(
+            r#"
+            const problems = [];
+            if (!document.documentElement.lang) problems.push("no lang");
+            for (const input of document.querySelectorAll("input:not([type=hidden])")) {
+                if (!input.id || !document.querySelector(`label[for="${input.id}"]`)) problems.push("unlabelled " + input.name);
+            }
+            const rgb = c => c.match(/\d+(\.\d+)?/g).slice(0, 3).map(Number);
+            const lum = c => { const [r, g, b] = rgb(c).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+            const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+            const button = getComputedStyle(document.querySelector("button"));
+            if (ratio(button.color, button.backgroundColor) < 4.5) problems.push("button contrast");
+            const card = getComputedStyle(document.querySelector("main"));
+            const label = getComputedStyle(document.querySelector("label"));
+            if (ratio(label.color, card.backgroundColor) < 4.5) problems.push("label contrast");
+            return problems;
+            "#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(report, serde_json::json!([]), "accessibility problems");
+    chrome.quit().await;
+}
