@@ -32,11 +32,17 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 /// `len` characters of base62 (≈5.95 bits each), unbiased by rejection sampling.
+///
+/// Ticket bodies come from the thread-local CSPRNG (ChaCha, seeded from and reseeded by
+/// the operating system), which costs no system call per ticket; long-lived keys use
+/// [`fill_random`] directly.
 pub fn random_base62(len: usize) -> String {
+    use rand::Rng as _;
     let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];
+    let mut rng = rand::rng();
     while out.len() < len {
-        fill_random(&mut buf);
+        rng.fill_bytes(&mut buf);
         for &b in &buf {
             // 248 = 4 * 62: bytes above it would favour the first symbols.
             if b < 248 {

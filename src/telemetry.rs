@@ -15,9 +15,12 @@ pub fn init() {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("cas_server=info,cas_audit=info,warn"));
     // A second init (tests that start several servers) is harmless: keep the first.
+    // Colours only for a person at a terminal: escape codes cost time and clutter files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 

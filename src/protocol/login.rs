@@ -6,9 +6,7 @@ use std::net::IpAddr;
 use super::{Cas, ProtocolError};
 use crate::auth::AuthError;
 use crate::services::RegisteredService;
-use crate::tickets::{
-    ExpirationPolicy, LogoutTarget, Principal, ServiceTicket, TicketGrantingTicket,
-};
+use crate::tickets::{ExpirationPolicy, Principal, ServiceTicket, TicketGrantingTicket};
 
 /// The protocol parameters of a GET `/login`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -143,19 +141,22 @@ impl Cas {
                         service: service.to_owned(),
                     });
                 }
-                match self.grant_service_ticket(&tgt.id, service, false).await? {
+                match self
+                    .grant_service_ticket(&tgt.id, service, registered, false)
+                    .await?
+                {
                     Some((location, ticket)) => Ok(LoginDecision::Redirect {
                         service: service.to_owned(),
                         location,
                         ticket,
-                        user: tgt.principal.id,
+                        user: tgt.principal.id.clone(),
                     }),
                     // The session ended between the lookup and the grant.
                     None => Ok(LoginDecision::ShowForm),
                 }
             }
             (Some(tgt), None, _) => Ok(LoginDecision::LoggedIn {
-                principal: tgt.principal,
+                principal: tgt.principal.clone(),
             }),
             (None, Some(service), _) if req.gateway => Ok(LoginDecision::GatewayRedirect {
                 location: service.to_owned(),
@@ -265,7 +266,13 @@ impl Cas {
         let tgt_id = tgt.id.clone();
         self.tickets.add_tgt(tgt).await?;
         let redirect = match sub.service {
-            Some(service) => self.grant_service_ticket(&tgt_id, service, true).await?,
+            Some(service) => match registered {
+                Some(registered) => {
+                    self.grant_service_ticket(&tgt_id, service, registered, true)
+                        .await?
+                }
+                None => None,
+            },
             None => None,
         };
         Ok(CredentialOutcome::Success {
@@ -283,6 +290,7 @@ impl Cas {
         &self,
         tgt_id: &str,
         service: &str,
+        registered: &RegisteredService,
         from_new_login: bool,
     ) -> Result<Option<(String, String)>, ProtocolError> {
         let now = self.clock.now();
@@ -294,11 +302,7 @@ impl Cas {
             from_new_login,
         );
         let id = ticket.id.clone();
-        let logout = self
-            .resolve_service(service)
-            .map_or(LogoutTarget::None, |registered| {
-                logout_target(registered, service)
-            });
+        let logout = logout_target(registered, service);
         if !self.tickets.add_service_ticket(ticket, logout, now).await? {
             return Ok(None);
         }

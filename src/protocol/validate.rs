@@ -210,7 +210,7 @@ impl Cas {
             None => None,
         };
         Ok(ValidationSuccess {
-            user: tgt.principal.id,
+            user: tgt.principal.id.clone(),
             attributes,
             proxy_granting_ticket,
             proxies: st.proxies,

@@ -1,77 +1,112 @@
-//! The default registry: one map behind one mutex. Critical sections are a hash lookup
-//! or two and never await, so a plain `std` mutex beats an async one here.
+//! The default registry: tickets in memory, spread over shards by a hash of their id, so
+//! requests for different tickets rarely meet on a lock. Critical sections are a hash
+//! lookup or two and never await, so plain `std` mutexes beat async ones here. Sessions
+//! are shared as `Arc`s: a read costs a reference count, not a copy.
+//!
+//! Operations that touch a session and one of its tickets lock one shard at a time; the
+//! only window this leaves (a ticket stored just after its session was removed) is closed
+//! by validation, which requires the session to be alive.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
     Grant, IssuedTicket, LogoutTarget, ProxyGrantingTicket, Redeemed, RegistryError, ServiceTicket,
-    Swept, Ticket, TicketGrantingTicket, TicketRegistry,
+    Swept, TicketGrantingTicket, TicketRegistry,
 };
 
-#[derive(Debug, Default)]
-pub struct MemoryRegistry {
-    inner: Mutex<Inner>,
+const SHARDS: usize = 64;
+
+#[derive(Debug)]
+enum Stored {
+    Tgt(Arc<TicketGrantingTicket>),
+    Service(ServiceTicket),
+    ProxyGranting(ProxyGrantingTicket),
 }
 
 #[derive(Debug, Default)]
-struct Inner {
-    tickets: HashMap<String, Ticket>,
+struct Shard {
+    tickets: HashMap<String, Stored>,
     claims: HashMap<String, OffsetDateTime>,
+}
+
+#[derive(Debug)]
+pub struct MemoryRegistry {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for MemoryRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl MemoryRegistry {
     pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave a half-written map entry behind
-        // (every mutation is a single insert or remove), so the data stays usable.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Inner {
-    fn live_tgt_mut(&mut self, id: &str, now: OffsetDateTime) -> Option<&mut TicketGrantingTicket> {
-        match self.tickets.get_mut(id) {
-            Some(Ticket::Tgt(tgt)) if !tgt.is_expired(now) => Some(tgt),
-            _ => None,
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 
-    fn remove_tgt(&mut self, id: &str) -> Option<TicketGrantingTicket> {
-        let Some(Ticket::Tgt(tgt)) = self.tickets.remove(id) else {
-            return None;
-        };
+    fn shard(&self, id: &str) -> MutexGuard<'_, Shard> {
+        let index = (self.hasher.hash_one(id) as usize) % SHARDS;
+        // A panic while holding a lock cannot leave a half-written entry behind (every
+        // mutation is a single insert, remove or field update), so the data stays usable.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn tgt_is_live(&self, id: &str, now: OffsetDateTime) -> bool {
+        matches!(self.shard(id).tickets.get(id), Some(Stored::Tgt(t)) if !t.is_expired(now))
+    }
+
+    /// Removes the tickets a session issued (its service tickets and PGTs).
+    fn remove_children(&self, tgt: &TicketGrantingTicket) {
         for issued in &tgt.issued {
+            let mut shard = self.shard(&issued.ticket_id);
             if matches!(
-                self.tickets.get(&issued.ticket_id),
-                Some(Ticket::Service(_))
+                shard.tickets.get(&issued.ticket_id),
+                Some(Stored::Service(_))
             ) {
-                self.tickets.remove(&issued.ticket_id);
+                shard.tickets.remove(&issued.ticket_id);
             }
         }
         for pgt in &tgt.proxy_granting {
-            if matches!(self.tickets.get(pgt), Some(Ticket::ProxyGranting(_))) {
-                self.tickets.remove(pgt);
+            let mut shard = self.shard(pgt);
+            if matches!(shard.tickets.get(pgt), Some(Stored::ProxyGranting(_))) {
+                shard.tickets.remove(pgt);
             }
         }
-        Some(tgt)
     }
 
-    fn has_live_tgt(&self, id: &str, now: OffsetDateTime) -> bool {
-        matches!(self.tickets.get(id), Some(Ticket::Tgt(tgt)) if !tgt.is_expired(now))
+    /// Applies `change` to a live session; `None` if it is not there or expired.
+    fn with_live_tgt<T>(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        change: impl FnOnce(&mut TicketGrantingTicket) -> T,
+    ) -> Option<T> {
+        let mut shard = self.shard(id);
+        match shard.tickets.get_mut(id) {
+            Some(Stored::Tgt(tgt)) if !tgt.is_expired(now) => Some(change(Arc::make_mut(tgt))),
+            _ => None,
+        }
     }
 }
 
 #[async_trait]
 impl TicketRegistry for MemoryRegistry {
     async fn add_tgt(&self, tgt: TicketGrantingTicket) -> Result<(), RegistryError> {
-        self.lock().tickets.insert(tgt.id.clone(), Ticket::Tgt(tgt));
+        self.shard(&tgt.id)
+            .tickets
+            .insert(tgt.id.clone(), Stored::Tgt(Arc::new(tgt)));
         Ok(())
     }
 
@@ -79,8 +114,11 @@ impl TicketRegistry for MemoryRegistry {
         &self,
         id: &str,
         now: OffsetDateTime,
-    ) -> Result<Option<TicketGrantingTicket>, RegistryError> {
-        Ok(self.lock().live_tgt_mut(id, now).map(|t| t.clone()))
+    ) -> Result<Option<Arc<TicketGrantingTicket>>, RegistryError> {
+        Ok(match self.shard(id).tickets.get(id) {
+            Some(Stored::Tgt(tgt)) if !tgt.is_expired(now) => Some(tgt.clone()),
+            _ => None,
+        })
     }
 
     async fn add_service_ticket(
@@ -89,32 +127,33 @@ impl TicketRegistry for MemoryRegistry {
         logout: LogoutTarget,
         now: OffsetDateTime,
     ) -> Result<bool, RegistryError> {
-        let mut inner = self.lock();
-        let Some(tgt) = inner.live_tgt_mut(&ticket.tgt_id, now) else {
-            return Ok(false);
-        };
-        if ticket.grant == Grant::Service {
-            tgt.last_used_at = now;
-        }
-        tgt.record_issued(IssuedTicket {
-            ticket_id: ticket.id.clone(),
-            service: ticket.service.clone(),
-            logout,
+        let recorded = self.with_live_tgt(&ticket.tgt_id, now, |tgt| {
+            if ticket.grant == Grant::Service {
+                tgt.last_used_at = now;
+            }
+            tgt.record_issued(IssuedTicket {
+                ticket_id: ticket.id.clone(),
+                service: ticket.service.clone(),
+                logout,
+            });
         });
-        inner
+        if recorded.is_none() {
+            return Ok(false);
+        }
+        self.shard(&ticket.id)
             .tickets
-            .insert(ticket.id.clone(), Ticket::Service(ticket));
+            .insert(ticket.id.clone(), Stored::Service(ticket));
         Ok(true)
     }
 
     async fn redeem(&self, id: &str, now: OffsetDateTime) -> Result<Redeemed, RegistryError> {
-        let mut inner = self.lock();
-        match inner.tickets.get(id) {
+        let mut shard = self.shard(id);
+        match shard.tickets.get(id) {
             None => return Ok(Redeemed::Missing),
-            Some(Ticket::Tgt(_) | Ticket::ProxyGranting(_)) => return Ok(Redeemed::WrongKind),
-            Some(Ticket::Service(_)) => {}
+            Some(Stored::Tgt(_) | Stored::ProxyGranting(_)) => return Ok(Redeemed::WrongKind),
+            Some(Stored::Service(_)) => {}
         }
-        let Some(Ticket::Service(st)) = inner.tickets.remove(id) else {
+        let Some(Stored::Service(st)) = shard.tickets.remove(id) else {
             return Ok(Redeemed::Missing);
         };
         Ok(if st.is_expired(now) {
@@ -129,16 +168,17 @@ impl TicketRegistry for MemoryRegistry {
         pgt: ProxyGrantingTicket,
         now: OffsetDateTime,
     ) -> Result<bool, RegistryError> {
-        let mut inner = self.lock();
-        let Some(tgt) = inner.live_tgt_mut(&pgt.tgt_id, now) else {
+        let Some(evicted) =
+            self.with_live_tgt(&pgt.tgt_id, now, |tgt| tgt.record_pgt(pgt.id.clone()))
+        else {
             return Ok(false);
         };
-        if let Some(evicted) = tgt.record_pgt(pgt.id.clone()) {
-            inner.tickets.remove(&evicted);
+        if let Some(evicted) = evicted {
+            self.shard(&evicted).tickets.remove(&evicted);
         }
-        inner
+        self.shard(&pgt.id)
             .tickets
-            .insert(pgt.id.clone(), Ticket::ProxyGranting(pgt));
+            .insert(pgt.id.clone(), Stored::ProxyGranting(pgt));
         Ok(true)
     }
 
@@ -147,77 +187,100 @@ impl TicketRegistry for MemoryRegistry {
         id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<ProxyGrantingTicket>, RegistryError> {
-        let inner = self.lock();
-        match inner.tickets.get(id) {
-            Some(Ticket::ProxyGranting(pgt)) if inner.has_live_tgt(&pgt.tgt_id, now) => {
-                Ok(Some(pgt.clone()))
-            }
-            _ => Ok(None),
-        }
+        let pgt = match self.shard(id).tickets.get(id) {
+            Some(Stored::ProxyGranting(pgt)) => pgt.clone(),
+            _ => return Ok(None),
+        };
+        Ok(self.tgt_is_live(&pgt.tgt_id, now).then_some(pgt))
     }
 
     async fn remove_pgt(&self, id: &str) -> Result<(), RegistryError> {
-        let mut inner = self.lock();
-        if let Some(Ticket::ProxyGranting(pgt)) = inner.tickets.remove(id)
-            && let Some(Ticket::Tgt(tgt)) = inner.tickets.get_mut(&pgt.tgt_id)
-        {
-            tgt.proxy_granting.retain(|p| p != id);
+        let removed = self.shard(id).tickets.remove(id);
+        if let Some(Stored::ProxyGranting(pgt)) = removed {
+            let mut shard = self.shard(&pgt.tgt_id);
+            if let Some(Stored::Tgt(tgt)) = shard.tickets.get_mut(&pgt.tgt_id) {
+                Arc::make_mut(tgt).proxy_granting.retain(|p| p != id);
+            }
         }
         Ok(())
     }
 
     async fn remove_tgt(&self, id: &str) -> Result<Option<TicketGrantingTicket>, RegistryError> {
-        Ok(self.lock().remove_tgt(id))
+        let removed = self.shard(id).tickets.remove(id);
+        let Some(Stored::Tgt(tgt)) = removed else {
+            return Ok(None);
+        };
+        self.remove_children(&tgt);
+        Ok(Some(Arc::unwrap_or_clone(tgt)))
     }
 
     async fn claim_once(&self, key: &str, until: OffsetDateTime) -> Result<bool, RegistryError> {
-        let mut inner = self.lock();
-        if inner.claims.contains_key(key) {
+        let mut shard = self.shard(key);
+        if shard.claims.contains_key(key) {
             return Ok(false);
         }
-        inner.claims.insert(key.to_owned(), until);
+        shard.claims.insert(key.to_owned(), until);
         Ok(true)
     }
 
+    /// One shard at a time, so a sweep of millions of tickets never holds up requests
+    /// for long; children of expired sessions are removed after their shard is released.
     async fn sweep(&self, now: OffsetDateTime) -> Result<Swept, RegistryError> {
-        let mut inner = self.lock();
-        let expired: Vec<String> = inner
-            .tickets
-            .iter()
-            .filter(|(_, t)| match t {
-                Ticket::Tgt(tgt) => tgt.is_expired(now),
-                Ticket::Service(st) => st.is_expired(now),
-                // Normally removed with its TGT; this catches a parent that is already gone.
-                Ticket::ProxyGranting(pgt) => !inner.has_live_tgt(&pgt.tgt_id, now),
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        let before = inner.tickets.len() + inner.claims.len();
-        let mut expired_sessions = Vec::new();
-        for id in expired {
-            match inner.remove_tgt(&id) {
-                Some(tgt) => expired_sessions.push(tgt),
-                None => {
-                    inner.tickets.remove(&id);
+        let mut swept = Swept::default();
+        let mut orphans = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = shard.tickets.len() + shard.claims.len();
+            let mut expired_sessions = Vec::new();
+            shard.tickets.retain(|_, stored| match stored {
+                Stored::Tgt(tgt) if tgt.is_expired(now) => {
+                    expired_sessions.push(tgt.clone());
+                    false
+                }
+                Stored::Service(st) => !st.is_expired(now),
+                Stored::ProxyGranting(pgt) => {
+                    orphans.push((pgt.id.clone(), pgt.tgt_id.clone()));
+                    true
+                }
+                Stored::Tgt(_) => true,
+            });
+            shard.claims.retain(|_, until| *until > now);
+            swept.freed += before - shard.tickets.len() - shard.claims.len();
+            drop(shard);
+            for tgt in expired_sessions {
+                self.remove_children(&tgt);
+                swept.expired_sessions.push(Arc::unwrap_or_clone(tgt));
+            }
+        }
+        // A PGT whose session is already gone (removed by another path) goes too.
+        for (pgt, tgt) in orphans {
+            if !self.tgt_is_live(&tgt, now) {
+                let mut shard = self.shard(&pgt);
+                if shard.tickets.remove(&pgt).is_some() {
+                    swept.freed += 1;
                 }
             }
         }
-        inner.claims.retain(|_, until| *until > now);
-        Ok(Swept {
-            freed: before - inner.tickets.len() - inner.claims.len(),
-            expired_sessions,
-        })
+        Ok(swept)
     }
 
     async fn count(&self) -> Result<usize, RegistryError> {
-        Ok(self.lock().tickets.len())
+        Ok(self
+            .shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .tickets
+                    .len()
+            })
+            .sum())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
@@ -280,7 +343,7 @@ mod tests {
         assert!(reg.get_tgt(&t.id, now).await.unwrap().is_some());
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_redemptions_yield_exactly_one_success() {
         let reg = Arc::new(MemoryRegistry::new());
         let now = OffsetDateTime::UNIX_EPOCH;
@@ -402,5 +465,23 @@ mod tests {
             .unwrap();
         let at100 = t0 + time::Duration::seconds(100);
         assert!(reg.get_tgt(&t.id, at100).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn sessions_spread_over_shards_are_all_found_and_swept() {
+        let reg = MemoryRegistry::new();
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        let mut ids = Vec::new();
+        for _ in 0..1000 {
+            let t = tgt(t0);
+            ids.push(t.id.clone());
+            reg.add_tgt(t).await.unwrap();
+        }
+        for id in &ids {
+            assert!(reg.get_tgt(id, t0).await.unwrap().is_some());
+        }
+        let swept = reg.sweep(t0 + time::Duration::seconds(61)).await.unwrap();
+        assert_eq!(swept.expired_sessions.len(), 1000);
+        assert_eq!(reg.count().await.unwrap(), 0);
     }
 }

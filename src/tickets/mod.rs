@@ -52,7 +52,7 @@ pub trait TicketRegistry: Send + Sync + std::fmt::Debug {
         &self,
         id: &str,
         now: OffsetDateTime,
-    ) -> Result<Option<TicketGrantingTicket>, RegistryError>;
+    ) -> Result<Option<std::sync::Arc<TicketGrantingTicket>>, RegistryError>;
 
     /// Stores `ticket` under its live parent TGT and records it there for single logout,
     /// as one step; a service ticket (the user's own activity) also slides the parent's

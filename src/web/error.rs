@@ -88,7 +88,11 @@ impl IntoResponse for WebError {
 
 /// Turns a [`WebError`] marker into a logged, rendered error page.
 pub async fn error_pages(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let headers = req.headers().clone();
+    // Only the language is needed to render an error page; keep just that.
+    let language = req
+        .headers()
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .cloned();
     let response = next.run(req).await;
     let Some(Rendered(error)) = response.extensions().get::<Rendered>().cloned() else {
         return response;
@@ -97,6 +101,10 @@ pub async fn error_pages(State(state): State<AppState>, req: Request, next: Next
         WebError::Internal(_) => tracing::error!(error = %error, "request failed"),
         WebError::Unavailable(_) => tracing::warn!(error = %error, "request failed"),
         _ => tracing::debug!(error = %error, "request refused"),
+    }
+    let mut headers = axum::http::HeaderMap::new();
+    if let Some(language) = language {
+        headers.insert(axum::http::header::ACCEPT_LANGUAGE, language);
     }
     let c = state.chrome(&headers, None);
     let (title, message) = error.page(c.t);

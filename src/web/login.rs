@@ -305,10 +305,9 @@ fn deliver(
     location: &str,
     ticket: &str,
 ) -> Result<Response, WebError> {
-    let registered = state.cas.resolve_service(service);
     let how = method
         .and_then(ResponseType::from_method)
-        .or(registered.map(|r| r.response_type))
+        .or_else(|| state.cas.resolve_service(service).map(|r| r.response_type))
         .unwrap_or_default();
     match how {
         ResponseType::Redirect => found(location),
@@ -331,7 +330,7 @@ fn deliver(
             let mut response = html(
                 StatusCode::OK,
                 &PostPage {
-                    c: state.chrome(headers, registered),
+                    c: state.chrome(headers, state.cas.resolve_service(service)),
                     action: service,
                     ticket,
                     nonce: &nonce,

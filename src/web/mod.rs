@@ -96,7 +96,8 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
                 .extensions()
                 .get::<MatchedPath>()
                 .map_or("unmatched", MatchedPath::as_str);
-            tracing::info_span!("request", method = %req.method(), route)
+            // Debug level: at the default `info` no span is built at all on the hot path.
+            tracing::debug_span!("request", method = %req.method(), route)
         }))
 }
 

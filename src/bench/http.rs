@@ -1,0 +1,331 @@
+//! A lean HTTP/1.1 client for the load generator (hyper, pooled keep-alive connections),
+//! and what a browser would do with a login page: keep cookies, read the form, fill it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes_util::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::BenchError;
+
+/// Re-exported so callers need not name the `bytes` crate.
+pub mod bytes_util {
+    pub use hyper::body::Bytes;
+}
+
+#[derive(Clone, Debug)]
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+    timeout: Duration,
+}
+
+/// What came back, with what a CAS client looks at.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
+    pub body: Bytes,
+}
+
+impl Http {
+    pub fn new(timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self { client, timeout }
+    }
+
+    pub async fn get(&self, url: &str, cookies: &Jar) -> Result<Reply, BenchError> {
+        let mut req = Request::get(url);
+        if let Some(header) = cookies.header() {
+            req = req.header(COOKIE, header);
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| BenchError::Usage(format!("bad URL {url}: {e}")))?;
+        self.send(req).await
+    }
+
+    pub async fn post_form(
+        &self,
+        url: &str,
+        body: String,
+        cookies: &Jar,
+    ) -> Result<Reply, BenchError> {
+        let mut req = Request::post(url).header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(header) = cookies.header() {
+            req = req.header(COOKIE, header);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| BenchError::Usage(format!("bad URL {url}: {e}")))?;
+        self.send(req).await
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Reply, BenchError> {
+        let exchange = async {
+            let response = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| BenchError::Transport(e.to_string()))?;
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| BenchError::Transport(e.to_string()))?
+                .to_bytes();
+            Ok::<_, BenchError>(Reply {
+                status: parts.status.as_u16(),
+                location: parts
+                    .headers
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                set_cookies: parts
+                    .headers
+                    .get_all(SET_COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .map(str::to_owned)
+                    .collect(),
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| BenchError::Transport("timed out".into()))?
+    }
+}
+
+/// The cookies a browser would send back (names and values only: one host, one path).
+#[derive(Debug, Clone, Default)]
+pub struct Jar(BTreeMap<String, String>);
+
+impl Jar {
+    /// Takes `Set-Cookie` values; `Max-Age=0` removes.
+    pub fn store(&mut self, set_cookies: &[String]) {
+        for cookie in set_cookies {
+            let mut parts = cookie.split(';');
+            let Some((name, value)) = parts.next().and_then(|p| p.trim().split_once('=')) else {
+                continue;
+            };
+            let deleted = parts.any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+            if deleted || value.is_empty() {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn header(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| {
+            self.0
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+}
+
+/// A login form as found in a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Form {
+    pub action: Option<String>,
+    /// Every named input with its value (hidden ones included), in page order.
+    pub fields: Vec<(String, String)>,
+}
+
+/// The first `<form>` of `html` that has a password field: its action and inputs.
+pub fn find_login_form(html: &str) -> Option<Form> {
+    let form_re = regex::Regex::new(r"(?is)<form\b([^>]*)>(.*?)</form>").ok()?;
+    let input_re = regex::Regex::new(r"(?is)<input\b([^>]*)>").ok()?;
+    form_re.captures_iter(html).find_map(|form| {
+        let body = form.get(2)?.as_str();
+        let fields: Vec<(String, String, String)> = input_re
+            .captures_iter(body)
+            .filter_map(|input| {
+                let attrs = input.get(1)?.as_str();
+                let name = attribute(attrs, "name")?;
+                let kind = attribute(attrs, "type").unwrap_or_else(|| "text".into());
+                Some((
+                    name,
+                    attribute(attrs, "value").unwrap_or_default(),
+                    kind.to_ascii_lowercase(),
+                ))
+            })
+            .collect();
+        fields
+            .iter()
+            .any(|(_, _, kind)| kind == "password")
+            .then(|| Form {
+                action: attribute(form.get(1).map_or("", |m| m.as_str()), "action"),
+                fields: fields
+                    .into_iter()
+                    .filter(|(_, _, kind)| {
+                        !matches!(kind.as_str(), "checkbox" | "radio" | "submit")
+                    })
+                    .map(|(name, value, _)| (name, value))
+                    .collect(),
+            })
+    })
+}
+
+fn attribute(attrs: &str, name: &str) -> Option<String> {
+    let re = regex::Regex::new(&format!(
+        r#"(?i)\b{name}\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"#
+    ))
+    .ok()?;
+    let caps = re.captures(attrs)?;
+    let raw = caps.get(1).or(caps.get(2)).or(caps.get(3))?.as_str();
+    Some(unescape(raw))
+}
+
+/// The HTML entities templates emit in attribute values.
+pub fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = rest.find(';').and_then(|end| {
+            let entity = &rest[1..end];
+            let c = match entity {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                _ => entity
+                    .strip_prefix("#x")
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32),
+            }?;
+            Some((c, end))
+        });
+        match decoded {
+            Some((c, end)) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `base` joined with a form action (absolute, absolute-path or relative).
+pub fn resolve(page: &str, action: Option<&str>) -> String {
+    match action {
+        None | Some("") => page.to_owned(),
+        Some(a) if a.starts_with("http://") || a.starts_with("https://") => a.to_owned(),
+        Some(a) if a.starts_with('/') => {
+            let origin_end = page.find("://").map_or(0, |i| i + 3);
+            let host_end = page[origin_end..]
+                .find('/')
+                .map_or(page.len(), |i| i + origin_end);
+            format!("{}{a}", &page[..host_end])
+        }
+        Some(a) => {
+            let dir_end = page
+                .split('?')
+                .next()
+                .unwrap_or(page)
+                .rfind('/')
+                .map_or(page.len(), |i| i + 1);
+            format!("{}{a}", &page[..dir_end])
+        }
+    }
+}
+
+/// The `ticket` parameter of a redirect.
+pub fn ticket_in(location: &str) -> Option<&str> {
+    let query = location.split_once('?')?.1.split('#').next()?;
+    query.split('&').find_map(|p| p.strip_prefix("ticket="))
+}
+
+pub fn encode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_login_form_is_found_with_its_hidden_fields() {
+        let html = r#"<form action="/other"><input name="q"></form>
+            <form method="post" action="/cas/login?x=1&amp;y=2">
+            <input id="username" name="username" type="text" value="">
+            <input name="password" type='password'>
+            <input type="checkbox" name="rememberMe" value="true">
+            <input type="hidden" name="lt" value="abc&#34;def">
+            <input type=hidden name=service value="https://a/?b=1&amp;c=2">
+            </form>"#;
+        let form = find_login_form(html).unwrap();
+        assert_eq!(form.action.as_deref(), Some("/cas/login?x=1&y=2"));
+        assert_eq!(
+            form.fields,
+            vec![
+                ("username".into(), "".into()),
+                ("password".into(), "".into()),
+                ("lt".into(), "abc\"def".into()),
+                ("service".into(), "https://a/?b=1&c=2".into()),
+            ]
+        );
+        assert!(find_login_form("<form><input name=q></form>").is_none());
+    }
+
+    #[test]
+    fn actions_resolve_like_a_browser() {
+        let page = "http://127.0.0.1:8080/cas/login?service=x";
+        assert_eq!(
+            resolve(page, Some("/cas/login")),
+            "http://127.0.0.1:8080/cas/login"
+        );
+        assert_eq!(
+            resolve(page, Some("login")),
+            "http://127.0.0.1:8080/cas/login"
+        );
+        assert_eq!(resolve(page, None), page);
+        assert_eq!(resolve(page, Some("http://other/x")), "http://other/x");
+    }
+
+    #[test]
+    fn cookies_are_kept_and_deleted() {
+        let mut jar = Jar::default();
+        jar.store(&[
+            "TGC=abc; Path=/cas; HttpOnly".into(),
+            "CASFLOW=f; Path=/cas".into(),
+        ]);
+        assert_eq!(jar.header().unwrap(), "CASFLOW=f; TGC=abc");
+        jar.store(&["TGC=; Max-Age=0; Path=/cas".into()]);
+        assert_eq!(jar.get("TGC"), None);
+    }
+
+    #[test]
+    fn tickets_are_read_from_redirects() {
+        assert_eq!(ticket_in("http://a/x?b=1&ticket=ST-1#f"), Some("ST-1"));
+        assert_eq!(ticket_in("http://a/x"), None);
+    }
+}

@@ -1,0 +1,573 @@
+//! The load runs (`sso`, `login`, `sessions`) and the `compare` orchestration.
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::http::{Http, Jar, encode, find_login_form, resolve, ticket_in};
+use super::{BenchError, Failures, Report, Samples};
+
+/// Longest run `cas-bench` accepts, whatever is asked.
+pub const MAX_DURATION: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The CAS base URL, e.g. `http://127.0.0.1:8080/cas`.
+    pub base: String,
+    pub service: String,
+    pub username: String,
+    pub password: String,
+    pub concurrency: usize,
+    pub duration: Duration,
+    /// Stop after this many cycles (or logins) in all.
+    pub max_requests: u64,
+}
+
+impl LoadOptions {
+    fn check(&self) -> Result<(), BenchError> {
+        if !self.base.starts_with("http://") {
+            return Err(BenchError::Usage(format!(
+                "{}: cas-bench speaks plain HTTP; benchmark on loopback or behind the TLS terminator",
+                self.base
+            )));
+        }
+        if self.concurrency == 0 || self.concurrency > 4096 {
+            return Err(BenchError::Usage(
+                "concurrency must be between 1 and 4096".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn login_url(&self) -> String {
+        format!(
+            "{}/login?service={}",
+            self.base.trim_end_matches('/'),
+            encode(&self.service)
+        )
+    }
+
+    fn validate_url(&self, ticket: &str) -> String {
+        format!(
+            "{}/serviceValidate?service={}&ticket={}",
+            self.base.trim_end_matches('/'),
+            encode(&self.service),
+            encode(ticket)
+        )
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.duration.min(MAX_DURATION)
+    }
+}
+
+/// Logs in through the HTML form, as a browser: keeps hidden fields and cookies.
+/// Returns the jar holding the SSO cookie and the ticket of the first redirect.
+pub async fn login_once(
+    http: &Http,
+    opts: &LoadOptions,
+) -> Result<(Jar, Option<String>), BenchError> {
+    let mut jar = Jar::default();
+    let page_url = opts.login_url();
+    let page = http.get(&page_url, &jar).await?;
+    jar.store(&page.set_cookies);
+    if page.status != 200 {
+        return Err(BenchError::Login(format!(
+            "GET {page_url} answered {}",
+            page.status
+        )));
+    }
+    let html = String::from_utf8_lossy(&page.body);
+    let form = find_login_form(&html).ok_or_else(|| {
+        BenchError::Login(format!("no login form with a password field at {page_url}"))
+    })?;
+    let encoded = {
+        let mut body = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in &form.fields {
+            match name.as_str() {
+                "username" => body.append_pair(name, &opts.username),
+                "password" => body.append_pair(name, &opts.password),
+                _ => body.append_pair(name, value),
+            };
+        }
+        body.finish()
+    };
+    let action = resolve(&page_url, form.action.as_deref());
+    let answer = http.post_form(&action, encoded, &jar).await?;
+    jar.store(&answer.set_cookies);
+    let ticket = answer
+        .location
+        .as_deref()
+        .and_then(ticket_in)
+        .map(str::to_owned);
+    if !(answer.status == 302 || answer.status == 303 || answer.status == 200)
+        || jar.header().is_none()
+    {
+        return Err(BenchError::Login(format!(
+            "POST {action} answered {} (wrong username or password?)",
+            answer.status
+        )));
+    }
+    Ok((jar, ticket))
+}
+
+/// `sso`: one login, then `concurrency` workers loop GET `/login` with the session cookie
+/// and validate each ticket, until the deadline or the request budget.
+pub async fn sso_load(opts: &LoadOptions) -> Result<Report, BenchError> {
+    opts.check()?;
+    let http = Http::new(Duration::from_secs(10));
+    let (jar, _) = login_once(&http, opts).await?;
+    let expected_user = format!("<cas:user>{}</cas:user>", opts.username);
+    let budget = Arc::new(AtomicU64::new(opts.max_requests));
+    let deadline = opts.deadline();
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..opts.concurrency {
+        let (http, jar, opts, budget, expected_user) = (
+            http.clone(),
+            jar.clone(),
+            opts.clone(),
+            budget.clone(),
+            expected_user.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let (mut cycle, mut login, mut validate) =
+                (Samples::default(), Samples::default(), Samples::default());
+            let mut failures = Failures::default();
+            let login_url = opts.login_url();
+            while Instant::now() < deadline && take(&budget) {
+                let t0 = Instant::now();
+                let Ok(redirect) = http.get(&login_url, &jar).await else {
+                    failures.transport += 1;
+                    continue;
+                };
+                let t1 = Instant::now();
+                login.push(t1 - t0);
+                let Some(ticket) = redirect.location.as_deref().and_then(ticket_in) else {
+                    failures.no_ticket += 1;
+                    continue;
+                };
+                match http.get(&opts.validate_url(ticket), &Jar::default()).await {
+                    Ok(r) if r.status == 200 && memchr(&r.body, expected_user.as_bytes()) => {
+                        let t2 = Instant::now();
+                        validate.push(t2 - t1);
+                        cycle.push(t2 - t0);
+                    }
+                    Ok(_) => failures.validation += 1,
+                    Err(_) => failures.transport += 1,
+                }
+            }
+            (cycle, login, validate, failures)
+        }));
+    }
+    let (mut cycle, mut login, mut validate) =
+        (Samples::default(), Samples::default(), Samples::default());
+    let mut failures = Failures::default();
+    for worker in workers {
+        let (c, l, v, f) = worker
+            .await
+            .map_err(|e| BenchError::Transport(e.to_string()))?;
+        cycle.merge(c);
+        login.merge(l);
+        validate.merge(v);
+        failures.add(&f);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Report {
+        kind: "sso",
+        concurrency: opts.concurrency,
+        seconds,
+        per_second: cycle.len() as f64 / seconds,
+        completed: cycle.len() as u64,
+        failures,
+        latency: cycle.summary(),
+        login_request: Some(login.summary()),
+        validate_request: Some(validate.summary()),
+    })
+}
+
+/// `login`: full password logins, each in a fresh cookie jar.
+pub async fn login_load(opts: &LoadOptions) -> Result<Report, BenchError> {
+    opts.check()?;
+    let http = Http::new(Duration::from_secs(30));
+    // One login first: a wrong password stops here with a clear error.
+    login_once(&http, opts).await?;
+    let budget = Arc::new(AtomicU64::new(opts.max_requests));
+    let deadline = opts.deadline();
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..opts.concurrency {
+        let (http, opts, budget) = (http.clone(), opts.clone(), budget.clone());
+        workers.push(tokio::spawn(async move {
+            let mut samples = Samples::default();
+            let mut failures = Failures::default();
+            while Instant::now() < deadline && take(&budget) {
+                let t0 = Instant::now();
+                match login_once(&http, &opts).await {
+                    Ok(_) => samples.push(t0.elapsed()),
+                    Err(BenchError::Transport(_)) => failures.transport += 1,
+                    Err(_) => failures.login += 1,
+                }
+            }
+            (samples, failures)
+        }));
+    }
+    let mut samples = Samples::default();
+    let mut failures = Failures::default();
+    for worker in workers {
+        let (s, f) = worker
+            .await
+            .map_err(|e| BenchError::Transport(e.to_string()))?;
+        samples.merge(s);
+        failures.add(&f);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Report {
+        kind: "login",
+        concurrency: opts.concurrency,
+        seconds,
+        per_second: samples.len() as f64 / seconds,
+        completed: samples.len() as u64,
+        failures,
+        latency: samples.summary(),
+        login_request: None,
+        validate_request: None,
+    })
+}
+
+fn take(budget: &AtomicU64) -> bool {
+    budget
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+fn memchr(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// What `sessions` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionsReport {
+    pub sessions: u64,
+    pub seconds: f64,
+    pub rss_before_kib: Option<u64>,
+    pub rss_after_kib: Option<u64>,
+    pub bytes_per_session: Option<f64>,
+    pub failures: u64,
+}
+
+/// `sessions N`: N password logins, each leaving an SSO session with one validated
+/// ticket; with the server's pid, its resident memory before and after.
+pub async fn sessions(
+    opts: &LoadOptions,
+    count: u64,
+    pid: Option<u32>,
+) -> Result<SessionsReport, BenchError> {
+    opts.check()?;
+    let http = Http::new(Duration::from_secs(30));
+    login_once(&http, opts).await?;
+    let before = pid.and_then(rss_kib);
+    let next = Arc::new(AtomicU64::new(count));
+    let failures = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..opts.concurrency {
+        let (http, opts, next, failures) =
+            (http.clone(), opts.clone(), next.clone(), failures.clone());
+        workers.push(tokio::spawn(async move {
+            while take(&next) {
+                let ok = match login_once(&http, &opts).await {
+                    Ok((_, Some(ticket))) => http
+                        .get(&opts.validate_url(&ticket), &Jar::default())
+                        .await
+                        .is_ok_and(|r| r.status == 200),
+                    _ => false,
+                };
+                if !ok {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for worker in workers {
+        worker
+            .await
+            .map_err(|e| BenchError::Transport(e.to_string()))?;
+    }
+    let after = pid.and_then(rss_kib);
+    Ok(SessionsReport {
+        sessions: count,
+        seconds: started.elapsed().as_secs_f64(),
+        rss_before_kib: before,
+        rss_after_kib: after,
+        bytes_per_session: before
+            .zip(after)
+            .map(|(b, a)| (a.saturating_sub(b) as f64 * 1024.0) / count.max(1) as f64),
+        failures: failures.load(Ordering::Relaxed),
+    })
+}
+
+/// Resident memory of a local process, from `/proc/<pid>/status`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// User plus system CPU time of a local process, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// A server process started for a comparison; killed when dropped.
+struct Spawned {
+    child: Child,
+    base: String,
+    started: Instant,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `program` and reads its `listening on http://…` line (30 s at most).
+fn spawn(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Spawned, BenchError> {
+    let started = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| BenchError::Usage(format!("cannot start {}: {e}", program.display())))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| BenchError::Usage("no stdout".into()))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(url) = line.split("listening on ").nth(1) {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    let base = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| {
+        let _ = child.kill();
+        BenchError::Usage(format!(
+            "{} did not report a listening address",
+            program.display()
+        ))
+    })?;
+    Ok(Spawned {
+        child,
+        base,
+        started,
+    })
+}
+
+/// From process start to the first `200` on `/login`.
+async fn time_to_first_login_page(server: &Spawned) -> Result<Duration, BenchError> {
+    let http = Http::new(Duration::from_secs(5));
+    let url = format!("{}/login", server.base);
+    for _ in 0..10_000 {
+        if http
+            .get(&url, &Jar::default())
+            .await
+            .is_ok_and(|r| r.status == 200)
+        {
+            return Ok(server.started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Err(BenchError::Transport(
+        "the server never served /login".into(),
+    ))
+}
+
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    pub server_bin: PathBuf,
+    pub bench_bin: PathBuf,
+    pub duration: Duration,
+    pub concurrency: Vec<usize>,
+    pub sessions: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pair {
+    pub concurrency: usize,
+    pub server: Report,
+    pub null: Report,
+    /// Server cycles/s over null cycles/s.
+    pub throughput_ratio: f64,
+    /// Server cycle p99 over null cycle p99.
+    pub p99_ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    pub pairs: Vec<Pair>,
+    /// Demo config: process start to the first login page.
+    pub startup_ms: f64,
+    pub idle_rss_kib: Option<u64>,
+    pub null_idle_rss_kib: Option<u64>,
+    pub logins: Option<Report>,
+    pub cpu_ms_per_login: Option<f64>,
+    /// SSO at the smallest concurrency while a login flood runs.
+    pub sso_during_login_flood: Option<Report>,
+    pub sessions: Option<SessionsReport>,
+    /// SSO at the largest concurrency with `sessions` live SSO sessions.
+    pub sso_with_sessions: Option<Report>,
+}
+
+/// A configuration for the comparison: the demo's service pattern, a user with the
+/// default (expensive) hash for the login figures, and one with a cheap hash so that
+/// creating many sessions measures memory, not argon2. Throttling is off: every request
+/// comes from one address.
+fn bench_config() -> Result<String, BenchError> {
+    use argon2::password_hash::PasswordHasher as _;
+    let cheap = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(8, 1, 1, None).map_err(|e| BenchError::Usage(e.to_string()))?,
+    )
+    .hash_password(b"bench-password")
+    .map_err(|e| BenchError::Usage(e.to_string()))?
+    .to_string();
+    let full = crate::auth::hash_password("Mellon").map_err(BenchError::Usage)?;
+    Ok(format!(
+        "[server]\nbind = \"127.0.0.1:0\"\n[tgc]\nsecure = false\n[throttle]\nenabled = false\n\
+         [[users]]\nusername = \"casuser\"\npassword_hash = \"{full}\"\n\
+         [[users]]\nusername = \"bench\"\npassword_hash = \"{cheap}\"\n\
+         [[services]]\nid = 1\nname = \"Bench\"\npattern = 'regex:http://localhost(:\\d+)?/.*'\n"
+    ))
+}
+
+pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
+    let load = |base: &str, user: &str, password: &str, concurrency: usize, duration: Duration| {
+        LoadOptions {
+            base: base.to_owned(),
+            service: "http://localhost/app".into(),
+            username: user.into(),
+            password: password.into(),
+            concurrency,
+            duration,
+            max_requests: u64::MAX,
+        }
+    };
+    // Startup and idle memory, on the demo configuration.
+    let demo = spawn(
+        &opts.server_bin,
+        &[],
+        &[("CAS__SERVER__BIND", "127.0.0.1:0")],
+    )?;
+    let startup = time_to_first_login_page(&demo).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let idle_rss = rss_kib(demo.child.id());
+    drop(demo);
+
+    let dir = tempfile_dir()?;
+    let config = dir.join("bench.toml");
+    std::fs::write(&config, bench_config()?).map_err(|e| BenchError::Usage(e.to_string()))?;
+    let config_arg = config.to_string_lossy().into_owned();
+    let server = spawn(&opts.server_bin, &["--config", &config_arg], &[])?;
+    let null = spawn(&opts.bench_bin, &["null-server"], &[])?;
+    let null_idle_rss = rss_kib(null.child.id());
+
+    let mut pairs = Vec::new();
+    for &c in &opts.concurrency {
+        let ours = sso_load(&load(&server.base, "casuser", "Mellon", c, opts.duration)).await?;
+        let theirs = sso_load(&load(&null.base, super::NULL_USER, "x", c, opts.duration)).await?;
+        pairs.push(Pair {
+            concurrency: c,
+            throughput_ratio: ours.per_second / theirs.per_second.max(f64::MIN_POSITIVE),
+            p99_ratio: ours.latency.p99_ms / theirs.latency.p99_ms.max(f64::MIN_POSITIVE),
+            server: ours,
+            null: theirs,
+        });
+    }
+    drop(null);
+
+    // Password logins at the default cost, and SSO while they flood the server.
+    let pid = server.child.id();
+    let cpu_before = cpu_seconds(pid);
+    let logins = login_load(&load(&server.base, "casuser", "Mellon", 4, opts.duration)).await?;
+    let cpu_after = cpu_seconds(pid);
+    let cpu_ms_per_login = cpu_before
+        .zip(cpu_after)
+        .map(|(b, a)| (a - b) * 1000.0 / logins.completed.max(1) as f64);
+    let small = opts.concurrency.iter().copied().min().unwrap_or(8);
+    let flood_options = load(&server.base, "casuser", "Mellon", 8, opts.duration);
+    let flood = tokio::spawn(async move { login_load(&flood_options).await });
+    let during = sso_load(&load(
+        &server.base,
+        "casuser",
+        "Mellon",
+        small,
+        opts.duration,
+    ))
+    .await?;
+    let _ = flood.await;
+
+    let (sessions_report, with_sessions) = if opts.sessions > 0 {
+        let created = sessions(
+            &load(&server.base, "bench", "bench-password", 16, opts.duration),
+            opts.sessions,
+            Some(pid),
+        )
+        .await?;
+        let large = opts.concurrency.iter().copied().max().unwrap_or(32);
+        let after = sso_load(&load(
+            &server.base,
+            "casuser",
+            "Mellon",
+            large,
+            opts.duration,
+        ))
+        .await?;
+        (Some(created), Some(after))
+    } else {
+        (None, None)
+    };
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Comparison {
+        pairs,
+        startup_ms: startup.as_secs_f64() * 1000.0,
+        idle_rss_kib: idle_rss,
+        null_idle_rss_kib: null_idle_rss,
+        logins: Some(logins),
+        cpu_ms_per_login,
+        sso_during_login_flood: Some(during),
+        sessions: sessions_report,
+        sso_with_sessions: with_sessions,
+    })
+}
+
+fn tempfile_dir() -> Result<PathBuf, BenchError> {
+    let dir = std::env::temp_dir().join(format!("cas-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| BenchError::Usage(e.to_string()))?;
+    Ok(dir)
+}
