@@ -72,18 +72,15 @@ impl Http {
     }
 
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<Reply, BenchError> {
+        // Cheap clones (shared bytes): the message is only formatted when something fails.
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        let failed = |e: &dyn std::error::Error| {
+            BenchError::Transport(format!("{method} {uri}: {}", error_chain(e)))
+        };
         let exchange = async {
-            let response = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| BenchError::Transport(e.to_string()))?;
+            let response = self.client.request(req).await.map_err(|e| failed(&e))?;
             let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| BenchError::Transport(e.to_string()))?
-                .to_bytes();
+            let body = body.collect().await.map_err(|e| failed(&e))?.to_bytes();
             Ok::<_, BenchError>(Reply {
                 status: parts.status.as_u16(),
                 location: parts
@@ -103,8 +100,20 @@ impl Http {
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| BenchError::Transport("timed out".into()))?
+            .map_err(|_| BenchError::Transport(format!("{method} {uri}: timed out")))?
     }
+}
+
+/// "client error (Connect): tcp connect error: Connection refused", not just the outermost.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The cookies a browser would send back (names and values only: one host, one path).

@@ -136,6 +136,12 @@ async fn run(command: Cmd, json: bool) -> Result<(), BenchError> {
         Cmd::Login(t) => {
             let report = bench::login_load(&load(t)).await?;
             emit(json, &report, bench::Report::print);
+            if report.failures.total() > 0 {
+                return Err(BenchError::Transport(format!(
+                    "{} logins failed",
+                    report.failures.total()
+                )));
+            }
         }
         Cmd::Sessions { count, pid, target } => {
             let report = bench::sessions(&load(target), count, pid).await?;

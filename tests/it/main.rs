@@ -4,6 +4,7 @@
 
 mod support;
 
+mod bench;
 mod browser;
 mod cli;
 mod ldap;
