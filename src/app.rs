@@ -142,6 +142,10 @@ impl App {
             Some(dir) => Some(Overrides::load(dir).map_err(StartupError::Keys)?),
             None => None,
         };
+        let csp = settings
+            .http_headers
+            .content_security_policy
+            .then(|| HeaderPolicy::default_csp(&settings.http_headers.frame_ancestors));
         let state = AppState::new(Inner {
             warn_cookie: cookie("CASPRIVACY"),
             flow_cookie: cookie("CASFLOW"),
@@ -173,10 +177,8 @@ impl App {
                     && settings.http_headers.frame_ancestors.is_empty(),
                 content_type_options: settings.http_headers.content_type_options,
                 referrer_policy: settings.http_headers.referrer_policy,
-                csp: settings
-                    .http_headers
-                    .content_security_policy
-                    .then(|| HeaderPolicy::default_csp(&settings.http_headers.frame_ancestors)),
+                csp: csp.clone(),
+                csp_header: csp.as_deref().and_then(|v| HeaderValue::from_str(v).ok()),
                 max_header_bytes: settings.server.max_header_bytes,
                 tls: settings.server.tls.is_some(),
             },

@@ -347,15 +347,29 @@ impl Drop for Spawned {
     }
 }
 
-/// Starts `program` and reads its `listening on http://…` line (30 s at most).
-fn spawn(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Spawned, BenchError> {
+/// Starts `program` and reads its `listening on http://…` line (30 s at most). Its
+/// stderr (logs, audit records) goes to `log` when given, as in production, where
+/// writing them is part of the cost.
+fn spawn(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    log: Option<&Path>,
+) -> Result<Spawned, BenchError> {
     let started = Instant::now();
+    let stderr = match log {
+        Some(path) => Stdio::from(
+            std::fs::File::create(path)
+                .map_err(|e| BenchError::Usage(format!("cannot create {}: {e}", path.display())))?,
+        ),
+        None => Stdio::null(),
+    };
     let mut child = Command::new(program)
         .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .map_err(|e| BenchError::Usage(format!("cannot start {}: {e}", program.display())))?;
     let stdout = child
@@ -482,6 +496,7 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
         &opts.server_bin,
         &[],
         &[("CAS__SERVER__BIND", "127.0.0.1:0")],
+        None,
     )?;
     let startup = time_to_first_login_page(&demo).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -492,8 +507,13 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
     let config = dir.join("bench.toml");
     std::fs::write(&config, bench_config()?).map_err(|e| BenchError::Usage(e.to_string()))?;
     let config_arg = config.to_string_lossy().into_owned();
-    let server = spawn(&opts.server_bin, &["--config", &config_arg], &[])?;
-    let null = spawn(&opts.bench_bin, &["null-server"], &[])?;
+    let server = spawn(
+        &opts.server_bin,
+        &["--config", &config_arg],
+        &[],
+        Some(&dir.join("server.log")),
+    )?;
+    let null = spawn(&opts.bench_bin, &["null-server"], &[], None)?;
     let null_idle_rss = rss_kib(null.child.id());
 
     let mut pairs = Vec::new();

@@ -1,12 +1,10 @@
 //! The only place where an error becomes an HTTP response.
 //!
 //! Handlers return [`WebError`]; its `IntoResponse` only records the error in the response
-//! extensions, and the [`error_pages`] middleware, which knows the base path, logs it and
+//! extensions, and [`render`], called by the one middleware every response crosses, which knows the base path, logs it and
 //! renders the page. The client sees a fixed message, never the cause.
 
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::i18n::Messages;
@@ -86,14 +84,9 @@ impl IntoResponse for WebError {
     }
 }
 
-/// Turns a [`WebError`] marker into a logged, rendered error page.
-pub async fn error_pages(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    // Only the language is needed to render an error page; keep just that.
-    let language = req
-        .headers()
-        .get(axum::http::header::ACCEPT_LANGUAGE)
-        .cloned();
-    let response = next.run(req).await;
+/// Replaces a [`WebError`] marker with its logged, rendered page (in the language the
+/// request asked for); any other response passes untouched.
+pub fn render(state: &AppState, language: Option<HeaderValue>, response: Response) -> Response {
     let Some(Rendered(error)) = response.extensions().get::<Rendered>().cloned() else {
         return response;
     };

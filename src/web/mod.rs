@@ -20,9 +20,9 @@ mod views;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, EXPIRES, PRAGMA};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::timeout::TimeoutLayer;
@@ -65,8 +65,6 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         )
         .route("/proxy", get(proxy::get_proxy).post(proxy::get_proxy))
         .route("/health", get(health))
-        // GEN-06: nothing that carries or leads to a ticket may be cached.
-        .layer(middleware::from_fn(no_store))
         .route("/static/cas.css", get(assets::css))
         .route("/static/theme/{file}", get(assets::theme_css))
         .route("/", get(to_login));
@@ -78,13 +76,11 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
             .route(&format!("{base}/"), get(to_login))
             .nest(&base, cas)
     };
-    let app = app
-        .fallback(not_found)
+    app.fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            error::error_pages,
-        ));
-    security::layers(app, &state)
+            security::envelope,
+        ))
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -99,18 +95,6 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
             // Debug level: at the default `info` no span is built at all on the hot path.
             tracing::debug_span!("request", method = %req.method(), route)
         }))
-}
-
-async fn no_store(req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
-    let headers = response.headers_mut();
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        EXPIRES,
-        HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
-    );
-    response
 }
 
 async fn health(State(state): State<AppState>) -> Response {

@@ -1,22 +1,20 @@
 //! Security headers and transport rules applied to every response.
 //!
 //! The static headers (`X-Frame-Options`, `X-Content-Type-Options`, `Referrer-Policy`,
-//! the default `Content-Security-Policy`) are tower-http layers that leave a handler's
-//! own value alone (the logout page widens `frame-src` for front-channel logout).
-//! `Strict-Transport-Security` depends on the request: it is only sent over HTTPS,
-//! native or reported by a trusted proxy. Oversized header sections are refused here.
+//! the default `Content-Security-Policy`) leave a handler's own value alone (the logout
+//! page widens `frame-src` for front-channel logout). `Strict-Transport-Security`
+//! depends on the request: it is only sent over HTTPS, native or reported by a trusted
+//! proxy. Oversized header sections are refused here.
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{
-    CONTENT_SECURITY_POLICY, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
-    X_FRAME_OPTIONS,
+    ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_SECURITY_POLICY, EXPIRES, PRAGMA, REFERRER_POLICY,
+    STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tower::util::option_layer;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::state::AppState;
 use super::transport::PeerAddr;
@@ -31,6 +29,8 @@ pub struct HeaderPolicy {
     pub referrer_policy: bool,
     /// The default policy; `None` when turned off.
     pub csp: Option<String>,
+    /// `csp` as a header value, built once.
+    pub csp_header: Option<HeaderValue>,
     pub max_header_bytes: usize,
     /// Served over native TLS.
     pub tls: bool,
@@ -61,62 +61,67 @@ impl HeaderPolicy {
     }
 }
 
-/// Adds the static headers as tower-http layers and the request-dependent ones as a
-/// middleware.
-pub fn layers(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+/// What every response goes through, as one middleware: each axum middleware layer
+/// costs a boxed service clone and a future per request, and the six this replaces
+/// were a tenth of an SSO cycle. In order: refuse oversized header sections, run the
+/// route, render an error page from a [`super::WebError`], then add the headers.
+pub async fn envelope(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let policy = &state.headers;
-    let header =
-        |on: bool, name, value: &'static str| {
-            option_layer(on.then(|| {
-                SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
-            }))
-        };
-    let csp = policy
-        .csp
-        .as_ref()
-        .and_then(|csp| HeaderValue::from_str(csp).ok())
-        .map(|value| SetResponseHeaderLayer::if_not_present(CONTENT_SECURITY_POLICY, value));
-    router
-        .layer(header(policy.frame_options, X_FRAME_OPTIONS, "DENY"))
-        .layer(header(
-            policy.content_type_options,
-            X_CONTENT_TYPE_OPTIONS,
-            "nosniff",
-        ))
-        .layer(header(
-            policy.referrer_policy,
-            REFERRER_POLICY,
-            "no-referrer",
-        ))
-        .layer(option_layer(csp))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            transport_rules,
-        ))
-}
-
-async fn transport_rules(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let header_bytes: usize = req
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    if header_bytes > state.headers.max_header_bytes {
-        return (
+    let (https, language, response) = if header_bytes > policy.max_header_bytes {
+        let refused = (
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "Request headers too large",
         )
             .into_response();
+        (false, None, refused)
+    } else {
+        let https = policy.tls || forwarded_https(&state, &req);
+        // Only the language is needed to render an error page; keep just that.
+        let language = req.headers().get(ACCEPT_LANGUAGE).cloned();
+        (https, language, next.run(req).await)
+    };
+    let mut response = super::error::render(&state, language, response);
+    let headers = response.headers_mut();
+    // GEN-06: nothing that carries or leads to a ticket may be cached. Only the static
+    // assets set their own Cache-Control.
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+        headers.insert(
+            EXPIRES,
+            HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+        );
     }
-    let https = state.headers.tls || forwarded_https(&state, &req);
-    let mut response = next.run(req).await;
-    if https && let Some(hsts) = &state.headers.hsts {
-        response
-            .headers_mut()
-            .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+    // A handler's own value wins (the logout page widens `frame-src`).
+    let mut default = |on: bool, name: HeaderName, value: &HeaderValue| {
+        if on && !headers.contains_key(&name) {
+            headers.insert(name, value.clone());
+        }
+    };
+    default(policy.frame_options, X_FRAME_OPTIONS, &DENY);
+    default(
+        policy.content_type_options,
+        X_CONTENT_TYPE_OPTIONS,
+        &NOSNIFF,
+    );
+    default(policy.referrer_policy, REFERRER_POLICY, &NO_REFERRER);
+    if let Some(csp) = &policy.csp_header {
+        default(true, CONTENT_SECURITY_POLICY, csp);
+    }
+    if https && let Some(hsts) = &policy.hsts {
+        headers.insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
     response
 }
+
+const DENY: HeaderValue = HeaderValue::from_static("DENY");
+const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+const NO_REFERRER: HeaderValue = HeaderValue::from_static("no-referrer");
 
 /// `X-Forwarded-Proto: https` from a trusted proxy (never from anyone else).
 fn forwarded_https(state: &AppState, req: &Request) -> bool {

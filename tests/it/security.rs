@@ -208,6 +208,7 @@ async fn oversized_headers_and_bodies_are_refused() {
         big_header.status(),
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
     );
+    assert_eq!(big_header.headers()["x-content-type-options"], "nosniff");
     let body = big_body.text().await.unwrap();
     assert_eq!(parse_validation(&body).code(), "INVALID_REQUEST");
 }
@@ -259,9 +260,15 @@ async fn security_headers_are_set_on_every_page_type() {
             "{what}: no HSTS over plain HTTP"
         );
     }
-    for response in [&login_page, &validation, &logout_page] {
+    for response in [&login_page, &validation, &error_page, &logout_page] {
         assert_eq!(response.headers()["cache-control"], "no-store", "GEN-06");
+        assert_eq!(response.headers()["pragma"], "no-cache");
     }
+    // Static assets keep their own caching.
+    assert_eq!(
+        stylesheet.headers()["cache-control"],
+        "public, max-age=3600"
+    );
 }
 
 /// HSTS is sent when a trusted proxy reports HTTPS, and only then.
