@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::ldap::LdapSource;
-use crate::auth::{Authenticator, Chain, StaticUsers};
+use crate::auth::{Authenticator, Chain, StaticUsers, VerifierPool};
 use crate::clock::Clock;
 use crate::config::{Settings, TgcKeySource};
 use crate::crypto::random_bytes;
@@ -39,6 +39,8 @@ pub enum StartupError {
     Keys(String),
     #[error("{0}")]
     Outbound(String),
+    #[error("cannot start the password verifier threads: {0}")]
+    Verifiers(std::io::Error),
 }
 
 /// A bound, ready-to-run server.
@@ -278,10 +280,13 @@ impl App {
 
 /// The static users, then each LDAP source in order.
 fn authenticator(settings: &Settings) -> Result<Arc<dyn Authenticator>, StartupError> {
-    let users: Arc<dyn Authenticator> = Arc::new(StaticUsers::new(
-        settings.users.clone(),
+    let verifier = VerifierPool::new(
         settings.authn.max_concurrent_verifications,
-    ));
+        settings.authn.verification_nice,
+    )
+    .map_err(StartupError::Verifiers)?;
+    let users: Arc<dyn Authenticator> =
+        Arc::new(StaticUsers::new(settings.users.clone(), verifier));
     if settings.authn.ldap.is_empty() {
         return Ok(users);
     }

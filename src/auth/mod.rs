@@ -5,11 +5,13 @@
 mod chain;
 pub mod ldap;
 mod users;
+mod verifier;
 
 use async_trait::async_trait;
 
 pub use chain::Chain;
 pub use users::{StaticUsers, UserRecord, check_password_hash, hash_password};
+pub use verifier::VerifierPool;
 
 use crate::tickets::Principal;
 

@@ -1,7 +1,7 @@
 //! The users listed in the configuration file, with argon2id password hashes.
 //!
-//! Password hashing is deliberately slow, so verification runs on the blocking pool
-//! behind a semaphore: a burst of logins queues instead of starving the async runtime.
+//! Password hashing is deliberately slow, so verification runs on the
+//! [`VerifierPool`]: a burst of logins queues instead of starving everything else.
 //! An unknown user is verified against a dummy hash with the same cost, so the response
 //! time does not tell which usernames exist.
 
@@ -12,9 +12,8 @@ use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use async_trait::async_trait;
-use tokio::sync::Semaphore;
 
-use super::{AuthError, Authenticator};
+use super::{AuthError, Authenticator, VerifierPool};
 use crate::tickets::Principal;
 
 /// One `[[users]]` entry.
@@ -77,11 +76,11 @@ pub fn check_password_hash(phc: &str) -> Result<(), String> {
 pub struct StaticUsers {
     users: HashMap<String, Arc<UserRecord>>,
     dummy_hash: Arc<str>,
-    permits: Arc<Semaphore>,
+    verifier: VerifierPool,
 }
 
 impl StaticUsers {
-    pub fn new(users: Vec<UserRecord>, max_concurrent: usize) -> Self {
+    pub fn new(users: Vec<UserRecord>, verifier: VerifierPool) -> Self {
         let dummy = dummy_hash();
         Self {
             users: users
@@ -89,7 +88,7 @@ impl StaticUsers {
                 .map(|u| (u.username.clone(), Arc::new(u)))
                 .collect(),
             dummy_hash: dummy.into(),
-            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            verifier,
         }
     }
 }
@@ -102,23 +101,17 @@ impl Authenticator for StaticUsers {
             || self.dummy_hash.clone(),
             |u| u.password_hash.as_str().into(),
         );
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| AuthError::Unavailable("verifier pool closed".into()))?;
         let password = password.to_owned();
-        let verified = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            PasswordHash::new(&hash).is_ok_and(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
+        let verified = self
+            .verifier
+            .run(move || {
+                PasswordHash::new(&hash).is_ok_and(|parsed| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
             })
-        })
-        .await
-        .map_err(|e| AuthError::Unavailable(format!("password verification task failed: {e}")))?;
+            .await?;
         match user {
             Some(user) if verified => Ok(Principal {
                 id: user.username.clone(),
@@ -142,7 +135,7 @@ mod tests {
                 password_hash: hash_password("correct horse").unwrap(),
                 attributes,
             }],
-            2,
+            VerifierPool::new(2, 0).unwrap(),
         )
     }
 

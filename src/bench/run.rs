@@ -451,6 +451,10 @@ pub struct Comparison {
     pub cpu_ms_per_login: Option<f64>,
     /// SSO at the smallest concurrency while a login flood runs.
     pub sso_during_login_flood: Option<Report>,
+    /// The flood itself (8 workers of password logins).
+    pub login_flood: Option<Report>,
+    /// How much SSO throughput the flood took: 0.3 = 30 % fewer cycles than without it.
+    pub flood_slowdown: Option<f64>,
     pub sessions: Option<SessionsReport>,
     /// SSO at the largest concurrency with `sessions` live SSO sessions.
     pub sso_with_sessions: Option<Report>,
@@ -549,7 +553,12 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
         opts.duration,
     ))
     .await?;
-    let _ = flood.await;
+    let flood = flood.await.ok().and_then(Result::ok);
+    let alone = pairs
+        .iter()
+        .find(|p| p.concurrency == small)
+        .map(|p| p.server.per_second);
+    let flood_slowdown = alone.map(|a| 1.0 - during.per_second / a.max(f64::MIN_POSITIVE));
 
     let (sessions_report, with_sessions) = if opts.sessions > 0 {
         let created = sessions(
@@ -581,6 +590,8 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
         logins: Some(logins),
         cpu_ms_per_login,
         sso_during_login_flood: Some(during),
+        login_flood: flood,
+        flood_slowdown,
         sessions: sessions_report,
         sso_with_sessions: with_sessions,
     })

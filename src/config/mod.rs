@@ -279,6 +279,12 @@ pub fn load_with_env(
         .as_mut()
         .and_then(|a| ctx.ldap_sources(std::mem::take(&mut a.ldap)));
     let services = services.map(|s| ctx.services(s));
+    if authn.as_ref().is_some_and(|a| a.verification_nice > 19) {
+        ctx.problem(
+            "authn.verification_nice",
+            "must be between 0 (same priority as requests) and 19 (lowest)",
+        );
+    }
 
     let settings = (|| {
         Some(Settings {
@@ -296,11 +302,12 @@ pub fn load_with_env(
             login: login?,
             authn: Authn {
                 ldap: ldap?,
-                max_concurrent_verifications: match authn?.max_concurrent_verifications {
+                max_concurrent_verifications: match authn.as_ref()?.max_concurrent_verifications {
                     // Half the cores: a flood of logins cannot starve ticket validation.
                     0 => std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2)),
                     n => n as usize,
                 },
+                verification_nice: authn.as_ref()?.verification_nice,
             },
             logout: Logout {
                 follow_service_redirects: logout?.follow_service_redirects,

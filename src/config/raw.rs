@@ -149,6 +149,7 @@ pub struct Login {
 #[derive(Debug, Deserialize)]
 pub struct Authn {
     pub max_concurrent_verifications: u32,
+    pub verification_nice: u8,
     #[serde(default)]
     pub ldap: Vec<Ldap>,
 }

@@ -217,6 +217,8 @@ pub struct Login {
 #[derive(Debug, Clone)]
 pub struct Authn {
     pub max_concurrent_verifications: usize,
+    /// How much lower than the request threads password verifiers run (0 to 19).
+    pub verification_nice: u8,
     /// LDAP / Active Directory sources, tried in order after the static users.
     pub ldap: Vec<crate::auth::ldap::LdapOptions>,
 }

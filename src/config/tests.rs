@@ -249,3 +249,12 @@ fn service_proxy_policies_are_parsed_and_checked() {
         "{e}"
     );
 }
+
+#[test]
+fn verification_nice_is_a_unix_nice_increment() {
+    let e = load_text("[authn]\nverification_nice = 20\n").unwrap_err();
+    assert_eq!(keys(&e), vec!["authn.verification_nice"], "{e}");
+    let e = load_text("[authn]\nverification_nice = -1\n").unwrap_err();
+    assert_eq!(keys(&e), vec!["authn.verification_nice"], "{e}");
+    assert_eq!(load_text("").unwrap().authn.verification_nice, 10);
+}

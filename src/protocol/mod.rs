@@ -258,7 +258,7 @@ pub(crate) mod testing {
                     password_hash: hash_password("pw").unwrap(),
                     attributes,
                 }],
-                2,
+                crate::auth::VerifierPool::new(2, 0).unwrap(),
             )),
             clock: Arc::new(clock),
             proxy_callback: Arc::new(NoCallbacks),
