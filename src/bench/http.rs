@@ -2,6 +2,7 @@
 //! and what a browser would do with a login page: keep cookies, read the form, fill it.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes_util::Bytes;
@@ -11,6 +12,7 @@ use hyper::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use regex::Regex;
 
 use super::BenchError;
 
@@ -162,11 +164,9 @@ pub struct Form {
 
 /// The first `<form>` of `html` that has a password field: its action and inputs.
 pub fn find_login_form(html: &str) -> Option<Form> {
-    let form_re = regex::Regex::new(r"(?is)<form\b([^>]*)>(.*?)</form>").ok()?;
-    let input_re = regex::Regex::new(r"(?is)<input\b([^>]*)>").ok()?;
-    form_re.captures_iter(html).find_map(|form| {
+    FORM.captures_iter(html).find_map(|form| {
         let body = form.get(2)?.as_str();
-        let fields: Vec<(String, String, String)> = input_re
+        let fields: Vec<(String, String, String)> = INPUT
             .captures_iter(body)
             .filter_map(|input| {
                 let attrs = input.get(1)?.as_str();
@@ -195,14 +195,28 @@ pub fn find_login_form(html: &str) -> Option<Form> {
     })
 }
 
+// Compiled once: `sessions` parses a page per login, and compiling cost more than the
+// server's whole login.
+static FORM: LazyLock<Regex> = LazyLock::new(|| pattern(r"(?is)<form\b([^>]*)>(.*?)</form>"));
+static INPUT: LazyLock<Regex> = LazyLock::new(|| pattern(r"(?is)<input\b([^>]*)>"));
+static ATTRIBUTE: LazyLock<Regex> = LazyLock::new(|| {
+    pattern(r#"(?i)([a-z_:][-a-z0-9_:.]*)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"#)
+});
+
+#[allow(clippy::expect_used)] // constant patterns, covered by the tests below
+fn pattern(re: &str) -> Regex {
+    Regex::new(re).expect("a valid constant pattern")
+}
+
+/// The value of attribute `name` in a tag's attribute text.
 fn attribute(attrs: &str, name: &str) -> Option<String> {
-    let re = regex::Regex::new(&format!(
-        r#"(?i)\b{name}\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))"#
-    ))
-    .ok()?;
-    let caps = re.captures(attrs)?;
-    let raw = caps.get(1).or(caps.get(2)).or(caps.get(3))?.as_str();
-    Some(unescape(raw))
+    ATTRIBUTE.captures_iter(attrs).find_map(|caps| {
+        if !caps.get(1)?.as_str().eq_ignore_ascii_case(name) {
+            return None;
+        }
+        let raw = caps.get(2).or(caps.get(3)).or(caps.get(4))?.as_str();
+        Some(unescape(raw))
+    })
 }
 
 /// The HTML entities templates emit in attribute values.
@@ -303,6 +317,17 @@ mod tests {
             ]
         );
         assert!(find_login_form("<form><input name=q></form>").is_none());
+    }
+
+    #[test]
+    fn attributes_are_matched_by_their_whole_name() {
+        let form = find_login_form(
+            r#"<form><input data-name="no" NAME='yes' type=hidden Value='v'>
+            <input name="password" type="password"></form>"#,
+        )
+        .unwrap();
+        assert_eq!(form.fields[0], ("yes".into(), "v".into()));
+        assert_eq!(form.action, None);
     }
 
     #[test]

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 pub use null::{NULL_TICKET, NULL_USER, serve_null};
 pub use run::{
-    CompareOptions, Comparison, LoadOptions, MAX_DURATION, SessionsReport, compare, login_load,
-    rss_kib, sessions, sso_load,
+    CompareOptions, Comparison, LoadOptions, MAX_DURATION, ReaperReport, SessionsReport, compare,
+    login_load, rss_kib, sessions, sso_load,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -427,6 +427,9 @@ pub struct CompareOptions {
     pub duration: Duration,
     pub concurrency: Vec<usize>,
     pub sessions: u64,
+    /// With `sessions`: also let that many sessions expire at once on a fresh server and
+    /// measure SSO while the reaper sweeps them.
+    pub reaper: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -458,13 +461,35 @@ pub struct Comparison {
     pub sessions: Option<SessionsReport>,
     /// SSO at the largest concurrency with `sessions` live SSO sessions.
     pub sso_with_sessions: Option<Report>,
+    pub reaper: Option<ReaperReport>,
+}
+
+/// SSO in one-second windows around a sweep that expires `sessions` sessions at once.
+#[derive(Debug, Serialize)]
+pub struct ReaperReport {
+    pub sessions: u64,
+    /// Seconds after the server started when the sweep was due.
+    pub sweep_due_s: f64,
+    /// Median cycle p99 of the windows before the sweep.
+    pub normal_p99_ms: f64,
+    /// Worst cycle p99 of the windows from one second before the sweep to ten after.
+    pub sweep_p99_ms: f64,
+    /// `sweep_p99_ms / normal_p99_ms`.
+    pub p99_ratio: f64,
+    /// Lowest cycles/s of a window around the sweep, and the median before it.
+    pub sweep_min_per_second: f64,
+    pub normal_per_second: f64,
+    pub rss_before_sweep_kib: Option<u64>,
+    pub rss_after_sweep_kib: Option<u64>,
+    /// (seconds since server start, cycles/s, p99 ms) of each window.
+    pub windows: Vec<(f64, f64, f64)>,
 }
 
 /// A configuration for the comparison: the demo's service pattern, a user with the
 /// default (expensive) hash for the login figures, and one with a cheap hash so that
 /// creating many sessions measures memory, not argon2. Throttling is off: every request
 /// comes from one address.
-fn bench_config() -> Result<String, BenchError> {
+fn bench_config(extra: &str) -> Result<String, BenchError> {
     use argon2::password_hash::PasswordHasher as _;
     let cheap = argon2::Argon2::new(
         argon2::Algorithm::Argon2id,
@@ -479,7 +504,7 @@ fn bench_config() -> Result<String, BenchError> {
         "[server]\nbind = \"127.0.0.1:0\"\n[tgc]\nsecure = false\n[throttle]\nenabled = false\n\
          [[users]]\nusername = \"casuser\"\npassword_hash = \"{full}\"\n\
          [[users]]\nusername = \"bench\"\npassword_hash = \"{cheap}\"\n\
-         [[services]]\nid = 1\nname = \"Bench\"\npattern = 'regex:http://localhost(:\\d+)?/.*'\n"
+         [[services]]\nid = 1\nname = \"Bench\"\npattern = 'regex:http://localhost(:\\d+)?/.*'\n{extra}"
     ))
 }
 
@@ -509,7 +534,7 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
 
     let dir = tempfile_dir()?;
     let config = dir.join("bench.toml");
-    std::fs::write(&config, bench_config()?).map_err(|e| BenchError::Usage(e.to_string()))?;
+    std::fs::write(&config, bench_config("")?).map_err(|e| BenchError::Usage(e.to_string()))?;
     let config_arg = config.to_string_lossy().into_owned();
     let server = spawn(
         &opts.server_bin,
@@ -581,6 +606,12 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
         (None, None)
     };
     drop(server);
+    let reaper = match (&sessions_report, opts.reaper) {
+        (Some(created), true) => {
+            Some(reaper_run(opts, &dir, opts.sessions, created.seconds).await?)
+        }
+        _ => None,
+    };
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Comparison {
         pairs,
@@ -594,6 +625,83 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
         flood_slowdown,
         sessions: sessions_report,
         sso_with_sessions: with_sessions,
+        reaper,
+    })
+}
+
+/// A fresh server whose sessions expire after 20 idle seconds and whose reaper first
+/// sweeps once all `count` sessions exist and are idle: SSO runs in one-second windows
+/// (each with its own fresh session) through that sweep.
+async fn reaper_run(
+    opts: &CompareOptions,
+    dir: &Path,
+    count: u64,
+    creation_seconds: f64,
+) -> Result<ReaperReport, BenchError> {
+    // The interval's first tick is at start; the next one is the big sweep.
+    let due = (creation_seconds * 1.5).ceil() + 30.0;
+    let config = dir.join("reaper.toml");
+    let extra = format!("[tickets]\ntgt_idle_ttl = \"20s\"\nreaper_interval = \"{due}s\"\n");
+    std::fs::write(&config, bench_config(&extra)?).map_err(|e| BenchError::Usage(e.to_string()))?;
+    let config_arg = config.to_string_lossy().into_owned();
+    let server = spawn(
+        &opts.server_bin,
+        &["--config", &config_arg],
+        &[],
+        Some(&dir.join("reaper.log")),
+    )?;
+    let pid = server.child.id();
+    let load = |concurrency: usize, duration: Duration| LoadOptions {
+        base: server.base.clone(),
+        service: "http://localhost/app".into(),
+        username: "bench".into(),
+        password: "bench-password".into(),
+        concurrency,
+        duration,
+        max_requests: u64::MAX,
+    };
+    let created = sessions(&load(16, opts.duration), count, None).await?;
+    if created.failures > 0 {
+        return Err(BenchError::Transport(format!(
+            "{} of {count} sessions could not be created",
+            created.failures
+        )));
+    }
+    let concurrency = opts.concurrency.iter().copied().max().unwrap_or(32);
+    let mut windows = Vec::new();
+    let (mut rss_before, mut rss_after) = (None, None);
+    loop {
+        let at = server.started.elapsed().as_secs_f64();
+        if at > due + 10.0 {
+            break;
+        }
+        if at < due - 1.0 {
+            rss_before = rss_kib(pid);
+        } else if at > due + 5.0 && rss_after.is_none() {
+            rss_after = rss_kib(pid);
+        }
+        let window = sso_load(&load(concurrency, Duration::from_secs(1))).await?;
+        windows.push((at, window.per_second, window.latency.p99_ms));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let before: Vec<_> = windows.iter().filter(|w| w.0 + 1.0 < due - 1.0).collect();
+    let around: Vec<_> = windows.iter().filter(|w| w.0 + 1.0 >= due - 1.0).collect();
+    let normal_p99_ms = median(before.iter().map(|w| w.2).collect());
+    let sweep_p99_ms = around.iter().map(|w| w.2).fold(0.0, f64::max);
+    Ok(ReaperReport {
+        sessions: count,
+        sweep_due_s: due,
+        normal_p99_ms,
+        sweep_p99_ms,
+        p99_ratio: sweep_p99_ms / normal_p99_ms.max(f64::MIN_POSITIVE),
+        sweep_min_per_second: around.iter().map(|w| w.1).fold(f64::MAX, f64::min),
+        normal_per_second: median(before.iter().map(|w| w.1).collect()),
+        rss_before_sweep_kib: rss_before,
+        rss_after_sweep_kib: rss_after,
+        windows,
     })
 }
 
