@@ -23,17 +23,21 @@ use super::{
 /// any one for well under a millisecond with a million tickets stored.
 const SHARDS: usize = 256;
 
+/// Boxed so that every entry, sessions included (the most numerous and longest-lived),
+/// is a pointer wide: inline, each would pay for the largest variant (152 bytes).
 #[derive(Debug)]
 enum Stored {
     Tgt(Arc<TicketGrantingTicket>),
-    Service(ServiceTicket),
-    ProxyGranting(ProxyGrantingTicket),
+    Service(Box<ServiceTicket>),
+    ProxyGranting(Box<ProxyGrantingTicket>),
 }
 
 #[derive(Debug, Default)]
 struct Shard {
     tickets: HashMap<String, Stored>,
-    claims: HashMap<String, OffsetDateTime>,
+    /// Single-use keys already claimed, by digest: one per login for the form's life,
+    /// so they are kept small (no heap allocation per key).
+    claims: HashMap<[u8; 16], OffsetDateTime>,
 }
 
 #[derive(Debug)]
@@ -177,7 +181,7 @@ impl TicketRegistry for MemoryRegistry {
         }
         self.shard(&ticket.id)
             .tickets
-            .insert(ticket.id.clone(), Stored::Service(ticket));
+            .insert(ticket.id.clone(), Stored::Service(Box::new(ticket)));
         Ok(true)
     }
 
@@ -192,9 +196,9 @@ impl TicketRegistry for MemoryRegistry {
             return Ok(Redeemed::Missing);
         };
         Ok(if st.is_expired(now) {
-            Redeemed::Expired(st)
+            Redeemed::Expired(*st)
         } else {
-            Redeemed::Valid(st)
+            Redeemed::Valid(*st)
         })
     }
 
@@ -213,7 +217,7 @@ impl TicketRegistry for MemoryRegistry {
         }
         self.shard(&pgt.id)
             .tickets
-            .insert(pgt.id.clone(), Stored::ProxyGranting(pgt));
+            .insert(pgt.id.clone(), Stored::ProxyGranting(Box::new(pgt)));
         Ok(true)
     }
 
@@ -223,7 +227,7 @@ impl TicketRegistry for MemoryRegistry {
         now: OffsetDateTime,
     ) -> Result<Option<ProxyGrantingTicket>, RegistryError> {
         let pgt = match self.shard(id).tickets.get(id) {
-            Some(Stored::ProxyGranting(pgt)) => pgt.clone(),
+            Some(Stored::ProxyGranting(pgt)) => (**pgt).clone(),
             _ => return Ok(None),
         };
         Ok(self.tgt_is_live(&pgt.tgt_id, now).then_some(pgt))
@@ -250,11 +254,14 @@ impl TicketRegistry for MemoryRegistry {
     }
 
     async fn claim_once(&self, key: &str, until: OffsetDateTime) -> Result<bool, RegistryError> {
+        let digest = crate::crypto::sha256(key.as_bytes());
+        let mut short = [0u8; 16];
+        short.copy_from_slice(&digest[..16]);
         let mut shard = self.shard(key);
-        if shard.claims.contains_key(key) {
+        if shard.claims.contains_key(&short) {
             return Ok(false);
         }
-        shard.claims.insert(key.to_owned(), until);
+        shard.claims.insert(short, until);
         Ok(true)
     }
 

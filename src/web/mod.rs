@@ -40,41 +40,42 @@ pub use views::Overrides;
 /// Every CAS route, in one table.
 pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
     let base = state.assets.trim_end_matches('/').to_owned();
-    let cas = Router::new()
-        .route("/login", get(login::get_login).post(login::post_login))
-        .route("/logout", get(logout::get_logout))
+    // Full paths rather than `nest`: a nested router strips the prefix and routes again
+    // on every request.
+    let at = |path: &str| format!("{base}{path}");
+    let app = Router::new()
+        .route(&at("/login"), get(login::get_login).post(login::post_login))
+        .route(&at("/logout"), get(logout::get_logout))
         .route(
-            "/validate",
+            &at("/validate"),
             get(validate::cas1_validate).post(validate::cas1_validate),
         )
         .route(
-            "/serviceValidate",
+            &at("/serviceValidate"),
             get(validate::service_validate).post(validate::service_validate),
         )
         .route(
-            "/proxyValidate",
+            &at("/proxyValidate"),
             get(validate::proxy_validate).post(validate::proxy_validate),
         )
         .route(
-            "/p3/serviceValidate",
+            &at("/p3/serviceValidate"),
             get(validate::p3_service_validate).post(validate::p3_service_validate),
         )
         .route(
-            "/p3/proxyValidate",
+            &at("/p3/proxyValidate"),
             get(validate::p3_proxy_validate).post(validate::p3_proxy_validate),
         )
-        .route("/proxy", get(proxy::get_proxy).post(proxy::get_proxy))
-        .route("/health", get(health))
-        .route("/static/cas.css", get(assets::css))
-        .route("/static/theme/{file}", get(assets::theme_css))
-        .route("/", get(to_login));
+        .route(&at("/proxy"), get(proxy::get_proxy).post(proxy::get_proxy))
+        .route(&at("/health"), get(health))
+        .route(&at("/static/cas.css"), get(assets::css))
+        .route(&at("/static/theme/{file}"), get(assets::theme_css))
+        .route(&at("/"), get(to_login));
+    // `{base}` itself, as well as `{base}/`.
     let app = if base.is_empty() {
-        cas
+        app
     } else {
-        // The nested "/" answers `{base}`; `{base}/` needs its own route.
-        Router::new()
-            .route(&format!("{base}/"), get(to_login))
-            .nest(&base, cas)
+        app.route(&base, get(to_login))
     };
     app.fallback(not_found)
         .layer(middleware::from_fn_with_state(
