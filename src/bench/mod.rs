@@ -123,6 +123,28 @@ pub struct Report {
 }
 
 impl Report {
+    /// A run that began at `started` and just ended, one sample per completed unit.
+    pub fn new(
+        kind: &'static str,
+        concurrency: usize,
+        started: std::time::Instant,
+        mut samples: Samples,
+        failures: Failures,
+    ) -> Self {
+        let seconds = started.elapsed().as_secs_f64();
+        Self {
+            kind,
+            concurrency,
+            seconds,
+            per_second: samples.len() as f64 / seconds,
+            completed: samples.len() as u64,
+            failures,
+            latency: samples.summary(),
+            login_request: None,
+            validate_request: None,
+        }
+    }
+
     pub fn print(&self) {
         println!(
             "{} c={} {:.1}s: {:.0}/s, {} done, {} failed (transport {}, no ticket {}, validation {}, login {})",

@@ -177,18 +177,10 @@ pub async fn sso_load(opts: &LoadOptions) -> Result<Report, BenchError> {
         validate.merge(v);
         failures.add(&f);
     }
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(Report {
-        kind: "sso",
-        concurrency: opts.concurrency,
-        seconds,
-        per_second: cycle.len() as f64 / seconds,
-        completed: cycle.len() as u64,
-        failures,
-        latency: cycle.summary(),
-        login_request: Some(login.summary()),
-        validate_request: Some(validate.summary()),
-    })
+    let mut report = Report::new("sso", opts.concurrency, started, cycle, failures);
+    report.login_request = Some(login.summary());
+    report.validate_request = Some(validate.summary());
+    Ok(report)
 }
 
 /// `login`: full password logins, each in a fresh cookie jar.
@@ -226,18 +218,13 @@ pub async fn login_load(opts: &LoadOptions) -> Result<Report, BenchError> {
         samples.merge(s);
         failures.add(&f);
     }
-    let seconds = started.elapsed().as_secs_f64();
-    Ok(Report {
-        kind: "login",
-        concurrency: opts.concurrency,
-        seconds,
-        per_second: samples.len() as f64 / seconds,
-        completed: samples.len() as u64,
+    Ok(Report::new(
+        "login",
+        opts.concurrency,
+        started,
+        samples,
         failures,
-        latency: samples.summary(),
-        login_request: None,
-        validate_request: None,
-    })
+    ))
 }
 
 fn take(budget: &AtomicU64) -> bool {

@@ -36,6 +36,28 @@ fn json(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).expect("--json prints one JSON document")
 }
 
+/// `command` against `server` as alice with `password`, then `more`.
+fn against<'a>(
+    command: &[&'a str],
+    server: &'a TestServer,
+    password: &'a str,
+    more: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = command.to_vec();
+    args.extend([
+        "--url",
+        server.base.as_str(),
+        "--service",
+        SERVICE,
+        "--user",
+        "alice",
+        "--password",
+        password,
+    ]);
+    args.extend(more);
+    args
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -43,24 +65,19 @@ fn stderr(output: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sso_smoke_run_completes_every_cycle_against_the_real_server() {
     let server = TestServer::start().await;
-    let out = bench(&[
-        "--json",
-        "sso",
-        "--url",
-        &server.base,
-        "--service",
-        SERVICE,
-        "--user",
-        "alice",
-        "--password",
+    let out = bench(&against(
+        &["--json", "sso"],
+        &server,
         PASSWORD,
-        "--concurrency",
-        "4",
-        "--duration",
-        "60s",
-        "--max-requests",
-        "300",
-    ])
+        &[
+            "--concurrency",
+            "4",
+            "--duration",
+            "60s",
+            "--max-requests",
+            "300",
+        ],
+    ))
     .await;
     let report = json(&out);
     assert_eq!(report["kind"], "sso");
@@ -75,28 +92,23 @@ async fn sso_smoke_run_completes_every_cycle_against_the_real_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_and_sessions_runs_log_in_through_the_form() {
     let server = TestServer::start().await;
-    let common = [
-        "--url",
-        server.base.as_str(),
-        "--service",
-        SERVICE,
-        "--user",
-        "alice",
-        "--password",
+    let args = against(
+        &["--json", "login"],
+        &server,
         PASSWORD,
-        "--concurrency",
-        "2",
-    ];
-    let mut args = vec!["--json", "login"];
-    args.extend(common);
-    args.extend(["--max-requests", "6"]);
+        &["--concurrency", "2", "--max-requests", "6"],
+    );
     let report = json(&bench(&args).await);
     assert_eq!(report["kind"], "login");
     assert_eq!(report["completed"], 6, "{report}");
     assert_eq!(report["failures"]["login"], 0, "{report}");
 
-    let mut args = vec!["--json", "sessions", "5"];
-    args.extend(common);
+    let args = against(
+        &["--json", "sessions", "5"],
+        &server,
+        PASSWORD,
+        &["--concurrency", "2"],
+    );
     let report = json(&bench(&args).await);
     assert_eq!(report["sessions"], 5, "{report}");
     assert_eq!(report["failures"], 0, "{report}");
@@ -107,19 +119,12 @@ async fn login_and_sessions_runs_log_in_through_the_form() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_stops_the_run_with_a_clear_error() {
     let server = TestServer::start().await;
-    let out = bench(&[
-        "sso",
-        "--url",
-        &server.base,
-        "--service",
-        SERVICE,
-        "--user",
-        "alice",
-        "--password",
+    let out = bench(&against(
+        &["sso"],
+        &server,
         "not the password",
-        "--max-requests",
-        "10",
-    ])
+        &["--max-requests", "10"],
+    ))
     .await;
     assert!(!out.status.success());
     let err = stderr(&out);
