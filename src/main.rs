@@ -75,7 +75,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let _log_writer = telemetry::init();
+    let _log_flusher = telemetry::init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

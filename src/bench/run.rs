@@ -428,6 +428,10 @@ pub struct Pair {
     pub throughput_ratio: f64,
     /// Server cycle p99 over null cycle p99.
     pub p99_ratio: f64,
+    /// CPU time (user + system) each process spent per cycle, in microseconds: steadier
+    /// than throughput on a shared machine.
+    pub server_cpu_us_per_cycle: Option<f64>,
+    pub null_cpu_us_per_cycle: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -533,11 +537,23 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
     let null_idle_rss = rss_kib(null.child.id());
 
     let mut pairs = Vec::new();
+    // CPU per cycle of `pid` over one run.
+    let per_cycle = |pid: u32, before: Option<f64>, report: &Report| {
+        cpu_seconds(pid)
+            .zip(before)
+            .map(|(after, before)| (after - before) * 1e6 / report.completed.max(1) as f64)
+    };
     for &c in &opts.concurrency {
+        let before = cpu_seconds(server.child.id());
         let ours = sso_load(&load(&server.base, "casuser", "Mellon", c, opts.duration)).await?;
+        let server_cpu_us_per_cycle = per_cycle(server.child.id(), before, &ours);
+        let before = cpu_seconds(null.child.id());
         let theirs = sso_load(&load(&null.base, super::NULL_USER, "x", c, opts.duration)).await?;
+        let null_cpu_us_per_cycle = per_cycle(null.child.id(), before, &theirs);
         pairs.push(Pair {
             concurrency: c,
+            server_cpu_us_per_cycle,
+            null_cpu_us_per_cycle,
             throughput_ratio: ours.per_second / theirs.per_second.max(f64::MIN_POSITIVE),
             p99_ratio: ours.latency.p99_ms / theirs.latency.p99_ms.max(f64::MIN_POSITIVE),
             server: ours,

@@ -220,6 +220,10 @@ fn print_comparison(c: &bench::Comparison) {
             pair.null.latency.p99_ms,
             pair.p99_ratio
         );
+        if let (Some(ours), Some(null)) = (pair.server_cpu_us_per_cycle, pair.null_cpu_us_per_cycle)
+        {
+            println!("  server CPU per cycle: {ours:.1} µs vs {null:.1} µs");
+        }
         pair.server.print();
         pair.null.print();
     }
