@@ -21,7 +21,7 @@ type Job = Box<dyn FnOnce() + Send>;
 
 #[derive(Debug)]
 pub struct VerifierPool {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Sender<Job>,
     /// One permit per thread: a job is only queued when a thread is free for it.
     permits: Arc<Semaphore>,
 }
@@ -39,7 +39,7 @@ impl VerifierPool {
                 .spawn(move || work(&queue, nice))?;
         }
         Ok(Self {
-            jobs: Mutex::new(jobs),
+            jobs,
             permits: Arc::new(Semaphore::new(threads)),
         })
     }
@@ -61,11 +61,7 @@ impl VerifierPool {
             let _permit = permit;
             let _ = tx.send(check());
         });
-        self.jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .send(job)
-            .map_err(|_| unavailable("stopped"))?;
+        self.jobs.send(job).map_err(|_| unavailable("stopped"))?;
         rx.await.map_err(|_| unavailable("failed"))
     }
 }

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use bytes_util::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::Request;
+use hyper::body::Bytes;
 use hyper::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -16,10 +16,9 @@ use regex::Regex;
 
 use super::BenchError;
 
-/// Re-exported so callers need not name the `bytes` crate.
-pub mod bytes_util {
-    pub use hyper::body::Bytes;
-}
+/// Largest response body read: any CAS page is far smaller, and the target may be any
+/// server.
+const MAX_BODY: usize = 4 * 1024 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct Http {
@@ -82,7 +81,11 @@ impl Http {
         let exchange = async {
             let response = self.client.request(req).await.map_err(|e| failed(&e))?;
             let (parts, body) = response.into_parts();
-            let body = body.collect().await.map_err(|e| failed(&e))?.to_bytes();
+            let body = Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| failed(&*e))?
+                .to_bytes();
             Ok::<_, BenchError>(Reply {
                 status: parts.status.as_u16(),
                 location: parts
@@ -257,34 +260,25 @@ pub fn unescape(text: &str) -> String {
     out
 }
 
-/// `base` joined with a form action (absolute, absolute-path or relative).
-pub fn resolve(page: &str, action: Option<&str>) -> String {
+/// `page` joined with a form action, as a browser resolves it.
+pub fn resolve(page: &str, action: Option<&str>) -> Result<String, BenchError> {
+    let page_url =
+        url::Url::parse(page).map_err(|e| BenchError::Usage(format!("bad URL {page}: {e}")))?;
     match action {
-        None | Some("") => page.to_owned(),
-        Some(a) if a.starts_with("http://") || a.starts_with("https://") => a.to_owned(),
-        Some(a) if a.starts_with('/') => {
-            let origin_end = page.find("://").map_or(0, |i| i + 3);
-            let host_end = page[origin_end..]
-                .find('/')
-                .map_or(page.len(), |i| i + origin_end);
-            format!("{}{a}", &page[..host_end])
-        }
-        Some(a) => {
-            let dir_end = page
-                .split('?')
-                .next()
-                .unwrap_or(page)
-                .rfind('/')
-                .map_or(page.len(), |i| i + 1);
-            format!("{}{a}", &page[..dir_end])
-        }
+        None | Some("") => Ok(page.to_owned()),
+        Some(a) => page_url
+            .join(a)
+            .map(String::from)
+            .map_err(|e| BenchError::Login(format!("form action {a:?} at {page}: {e}"))),
     }
 }
 
-/// The `ticket` parameter of a redirect.
-pub fn ticket_in(location: &str) -> Option<&str> {
+/// The `ticket` parameter of a redirect, decoded.
+pub fn ticket_in(location: &str) -> Option<String> {
     let query = location.split_once('?')?.1.split('#').next()?;
-    query.split('&').find_map(|p| p.strip_prefix("ticket="))
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "ticket")
+        .map(|(_, value)| value.into_owned())
 }
 
 pub fn encode(value: &str) -> String {
@@ -333,16 +327,13 @@ mod tests {
     #[test]
     fn actions_resolve_like_a_browser() {
         let page = "http://127.0.0.1:8080/cas/login?service=x";
-        assert_eq!(
-            resolve(page, Some("/cas/login")),
-            "http://127.0.0.1:8080/cas/login"
-        );
-        assert_eq!(
-            resolve(page, Some("login")),
-            "http://127.0.0.1:8080/cas/login"
-        );
-        assert_eq!(resolve(page, None), page);
-        assert_eq!(resolve(page, Some("http://other/x")), "http://other/x");
+        let at = |action| resolve(page, action).unwrap();
+        assert_eq!(at(Some("/cas/login")), "http://127.0.0.1:8080/cas/login");
+        assert_eq!(at(Some("login")), "http://127.0.0.1:8080/cas/login");
+        assert_eq!(at(Some("?a=1")), "http://127.0.0.1:8080/cas/login?a=1");
+        assert_eq!(at(None), page);
+        assert_eq!(at(Some("http://other/x")), "http://other/x");
+        assert!(resolve("not a url", Some("x")).is_err());
     }
 
     #[test]
@@ -359,7 +350,15 @@ mod tests {
 
     #[test]
     fn tickets_are_read_from_redirects() {
-        assert_eq!(ticket_in("http://a/x?b=1&ticket=ST-1#f"), Some("ST-1"));
+        assert_eq!(
+            ticket_in("http://a/x?b=1&ticket=ST-1#f").as_deref(),
+            Some("ST-1")
+        );
+        assert_eq!(
+            ticket_in("http://a/x?ticket=ST-a%2Bb").as_deref(),
+            Some("ST-a+b")
+        );
         assert_eq!(ticket_in("http://a/x"), None);
+        assert_eq!(ticket_in("http://a/x?tickets=ST-1"), None);
     }
 }

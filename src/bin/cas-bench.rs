@@ -151,8 +151,8 @@ async fn run(command: Cmd, json: bool) -> Result<(), BenchError> {
             let report = bench::sessions(&load(target), count, pid).await?;
             emit(json, &report, |r| {
                 println!(
-                    "{} sessions in {:.1}s, {} failed",
-                    r.sessions, r.seconds, r.failures
+                    "{} of {} sessions created in {:.1}s, {} failed",
+                    r.sessions, r.requested, r.seconds, r.failures
                 );
                 if let (Some(b), Some(a), Some(per)) =
                     (r.rss_before_kib, r.rss_after_kib, r.bytes_per_session)
@@ -160,6 +160,12 @@ async fn run(command: Cmd, json: bool) -> Result<(), BenchError> {
                     println!("  resident memory {b} KiB -> {a} KiB: {per:.0} bytes per session");
                 }
             });
+            if report.sessions < report.requested {
+                return Err(BenchError::Transport(format!(
+                    "only {} of {} sessions were created",
+                    report.sessions, report.requested
+                )));
+            }
         }
         Cmd::NullServer { bind } => {
             let listener = tokio::net::TcpListener::bind(&bind)

@@ -78,15 +78,16 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         app.route(&base, get(to_login))
     };
     app.fallback(not_found)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        // Outside the timeout, so that a 408 gets the security headers and no-store too.
         .layer(middleware::from_fn_with_state(
             state.clone(),
             security::envelope,
         ))
         .with_state(state)
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            request_timeout,
-        ))
         // The span names the route, never the URI: query strings carry tickets.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req

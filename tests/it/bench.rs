@@ -111,6 +111,7 @@ async fn login_and_sessions_runs_log_in_through_the_form() {
     );
     let report = json(&bench(&args).await);
     assert_eq!(report["sessions"], 5, "{report}");
+    assert_eq!(report["requested"], 5, "{report}");
     assert_eq!(report["failures"], 0, "{report}");
     // Without --pid there is no memory figure to invent.
     assert!(report["bytes_per_session"].is_null(), "{report}");
@@ -134,6 +135,26 @@ async fn a_wrong_password_stops_the_run_with_a_clear_error() {
         !err.contains("not the password"),
         "the password is not echoed: {err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_the_server_refuses_stops_the_run() {
+    let server = TestServer::start().await;
+    let out = bench(&[
+        "sso",
+        "--url",
+        &server.base,
+        "--service",
+        crate::support::FOREIGN_SERVICE,
+        "--user",
+        "alice",
+        "--password",
+        PASSWORD,
+    ])
+    .await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("login failed") && err.contains("403"), "{err}");
 }
 
 #[tokio::test]
@@ -164,6 +185,10 @@ async fn an_unreachable_or_unsupported_server_is_an_error_not_a_hang() {
     let out = bench(&["sso", "--duration", "soon"]).await;
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--duration"), "{}", stderr(&out));
+
+    let out = bench(&["compare", "--reaper"]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--sessions"), "{}", stderr(&out));
 }
 
 #[tokio::test]
