@@ -4,25 +4,36 @@ use crate::support::chrome::Chrome;
 use crate::support::receiver::Receiver;
 use crate::support::*;
 
+/// The login URL of `server` for `service`, as an application redirects a person to it.
+fn login_url(server: &TestServer, service: &str) -> String {
+    format!("{}/login?service={}", server.base, encode(service))
+}
+
+/// The applications' receiver, a CAS server, and an English Chromium on a fresh profile
+/// (returned so that it lives as long as the browser).
+async fn start_apps_server_and_chrome() -> (Receiver, TestServer, tempfile::TempDir, Chrome) {
+    let apps = Receiver::start().await;
+    let server = TestServer::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let chrome = Chrome::start(profile.path(), "en").await;
+    (apps, server, profile, chrome)
+}
+
+/// `text` percent-encoded for a query string.
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
 /// Signs in to application A through the form and lands there with a ticket; reaches B
 /// without seeing the form; signs out, and A asks again. Keeps a screenshot of the
 /// login page under target/browser-artifacts/.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_signs_in_uses_two_applications_and_signs_out() {
-    let apps = Receiver::start().await;
-    let server = TestServer::start().await;
-    let profile = tempfile::tempdir().unwrap();
-    let chrome = Chrome::start(profile.path(), "en").await;
+    let (apps, server, _profile, chrome) = start_apps_server_and_chrome().await;
     let a = apps.url("/one/home");
     let b = apps.url("/two/home");
 
-    chrome
-        .goto(&format!(
-            "{}/login?service={}",
-            server.base,
-            url::form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()
-        ))
-        .await;
+    chrome.goto(&login_url(&server, &a)).await;
     assert!(
         chrome
             .text()
@@ -34,34 +45,15 @@ async fn a_person_signs_in_uses_two_applications_and_signs_out() {
     chrome.sign_in("alice", PASSWORD, &[]).await;
     let landed = chrome.wait_for_url(&a).await;
     let ticket = ticket_in(&landed);
-    assert_eq!(
-        server
-            .client()
-            .validate("/serviceValidate", &a, &ticket)
-            .await
-            .user(),
-        "alice"
-    );
+    assert_validates_as(&server, &a, &ticket, "alice").await;
 
-    chrome
-        .goto(&format!(
-            "{}/login?service={}",
-            server.base,
-            url::form_urlencoded::byte_serialize(b.as_bytes()).collect::<String>()
-        ))
-        .await;
+    chrome.goto(&login_url(&server, &b)).await;
     let landed = chrome.wait_for_url(&b).await;
     assert!(landed.contains("ticket=ST-"), "B without a form: {landed}");
 
     chrome.goto(&format!("{}/logout", server.base)).await;
     assert!(chrome.text().await.contains("You have been signed out"));
-    chrome
-        .goto(&format!(
-            "{}/login?service={}",
-            server.base,
-            url::form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()
-        ))
-        .await;
+    chrome.goto(&login_url(&server, &a)).await;
     assert!(chrome.has("#password").await, "signed out: the form again");
     chrome.quit().await;
 }
@@ -75,11 +67,7 @@ async fn remember_me_survives_a_browser_restart_and_a_plain_session_does_not() {
     })
     .await;
     let a = apps.url("/one/home");
-    let login_a = format!(
-        "{}/login?service={}",
-        server.base,
-        url::form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()
-    );
+    let login_a = login_url(&server, &a);
 
     for (remember, expect_sso) in [(true, true), (false, false)] {
         let profile = tempfile::tempdir().unwrap();
@@ -108,43 +96,21 @@ async fn remember_me_survives_a_browser_restart_and_a_plain_session_does_not() {
 /// "Warn me": the next application shows the interstitial; Continue goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warn_shows_the_interstitial_in_the_browser() {
-    let apps = Receiver::start().await;
-    let server = TestServer::start().await;
-    let profile = tempfile::tempdir().unwrap();
-    let chrome = Chrome::start(profile.path(), "en").await;
+    let (apps, server, _profile, chrome) = start_apps_server_and_chrome().await;
     let a = apps.url("/one/home");
     let b = apps.url("/two/home");
 
-    chrome
-        .goto(&format!(
-            "{}/login?service={}",
-            server.base,
-            url::form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()
-        ))
-        .await;
+    chrome.goto(&login_url(&server, &a)).await;
     chrome.sign_in("alice", PASSWORD, &["warn"]).await;
     chrome.wait_for_url(&a).await;
-    chrome
-        .goto(&format!(
-            "{}/login?service={}",
-            server.base,
-            url::form_urlencoded::byte_serialize(b.as_bytes()).collect::<String>()
-        ))
-        .await;
+    chrome.goto(&login_url(&server, &b)).await;
     assert!(
         chrome
             .text()
             .await
             .contains("You are about to be signed in to Loopback app two")
     );
-    chrome
-        .client
-        .find(fantoccini::Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    chrome.click("button[type=submit]").await;
     let landed = chrome.wait_for_url(&b).await;
     assert!(landed.contains("ticket=ST-"));
     chrome.quit().await;
@@ -153,17 +119,14 @@ async fn warn_shows_the_interstitial_in_the_browser() {
 /// method=POST: the page posts the ticket to the application by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn method_post_delivers_the_ticket_by_form_post() {
-    let apps = Receiver::start().await;
-    let server = TestServer::start().await;
-    let profile = tempfile::tempdir().unwrap();
-    let chrome = Chrome::start(profile.path(), "en").await;
+    let (apps, server, _profile, chrome) = start_apps_server_and_chrome().await;
     let a = apps.url("/one/posted");
 
     chrome
         .goto(&format!(
             "{}/login?method=POST&service={}",
             server.base,
-            url::form_urlencoded::byte_serialize(a.as_bytes()).collect::<String>()
+            encode(&a)
         ))
         .await;
     chrome.sign_in("alice", PASSWORD, &[]).await;
@@ -182,14 +145,7 @@ async fn method_post_delivers_the_ticket_by_form_post() {
         .map(|(_, v)| v.clone())
         .expect("a ticket field");
     assert!(!posts[0].query.contains("ticket"), "not in the URL");
-    assert_eq!(
-        server
-            .client()
-            .validate("/serviceValidate", &a, &ticket)
-            .await
-            .user(),
-        "alice"
-    );
+    assert_validates_as(&server, &a, &ticket, "alice").await;
     chrome.quit().await;
 }
 

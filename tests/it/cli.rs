@@ -17,6 +17,8 @@ use tokio::process::{Child, ChildStdout, Command};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
+use crate::support::hidden_input;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cas-server");
 /// How long any child may take to start, answer or stop.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -251,14 +253,6 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-/// The `value` of `<input … name="NAME" value="…">`.
-fn hidden_input(html: &str, name: &str) -> Option<String> {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker)? + marker.len();
-    let end = html[start..].find('"')? + start;
-    Some(html[start..end].replace("&amp;", "&"))
-}
-
 /// Opens the login form for `service`, submits the credentials, and returns the response.
 async fn log_in(
     client: &reqwest::Client,
@@ -322,6 +316,28 @@ async fn service_validate(
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.text().await.unwrap()
+}
+
+/// Asserts that a login `response` redirected to `service` with a ticket that validates
+/// there as `user`.
+async fn assert_redirected_with_a_ticket_for(
+    client: &reqwest::Client,
+    server: &Server,
+    response: &reqwest::Response,
+    service: &str,
+    user: &str,
+) {
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let location = location(response);
+    assert!(
+        location.starts_with(&format!("{service}?ticket=ST-")),
+        "{location}"
+    );
+    let body = service_validate(client, server, service, &ticket_in(&location)).await;
+    assert!(
+        body.contains(&format!("<cas:user>{user}</cas:user>")),
+        "{body}"
+    );
 }
 
 /// A minimal operator config: loopback on port 0, one user, one exactly matched service.
@@ -404,14 +420,7 @@ async fn a_configured_server_serves_logins_keeps_its_keys_private_and_stops_on_s
         "a wrong password is refused"
     );
     let response = log_in(&client, &server, SERVICE, "alice", PASSWORD).await;
-    assert_eq!(response.status(), StatusCode::FOUND);
-    let location = location(&response);
-    assert!(
-        location.starts_with(&format!("{SERVICE}?ticket=ST-")),
-        "{location}"
-    );
-    let body = service_validate(&client, &server, SERVICE, &ticket_in(&location)).await;
-    assert!(body.contains("<cas:user>alice</cas:user>"), "{body}");
+    assert_redirected_with_a_ticket_for(&client, &server, &response, SERVICE, "alice").await;
 
     let stopped = server.stop().await;
 
@@ -447,14 +456,7 @@ async fn the_demo_mode_banner_credentials_complete_a_real_login() {
     let client = http();
 
     let response = log_in(&client, &server, app, "casuser", "Mellon").await;
-    assert_eq!(response.status(), StatusCode::FOUND);
-    let location = location(&response);
-    assert!(
-        location.starts_with(&format!("{app}?ticket=ST-")),
-        "{location}"
-    );
-    let body = service_validate(&client, &server, app, &ticket_in(&location)).await;
-    assert!(body.contains("<cas:user>casuser</cas:user>"), "{body}");
+    assert_redirected_with_a_ticket_for(&client, &server, &response, app, "casuser").await;
 
     let stopped = server.stop().await;
     assert!(stopped.stdout.contains("DEMO MODE"), "{}", stopped.stdout);

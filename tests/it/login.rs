@@ -174,7 +174,7 @@ async fn an_expired_login_form_is_refused() {
         .clock
         .advance(std::time::Duration::from_secs(15 * 60));
     let response = browser
-        .post_login(&[("username", "alice"), ("password", PASSWORD), ("lt", &lt)])
+        .submit_login(None, "alice", PASSWORD, &lt, &[])
         .await;
 
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
@@ -187,8 +187,7 @@ async fn an_expired_login_form_is_refused() {
 #[tokio::test]
 async fn unregistered_or_disabled_services_are_refused_without_redirect() {
     let server = TestServer::start().await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     for service in [
         FOREIGN_SERVICE,
@@ -211,12 +210,7 @@ async fn unregistered_or_disabled_services_are_refused_without_redirect() {
         }
         let lt = browser.form_token(None).await;
         let post = browser
-            .post_login(&[
-                ("username", "alice"),
-                ("password", PASSWORD),
-                ("lt", &lt),
-                ("service", service),
-            ])
+            .submit_login(Some(service), "alice", PASSWORD, &lt, &[])
             .await;
         assert_eq!(post.status(), StatusCode::FORBIDDEN);
         assert!(location(&post).is_none());
@@ -242,14 +236,7 @@ async fn sso_redirects_at_once_with_a_new_ticket() {
         format!("https://app.example.org/page?z=1&a=2&ticket={ticket}#section?x=y")
     );
     assert_ne!(ticket, first);
-    assert_eq!(
-        server
-            .client()
-            .validate("/serviceValidate", with_fragment, &ticket)
-            .await
-            .user(),
-        "alice"
-    );
+    assert_validates_as(&server, with_fragment, &ticket, "alice").await;
 }
 
 /// LOGIN-06, VAL-08, VAL-09, P3-04: renew shows the form despite a session; the ticket from
@@ -306,8 +293,7 @@ async fn gateway_without_session_returns_to_the_service_without_ticket() {
 #[tokio::test]
 async fn gateway_with_session_redirects_with_a_ticket() {
     let server = TestServer::start().await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     let response = browser
         .get_login(&[("service", SERVICE), ("gateway", "true")])
@@ -315,14 +301,7 @@ async fn gateway_with_session_redirects_with_a_ticket() {
 
     assert_eq!(response.status(), StatusCode::FOUND);
     let ticket = ticket_in(&location(&response).unwrap());
-    assert_eq!(
-        server
-            .client()
-            .validate("/serviceValidate", SERVICE, &ticket)
-            .await
-            .user(),
-        "alice"
-    );
+    assert_validates_as(&server, SERVICE, &ticket, "alice").await;
 }
 
 /// LOGIN-09: gateway without a service acts as a plain GET: the form.
@@ -354,8 +333,7 @@ async fn renew_wins_over_gateway() {
 #[tokio::test]
 async fn parameter_names_are_case_sensitive() {
     let server = TestServer::start().await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     let response = browser.get_login(&[("Service", SERVICE)]).await;
 
@@ -371,8 +349,7 @@ async fn parameter_names_are_case_sensitive() {
 #[tokio::test]
 async fn repeated_login_parameters_are_refused() {
     let server = TestServer::start().await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     let response = browser
         .get_login(&[("service", SERVICE), ("service", FOREIGN_SERVICE)])
@@ -386,8 +363,7 @@ async fn repeated_login_parameters_are_refused() {
 #[tokio::test]
 async fn logging_in_again_replaces_the_previous_session() {
     let server = TestServer::start().await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
     let old = browser.tgc().unwrap();
 
     browser.login(None, "bob", BOB_PASSWORD).await;
@@ -400,13 +376,5 @@ async fn logging_in_again_replaces_the_previous_session() {
         StatusCode::OK,
         "the replaced session no longer grants tickets"
     );
-    let ticket = browser.sso_ticket(SERVICE).await;
-    assert_eq!(
-        server
-            .client()
-            .validate("/serviceValidate", SERVICE, &ticket)
-            .await
-            .user(),
-        "bob"
-    );
+    assert_sso_as(&server, &browser, SERVICE, "bob").await;
 }

@@ -2,28 +2,14 @@
 //! redirecting afterwards.
 
 use reqwest::StatusCode;
-use reqwest::header::SET_COOKIE;
 
 use crate::support::*;
-
-/// The `Set-Cookie` header that clears the TGC (asserts there is exactly one).
-fn tgc_clearing(response: &reqwest::Response) -> String {
-    let cookies: Vec<String> = response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .filter(|c| c.starts_with("TGC="))
-        .collect();
-    assert_eq!(cookies.len(), 1, "exactly one TGC Set-Cookie: {cookies:?}");
-    cookies[0].clone()
-}
 
 /// Asserts that `response` is the "signed out" page, without any redirect.
 async fn assert_signed_out_page(response: reqwest::Response, why: &str) -> String {
     assert_eq!(response.status(), StatusCode::OK, "{why}");
     assert!(location(&response).is_none(), "{why}: no Location");
-    tgc_clearing(&response);
+    tgc_set_cookie(&response);
     let html = response.text().await.unwrap();
     assert!(html.contains("You have been signed out"), "{why}: {html}");
     html
@@ -33,8 +19,7 @@ async fn assert_signed_out_page(response: reqwest::Response, why: &str) -> Strin
 async fn assert_no_sso_with(server: &TestServer, old: &str) {
     let browser = server.browser();
     browser.set_tgc(old);
-    let response = browser.get_login(&[("service", SERVICE)]).await;
-    assert_shows_the_form(response, "the old cookie gives no SSO").await;
+    assert_no_sso(&browser, "the old cookie gives no SSO").await;
 }
 
 /// LOGOUT-01: logout deletes the cookie with `Max-Age=0` on the same Path it was set
@@ -43,13 +28,12 @@ async fn assert_no_sso_with(server: &TestServer, old: &str) {
 #[tokio::test]
 async fn logout_clears_the_cookie_and_the_old_value_no_longer_gives_a_ticket() {
     let server = TestServer::start().await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
     let old = browser.tgc().unwrap();
 
     let response = browser.get("/logout", &[]).await;
 
-    let clearing = tgc_clearing(&response);
+    let clearing = tgc_set_cookie(&response);
     assert!(clearing.starts_with("TGC=;"), "{clearing}");
     let attrs: Vec<&str> = clearing.split(';').map(str::trim).collect();
     assert!(attrs.contains(&"Max-Age=0"), "{clearing}");
@@ -66,16 +50,14 @@ async fn logout_clears_the_cookie_and_the_old_value_no_longer_gives_a_ticket() {
     assert_eq!(response.status(), StatusCode::OK);
     assert!(browser.tgc().is_none(), "the browser dropped the cookie");
     browser.set_tgc(&old);
-    let replay = browser.get_login(&[("service", SERVICE)]).await;
-    assert_shows_the_form(replay, "no ticket for the old cookie").await;
+    assert_no_sso(&browser, "no ticket for the old cookie").await;
 }
 
 /// LOGOUT-03: without a service, logout answers 200 with a "signed out" HTML page.
 #[tokio::test]
 async fn logout_without_service_shows_the_signed_out_page() {
     let server = TestServer::start().await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     let response = browser.get("/logout", &[]).await;
 
@@ -93,8 +75,7 @@ async fn logout_without_service_shows_the_signed_out_page() {
 #[tokio::test]
 async fn logout_does_not_follow_the_service_by_default() {
     let server = TestServer::start().await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
     let old = browser.tgc().unwrap();
 
     let response = browser.get("/logout", &[("service", SERVICE)]).await;
@@ -108,15 +89,14 @@ async fn logout_does_not_follow_the_service_by_default() {
 #[tokio::test]
 async fn logout_redirects_to_a_registered_service_when_enabled() {
     let server = TestServer::start_with(|s| s.logout.follow_service_redirects = true).await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
     let old = browser.tgc().unwrap();
 
     let response = browser.get("/logout", &[("service", SERVICE)]).await;
 
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(location(&response).as_deref(), Some(SERVICE));
-    assert!(tgc_clearing(&response).contains("Max-Age=0"));
+    assert!(tgc_set_cookie(&response).contains("Max-Age=0"));
     assert!(browser.tgc().is_none());
     assert_no_sso_with(&server, &old).await;
 }
@@ -126,8 +106,7 @@ async fn logout_redirects_to_a_registered_service_when_enabled() {
 #[tokio::test]
 async fn logout_never_redirects_to_an_unregistered_service() {
     let server = TestServer::start_with(|s| s.logout.follow_service_redirects = true).await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
     let old = browser.tgc().unwrap();
 
     for (service, host) in [
@@ -152,8 +131,7 @@ async fn logout_never_redirects_to_an_unregistered_service() {
 async fn logout_ignores_the_url_parameter() {
     for follow in [false, true] {
         let server = TestServer::start_with(|s| s.logout.follow_service_redirects = follow).await;
-        let browser = server.browser();
-        browser.login(None, "alice", PASSWORD).await;
+        let browser = server.signed_in_browser().await;
 
         for (url, host) in [
             (FOREIGN_SERVICE, "evil.example.net"),
@@ -193,7 +171,7 @@ async fn logout_without_a_cookie_still_redirects_to_a_registered_service() {
 
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(location(&response).as_deref(), Some(EXACT_SERVICE));
-    assert!(tgc_clearing(&response).contains("Max-Age=0"));
+    assert!(tgc_set_cookie(&response).contains("Max-Age=0"));
 }
 
 /// TKT-08, LOGOUT-01: logout destroys what the session issued: service tickets not yet
@@ -233,15 +211,7 @@ async fn logging_out_one_browser_does_not_end_another_users_session() {
     let response = alice.get("/logout", &[]).await;
 
     assert_eq!(response.status(), StatusCode::OK);
-    let ticket = bob.sso_ticket(SERVICE).await;
-    assert_eq!(
-        server
-            .client()
-            .validate("/serviceValidate", SERVICE, &ticket)
-            .await
-            .user(),
-        "bob"
-    );
+    assert_sso_as(&server, &bob, SERVICE, "bob").await;
     assert_no_sso_with(&server, &alice_cookie).await;
 }
 
@@ -258,13 +228,5 @@ async fn a_stolen_cookie_cannot_log_the_owner_out_from_another_ip() {
     let response = thief.get("/logout", &[]).await;
 
     assert_signed_out_page(response, "thief's logout").await;
-    let ticket = owner.sso_ticket(SERVICE).await;
-    assert_eq!(
-        server
-            .client()
-            .validate("/serviceValidate", SERVICE, &ticket)
-            .await
-            .user(),
-        "alice"
-    );
+    assert_sso_as(&server, &owner, SERVICE, "alice").await;
 }

@@ -104,6 +104,20 @@ impl Setup {
         pgt
     }
 
+    /// Asserts that the portal validating with `pgt_url` fails with `code` and that the
+    /// callback endpoint was never called; returns the ticket the attempt used.
+    async fn assert_callback_refused(&self, pgt_url: &str, code: &str) -> String {
+        let (ticket, validation) = self.portal_validates_with(pgt_url).await;
+        assert_eq!(validation.code(), code);
+        assert!(self.sink.hits().is_empty());
+        ticket
+    }
+
+    /// The back-end validates the proxy ticket `pt` at `/proxyValidate`.
+    async fn backend_validates(&self, pt: &str) -> Validation {
+        self.client().validate("/proxyValidate", BACKEND, pt).await
+    }
+
     async fn proxy(&self, pgt: &str, target: &str) -> Result<String, (String, String)> {
         let response = self
             .client()
@@ -124,10 +138,7 @@ async fn a_portal_obtains_a_pgt_and_a_backend_validates_its_proxy_ticket() {
 
     let pgt = setup.portal_pgt("/cb/ok").await;
     let pt = setup.proxy(&pgt, BACKEND).await.unwrap();
-    let validation = setup
-        .client()
-        .validate("/proxyValidate", BACKEND, &pt)
-        .await;
+    let validation = setup.backend_validates(&pt).await;
 
     assert!(pgt.starts_with("PGT-") && pgt.len() <= 64, "{pgt}");
     assert!(pt.starts_with("PT-") && pt.len() <= 32, "{pt}");
@@ -231,14 +242,7 @@ async fn a_pgt_can_be_used_again_and_again() {
 
     assert_ne!(first, second);
     for pt in [first, second] {
-        assert_eq!(
-            setup
-                .client()
-                .validate("/proxyValidate", BACKEND, &pt)
-                .await
-                .user(),
-            "alice"
-        );
+        assert_eq!(setup.backend_validates(&pt).await.user(), "alice");
     }
 }
 
@@ -249,10 +253,10 @@ async fn an_http_callback_is_refused() {
     let setup = setup().await;
     let http_url = format!("http://localhost:{}/cb/ok", setup.sink.port);
 
-    let (ticket, validation) = setup.portal_validates_with(&http_url).await;
+    let ticket = setup
+        .assert_callback_refused(&http_url, "INVALID_PROXY_CALLBACK")
+        .await;
 
-    assert_eq!(validation.code(), "INVALID_PROXY_CALLBACK");
-    assert!(setup.sink.hits().is_empty());
     let again = setup
         .client()
         .validate("/serviceValidate", PORTAL, &ticket)
@@ -287,12 +291,9 @@ async fn a_callback_with_an_untrusted_certificate_gets_no_pgt() {
 async fn a_callback_whose_certificate_names_another_host_gets_no_pgt() {
     let setup = setup().await;
 
-    let (_, validation) = setup
-        .portal_validates_with(&setup.sink.ip_url("/cb/ok"))
+    setup
+        .assert_callback_refused(&setup.sink.ip_url("/cb/ok"), "INVALID_PROXY_CALLBACK")
         .await;
-
-    assert_eq!(validation.code(), "INVALID_PROXY_CALLBACK");
-    assert!(setup.sink.hits().is_empty());
 }
 
 /// PCB-05, PCB-06, CC-13: only HTTP 200 counts; a 404, a 500 or a redirect (never
@@ -360,12 +361,12 @@ async fn a_service_without_a_proxy_policy_gets_unauthorized_service_proxy() {
 async fn a_callback_outside_the_allowed_pattern_is_refused() {
     let setup = setup().await;
 
-    let (_, validation) = setup
-        .portal_validates_with(&setup.sink.url("/elsewhere/ok"))
+    setup
+        .assert_callback_refused(
+            &setup.sink.url("/elsewhere/ok"),
+            "UNAUTHORIZED_SERVICE_PROXY",
+        )
         .await;
-
-    assert_eq!(validation.code(), "UNAUTHORIZED_SERVICE_PROXY");
-    assert!(setup.sink.hits().is_empty());
 }
 
 /// Outbound safety: with `allow_local_urls` off (the default), a loopback callback is
@@ -425,22 +426,13 @@ async fn proxy_tickets_are_refused_and_consumed_by_service_validation() {
         let pt = setup.proxy(&pgt, BACKEND).await.unwrap();
         let refused = setup.client().validate(path, BACKEND, &pt).await;
         assert_eq!(refused.code(), "INVALID_TICKET", "{path}");
-        let gone = setup
-            .client()
-            .validate("/proxyValidate", BACKEND, &pt)
-            .await;
+        let gone = setup.backend_validates(&pt).await;
         assert_eq!(gone.code(), "INVALID_TICKET", "{path} consumed it");
     }
     let pt = setup.proxy(&pgt, BACKEND).await.unwrap();
-    let cas1 = setup
-        .client()
-        .get("/validate", &[("service", BACKEND), ("ticket", &pt)])
-        .await;
+    let cas1 = setup.client().validate_raw("/validate", BACKEND, &pt).await;
     assert_eq!(cas1.raw, "no\n\n");
-    let gone = setup
-        .client()
-        .validate("/proxyValidate", BACKEND, &pt)
-        .await;
+    let gone = setup.backend_validates(&pt).await;
     assert_eq!(gone.code(), "INVALID_TICKET", "/validate consumed it");
 }
 
@@ -452,22 +444,8 @@ async fn proxy_tickets_are_single_use_bound_to_their_target_and_short_lived() {
     let pgt = setup.portal_pgt("/cb/ok").await;
 
     let pt = setup.proxy(&pgt, BACKEND).await.unwrap();
-    assert_eq!(
-        setup
-            .client()
-            .validate("/proxyValidate", BACKEND, &pt)
-            .await
-            .user(),
-        "alice"
-    );
-    assert_eq!(
-        setup
-            .client()
-            .validate("/proxyValidate", BACKEND, &pt)
-            .await
-            .code(),
-        "INVALID_TICKET"
-    );
+    assert_eq!(setup.backend_validates(&pt).await.user(), "alice");
+    assert_eq!(setup.backend_validates(&pt).await.code(), "INVALID_TICKET");
 
     let pt = setup.proxy(&pgt, BACKEND).await.unwrap();
     let wrong = setup
@@ -475,21 +453,11 @@ async fn proxy_tickets_are_single_use_bound_to_their_target_and_short_lived() {
         .validate("/proxyValidate", DATABASE, &pt)
         .await;
     assert_eq!(wrong.code(), "INVALID_SERVICE");
-    assert_eq!(
-        setup
-            .client()
-            .validate("/proxyValidate", BACKEND, &pt)
-            .await
-            .code(),
-        "INVALID_TICKET"
-    );
+    assert_eq!(setup.backend_validates(&pt).await.code(), "INVALID_TICKET");
 
     let pt = setup.proxy(&pgt, BACKEND).await.unwrap();
     setup.server.clock.advance(Duration::from_secs(10));
-    let expired = setup
-        .client()
-        .validate("/proxyValidate", BACKEND, &pt)
-        .await;
+    let expired = setup.backend_validates(&pt).await;
     assert_eq!(expired.code(), "INVALID_TICKET");
 }
 

@@ -12,6 +12,56 @@ fn enc(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
+/// GETs `path` with `query` sent exactly as written (no re-encoding of the hand-built text).
+async fn get_raw_query(
+    http: &reqwest::Client,
+    server: &TestServer,
+    path: &str,
+    query: &str,
+) -> reqwest::Response {
+    http.get(format!("{}{path}?{query}", server.base))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `127.0.0.1:PORT` of a plain-HTTP server, for raw TCP connections.
+fn host_and_port(server: &TestServer) -> String {
+    server
+        .base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// `/health` through a new connection that gives up after `limit`.
+async fn health_within(server: &TestServer, limit: Duration) -> reqwest::Result<reqwest::Response> {
+    server
+        .http()
+        .timeout(limit)
+        .build()
+        .unwrap()
+        .get(server.url("/health"))
+        .send()
+        .await
+}
+
+/// The login page requested with `X-Forwarded-Proto: https`, as a TLS-terminating proxy
+/// would send it.
+async fn login_page_forwarded_as_https(server: &TestServer) -> reqwest::Response {
+    server
+        .http()
+        .build()
+        .unwrap()
+        .get(server.url("/login"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Every way the filter refuses a request, as raw query strings around a real ticket.
 fn malformed(ticket: &str) -> Vec<(&'static str, String)> {
     let service = enc(SERVICE);
@@ -69,11 +119,7 @@ async fn the_filter_refuses_malformed_validation_requests_without_consuming_the_
         "/validate",
     ] {
         for (case, query) in malformed(&ticket) {
-            let response = http
-                .get(format!("{}{path}?{query}", server.base))
-                .send()
-                .await
-                .unwrap();
+            let response = get_raw_query(&http, &server, path, &query).await;
             assert_eq!(response.status(), StatusCode::OK, "{path} {case}");
             let body = response.text().await.unwrap();
             if path == "/validate" {
@@ -110,11 +156,8 @@ async fn the_filter_refuses_malformed_proxy_requests() {
         format!("pgt=PGT-1%0D%0A&targetService={}", enc(BACKEND)),
         format!("pgt={}&targetService={}", "P".repeat(300), enc(BACKEND)),
     ] {
-        let body = http
-            .get(format!("{}/proxy?{query}", server.base))
-            .send()
+        let body = get_raw_query(&http, &server, "/proxy", &query)
             .await
-            .unwrap()
             .text()
             .await
             .unwrap();
@@ -130,8 +173,7 @@ async fn the_filter_refuses_malformed_proxy_requests() {
 #[tokio::test]
 async fn the_filter_refuses_malformed_browser_requests_with_a_400_page() {
     let server = TestServer::start().await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
     let service = enc(SERVICE);
     let crlf = enc(&format!("{SERVICE}\r\nLocation: https://evil.example/"));
 
@@ -147,27 +189,14 @@ async fn the_filter_refuses_malformed_browser_requests_with_a_400_page() {
         ("/logout", format!("service={service}&service={service}")),
         ("/logout", format!("service={crlf}")),
     ] {
-        let response = browser
-            .http
-            .get(format!("{}{path}?{query}", server.base))
-            .send()
-            .await
-            .unwrap();
+        let response = get_raw_query(&browser.http, &server, path, &query).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}?{query}");
         assert!(location(&response).is_none());
         assert!(!response.headers().contains_key("set-cookie"));
         assert!(response.text().await.unwrap().contains("Bad request"));
     }
-    let lt = browser.form_token(Some(SERVICE)).await;
     let long_user = "u".repeat(257);
-    let response = browser
-        .post_login(&[
-            ("username", long_user.as_str()),
-            ("password", PASSWORD),
-            ("lt", &lt),
-            ("service", SERVICE),
-        ])
-        .await;
+    let response = browser.login(Some(SERVICE), &long_user, PASSWORD).await;
     assert_eq!(
         response.status(),
         StatusCode::BAD_REQUEST,
@@ -222,14 +251,11 @@ async fn security_headers_are_set_on_every_page_type() {
 
     let login_page = browser.get("/login", &[("renew", "true")]).await;
     let validation = server
-        .http()
-        .build()
-        .unwrap()
-        .get(server.url("/p3/serviceValidate"))
-        .query(&[("service", SERVICE), ("ticket", &ticket)])
-        .send()
-        .await
-        .unwrap();
+        .raw_get(
+            "/p3/serviceValidate",
+            &[("service", SERVICE), ("ticket", &ticket)],
+        )
+        .await;
     let error_page = browser.get("/login", &[("service", FOREIGN_SERVICE)]).await;
     let logout_page = browser.get("/logout", &[]).await;
     let stylesheet = browser.get("/static/cas.css", &[]).await;
@@ -277,24 +303,8 @@ async fn hsts_follows_a_trusted_proxys_forwarded_proto() {
     let trusting = TestServer::start().await;
     let untrusting = TestServer::start_with(|s| s.server.trusted_proxies.clear()).await;
 
-    let via_proxy = trusting
-        .http()
-        .build()
-        .unwrap()
-        .get(trusting.url("/login"))
-        .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .unwrap();
-    let forged = untrusting
-        .http()
-        .build()
-        .unwrap()
-        .get(untrusting.url("/login"))
-        .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .unwrap();
+    let via_proxy = login_page_forwarded_as_https(&trusting).await;
+    let forged = login_page_forwarded_as_https(&untrusting).await;
 
     assert_eq!(
         via_proxy.headers()["strict-transport-security"],
@@ -429,33 +439,14 @@ async fn a_forged_forwarded_for_from_an_untrusted_peer_is_ignored() {
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let server = TestServer::start_with(|s| s.server.max_connections = 1).await;
-    let addr = server
-        .base
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let addr = host_and_port(&server);
     let hog = tokio::net::TcpStream::connect(&addr).await.unwrap();
     // Let the server accept the idle connection into the only slot.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let waiting = server
-        .http()
-        .timeout(Duration::from_millis(500))
-        .build()
-        .unwrap()
-        .get(server.url("/health"))
-        .send()
-        .await;
+    let waiting = health_within(&server, Duration::from_millis(500)).await;
     drop(hog);
-    let served = server
-        .http()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-        .get(server.url("/health"))
-        .send()
+    let served = health_within(&server, Duration::from_secs(5))
         .await
         .unwrap();
 
@@ -472,22 +463,10 @@ async fn an_idle_connection_gives_up_its_slot() {
         s.server.request_timeout = Duration::from_millis(500);
     })
     .await;
-    let addr = server
-        .base
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let addr = host_and_port(&server);
     let _hog = tokio::net::TcpStream::connect(&addr).await.unwrap();
 
-    let served = server
-        .http()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-        .get(server.url("/health"))
-        .send()
+    let served = health_within(&server, Duration::from_secs(5))
         .await
         .unwrap();
 
@@ -504,8 +483,7 @@ async fn an_idle_connection_gives_up_its_slot() {
 #[tokio::test]
 async fn a_service_url_that_reads_differently_to_a_browser_is_refused() {
     let server = TestServer::start().await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     for hostile in [
         "https://app.example.org%2F@evil.example/",
@@ -534,23 +512,13 @@ async fn a_login_form_posted_from_another_browser_is_refused() {
     let victim = server.browser();
 
     let forged = victim
-        .post_login(&[
-            ("username", "alice"),
-            ("password", PASSWORD),
-            ("lt", &lt),
-            ("service", SERVICE),
-        ])
+        .submit_login(Some(SERVICE), "alice", PASSWORD, &lt, &[])
         .await;
 
     assert_eq!(forged.status(), StatusCode::BAD_REQUEST);
     assert!(victim.tgc().is_none(), "no session was planted");
     let own = attacker
-        .post_login(&[
-            ("username", "alice"),
-            ("password", PASSWORD),
-            ("lt", &lt),
-            ("service", SERVICE),
-        ])
+        .submit_login(Some(SERVICE), "alice", PASSWORD, &lt, &[])
         .await;
     assert_eq!(
         own.status(),

@@ -121,8 +121,7 @@ async fn the_logout_url_is_honoured() {
     let custom_logout = app.url("/custom-logout");
     let server = TestServer::start_with(|s| {
         allow_loopback(s);
-        let service = s.services.iter_mut().find(|s| s.id == 11).unwrap();
-        service.logout.url = Some(custom_logout.clone());
+        service_mut(s, 11).logout.url = Some(custom_logout.clone());
     })
     .await;
     let browser = server.browser();

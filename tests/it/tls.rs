@@ -41,29 +41,28 @@ async fn login_and_validation_work_over_https() {
     );
 }
 
+/// The login page fetched by a client made from `builder` (which picks the HTTP versions).
+async fn login_page_with(
+    server: &TestServer,
+    builder: reqwest::ClientBuilder,
+) -> reqwest::Response {
+    builder
+        .build()
+        .unwrap()
+        .get(server.url("/login"))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// HTTP/2 is negotiated by ALPN; HTTP/1.1 clients are served too.
 #[tokio::test]
 async fn http2_and_http1_are_both_served() {
     let pki = TestPki::new();
     let server = TestServer::start_tls(&pki, |_| {}).await;
 
-    let h2 = server
-        .http()
-        .build()
-        .unwrap()
-        .get(server.url("/login"))
-        .send()
-        .await
-        .unwrap();
-    let h1 = server
-        .http()
-        .http1_only()
-        .build()
-        .unwrap()
-        .get(server.url("/login"))
-        .send()
-        .await
-        .unwrap();
+    let h2 = login_page_with(&server, server.http()).await;
+    let h1 = login_page_with(&server, server.http().http1_only()).await;
 
     assert_eq!(h2.version(), reqwest::Version::HTTP_2);
     assert_eq!(h2.status(), StatusCode::OK);

@@ -5,18 +5,8 @@ use std::time::Duration;
 
 use cas_server::services::{ResponseType, Theme};
 use reqwest::StatusCode;
-use reqwest::header::SET_COOKIE;
 
 use crate::support::*;
-
-fn set_cookies(response: &reqwest::Response) -> Vec<String> {
-    response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect()
-}
 
 fn cookie_named<'a>(cookies: &'a [String], name: &str) -> Option<&'a String> {
     cookies.iter().find(|c| c.starts_with(&format!("{name}=")))
@@ -26,14 +16,39 @@ fn remember_me(s: &mut cas_server::config::Settings) {
     s.sso.remember_me = Some(Duration::from_secs(14 * 86_400));
 }
 
+/// The value of the first `name="…"` attribute in `html`.
+fn first_attribute<'a>(html: &'a str, name: &str) -> &'a str {
+    html.split(&format!("{name}=\""))
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+}
+
+/// The login page of `server` for a browser sending `Accept-Language: accept_language`.
+async fn login_page_in(server: &TestServer, accept_language: &str) -> String {
+    server
+        .browser()
+        .http
+        .get(server.url("/login"))
+        .header("accept-language", accept_language)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// LOGINP-07, TGC-05: the remember-me box exists only when enabled, and is unchecked.
 #[tokio::test]
 async fn the_remember_me_box_is_offered_only_when_enabled_and_unchecked() {
     let off = TestServer::start().await;
     let on = TestServer::start_with(remember_me).await;
 
-    let without = off.browser().get_login(&[]).await.text().await.unwrap();
-    let with = on.browser().get_login(&[]).await.text().await.unwrap();
+    let without = off.browser().get_text("/login", &[]).await;
+    let with = on.browser().get_text("/login", &[]).await;
 
     assert!(!without.contains("rememberMe"));
     assert!(with.contains("name=\"rememberMe\" type=\"checkbox\""));
@@ -47,15 +62,8 @@ async fn the_remember_me_box_is_offered_only_when_enabled_and_unchecked() {
 async fn a_remembered_session_is_long_lived_and_says_so() {
     let server = TestServer::start_with(remember_me).await;
     let remembered = server.browser();
-    let lt = remembered.form_token(Some(SERVICE)).await;
     let response = remembered
-        .post_login(&[
-            ("username", "alice"),
-            ("password", PASSWORD),
-            ("lt", &lt),
-            ("service", SERVICE),
-            ("rememberMe", "true"),
-        ])
+        .login_with(Some(SERVICE), "alice", PASSWORD, &[("rememberMe", "true")])
         .await;
     let tgc = cookie_named(&set_cookies(&response), "TGC")
         .unwrap()
@@ -111,14 +119,8 @@ async fn a_remembered_session_is_long_lived_and_says_so() {
 async fn warn_shows_an_interstitial_before_sso() {
     let server = TestServer::start().await;
     let browser = server.browser();
-    let lt = browser.form_token(None).await;
     let response = browser
-        .post_login(&[
-            ("username", "alice"),
-            ("password", PASSWORD),
-            ("lt", &lt),
-            ("warn", "true"),
-        ])
+        .login_with(None, "alice", PASSWORD, &[("warn", "true")])
         .await;
     let privacy = cookie_named(&set_cookies(&response), "CASPRIVACY")
         .unwrap()
@@ -142,19 +144,9 @@ async fn warn_shows_an_interstitial_before_sso() {
         .await;
     assert_eq!(continued.status(), StatusCode::FOUND);
     let ticket = ticket_in(&location(&continued).unwrap());
-    assert_eq!(
-        server
-            .client()
-            .validate("/serviceValidate", SERVICE, &ticket)
-            .await
-            .user(),
-        "alice"
-    );
+    assert_validates_as(&server, SERVICE, &ticket, "alice").await;
 
-    let lt = browser.form_token(None).await;
-    let again = browser
-        .post_login(&[("username", "alice"), ("password", PASSWORD), ("lt", &lt)])
-        .await;
+    let again = browser.login(None, "alice", PASSWORD).await;
     let cleared = cookie_named(&set_cookies(&again), "CASPRIVACY")
         .unwrap()
         .clone();
@@ -166,8 +158,7 @@ async fn warn_shows_an_interstitial_before_sso() {
 #[tokio::test]
 async fn method_post_delivers_the_ticket_in_a_self_submitting_form() {
     let server = TestServer::start().await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     let response = browser
         .get_login(&[("service", SERVICE), ("method", "POST")])
@@ -181,34 +172,14 @@ async fn method_post_delivers_the_ticket_in_a_self_submitting_form() {
         .to_owned();
     let html = response.text().await.unwrap();
     assert!(html.contains("method=\"post\""));
-    let action = html
-        .split("action=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    assert_eq!(html_unescape(action), SERVICE);
+    assert_eq!(html_unescape(first_attribute(&html, "action")), SERVICE);
     let ticket = hidden_input(&html, "ticket").unwrap();
-    let nonce = html
-        .split("nonce=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
+    let nonce = first_attribute(&html, "nonce");
     assert!(
         csp.contains(&format!("script-src 'nonce-{nonce}'")),
         "{csp}"
     );
-    assert_eq!(
-        server
-            .client()
-            .validate("/serviceValidate", SERVICE, &ticket)
-            .await
-            .user(),
-        "alice"
-    );
+    assert_validates_as(&server, SERVICE, &ticket, "alice").await;
 }
 
 /// LOGIN-12, LOGIN-13: method=HEADER answers the ticket in headers; an unknown method
@@ -216,8 +187,7 @@ async fn method_post_delivers_the_ticket_in_a_self_submitting_form() {
 #[tokio::test]
 async fn method_header_and_unknown_methods() {
     let server = TestServer::start().await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     let header = browser
         .get_login(&[("service", SERVICE), ("method", "HEADER")])
@@ -230,14 +200,7 @@ async fn method_header_and_unknown_methods() {
     assert!(location(&header).is_none());
     assert_eq!(header.headers()["service"], SERVICE);
     let ticket = header.headers()["ticket"].to_str().unwrap().to_owned();
-    assert_eq!(
-        server
-            .client()
-            .validate("/serviceValidate", SERVICE, &ticket)
-            .await
-            .user(),
-        "alice"
-    );
+    assert_validates_as(&server, SERVICE, &ticket, "alice").await;
     assert_eq!(unknown.status(), StatusCode::FOUND);
 }
 
@@ -245,11 +208,7 @@ async fn method_header_and_unknown_methods() {
 #[tokio::test]
 async fn a_services_response_type_applies_without_a_method() {
     let server = TestServer::start_with(|s| {
-        s.services
-            .iter_mut()
-            .find(|s| s.id == 2)
-            .unwrap()
-            .response_type = ResponseType::Header;
+        service_mut(s, 2).response_type = ResponseType::Header;
     })
     .await;
     let browser = server.browser();
@@ -272,15 +231,10 @@ async fn a_services_response_type_applies_without_a_method() {
 #[tokio::test]
 async fn a_service_without_sso_always_asks() {
     let server = TestServer::start_with(|s| {
-        s.services
-            .iter_mut()
-            .find(|s| s.id == 2)
-            .unwrap()
-            .sso_enabled = false;
+        service_mut(s, 2).sso_enabled = false;
     })
     .await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     let response = browser.get_login(&[("service", EXACT_SERVICE)]).await;
 
@@ -296,15 +250,10 @@ async fn a_service_without_sso_always_asks() {
 #[tokio::test]
 async fn max_auth_age_forces_a_fresh_login() {
     let server = TestServer::start_with(|s| {
-        s.services
-            .iter_mut()
-            .find(|s| s.id == 2)
-            .unwrap()
-            .max_auth_age = Some(Duration::from_secs(600));
+        service_mut(s, 2).max_auth_age = Some(Duration::from_secs(600));
     })
     .await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     server.clock.advance(Duration::from_secs(599));
     assert_eq!(
@@ -325,33 +274,17 @@ async fn max_auth_age_forces_a_fresh_login() {
 #[tokio::test]
 async fn a_renewed_login_can_stay_out_of_the_sso_session() {
     let server = TestServer::start_with(|s| s.sso.create_cookie_on_renew = false).await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
     let session = browser.tgc().unwrap();
 
-    let lt = browser.form_token(Some(SERVICE)).await;
     let renewed = browser
-        .post_login(&[
-            ("username", "bob"),
-            ("password", BOB_PASSWORD),
-            ("lt", &lt),
-            ("service", SERVICE),
-            ("renew", "true"),
-        ])
+        .login_with(Some(SERVICE), "bob", BOB_PASSWORD, &[("renew", "true")])
         .await;
 
     assert_eq!(renewed.status(), StatusCode::FOUND);
     assert!(cookie_named(&set_cookies(&renewed), "TGC").is_none());
     assert_eq!(browser.tgc().unwrap(), session);
-    let ticket = browser.sso_ticket(SERVICE).await;
-    assert_eq!(
-        server
-            .client()
-            .validate("/serviceValidate", SERVICE, &ticket)
-            .await
-            .user(),
-        "alice"
-    );
+    assert_sso_as(&server, &browser, SERVICE, "alice").await;
 }
 
 /// `sso.allow_missing_service = false` and `sso.required_service_pattern`.
@@ -381,39 +314,9 @@ async fn pages_speak_the_users_language() {
     let server = TestServer::start().await;
     let french_default = TestServer::start_with(|s| s.ui.default_locale = "fr".into()).await;
 
-    let fr = server
-        .browser()
-        .http
-        .get(server.url("/login"))
-        .header("accept-language", "fr-CA,fr;q=0.9,en;q=0.5")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let en = server
-        .browser()
-        .http
-        .get(server.url("/login"))
-        .header("accept-language", "en-GB")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let de = french_default
-        .browser()
-        .http
-        .get(french_default.url("/login"))
-        .header("accept-language", "de")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let fr = login_page_in(&server, "fr-CA,fr;q=0.9,en;q=0.5").await;
+    let en = login_page_in(&server, "en-GB").await;
+    let de = login_page_in(&french_default, "de").await;
 
     assert!(
         fr.contains("<html lang=\"fr\">")
@@ -442,25 +345,10 @@ async fn services_and_the_server_can_be_themed() {
     .await;
     let browser = server.browser();
 
-    let themed = browser
-        .get_login(&[("service", SERVICE)])
-        .await
-        .text()
-        .await
-        .unwrap();
-    let global = browser.get_login(&[]).await.text().await.unwrap();
-    let css = browser
-        .get("/static/theme/1.css", &[])
-        .await
-        .text()
-        .await
-        .unwrap();
-    let global_css = browser
-        .get("/static/theme/default.css", &[])
-        .await
-        .text()
-        .await
-        .unwrap();
+    let themed = browser.get_text("/login", &[("service", SERVICE)]).await;
+    let global = browser.get_text("/login", &[]).await;
+    let css = browser.get_text("/static/theme/1.css", &[]).await;
+    let global_css = browser.get_text("/static/theme/default.css", &[]).await;
     let missing = browser.get("/static/theme/99.css", &[]).await;
 
     assert!(
@@ -492,13 +380,8 @@ async fn an_operator_can_replace_a_page() {
     .await;
     let browser = server.browser();
 
-    let login = browser
-        .get_login(&[("service", SERVICE)])
-        .await
-        .text()
-        .await
-        .unwrap();
-    let logout = browser.get("/logout", &[]).await.text().await.unwrap();
+    let login = browser.get_text("/login", &[("service", SERVICE)]).await;
+    let logout = browser.get_text("/logout", &[]).await;
 
     assert!(login.contains("CUSTOM LOGIN Example App"), "{login}");
     assert!(hidden_input(&login, "lt").is_some());
@@ -532,18 +415,8 @@ async fn the_login_page_passes_the_accessibility_checks_and_is_light() {
     let server = TestServer::start_with(remember_me).await;
     let browser = server.browser();
 
-    let html = browser
-        .get_login(&[("service", SERVICE)])
-        .await
-        .text()
-        .await
-        .unwrap();
-    let css = browser
-        .get("/static/cas.css", &[])
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = browser.get_text("/login", &[("service", SERVICE)]).await;
+    let css = browser.get_text("/static/cas.css", &[]).await;
 
     assert!(html.contains("<html lang=\"en\">"));
     for input in html.split("<input ").skip(1) {
@@ -551,13 +424,7 @@ async fn the_login_page_passes_the_accessibility_checks_and_is_light() {
         if tag.contains("type=\"hidden\"") {
             continue;
         }
-        let id = tag
-            .split("id=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap();
+        let id = first_attribute(tag, "id");
         assert!(
             html.contains(&format!("<label for=\"{id}\">")),
             "input {id} has a label"

@@ -34,21 +34,21 @@ async fn ticket_for(server: &TestServer, service: &str) -> String {
     server.browser().login_for_ticket(service).await
 }
 
+/// A fresh ticket for `service` (as from `ticket_for`) validated once at `path`, unparsed.
+async fn validate_fresh_raw(server: &TestServer, path: &str, service: &str) -> Response {
+    let ticket = ticket_for(server, service).await;
+    server.client().validate_raw(path, service, &ticket).await
+}
+
+/// A fresh ticket for `service` (as from `ticket_for`) validated once at `path`.
+async fn validate_fresh(server: &TestServer, path: &str, service: &str) -> Validation {
+    let ticket = ticket_for(server, service).await;
+    server.client().validate(path, service, &ticket).await
+}
+
 /// The body parsed as JSON (panics with the body when it is not JSON).
 fn json_body(raw: &str) -> Value {
     serde_json::from_str(raw).unwrap_or_else(|e| panic!("not JSON ({e}): {raw}"))
-}
-
-/// The raw HTTP response, for header assertions the `CasClient` does not keep.
-async fn raw_get(server: &TestServer, path: &str, query: &[(&str, &str)]) -> reqwest::Response {
-    server
-        .client()
-        .http
-        .get(server.url(path))
-        .query(query)
-        .send()
-        .await
-        .unwrap()
 }
 
 /// FMT-05: no element whose content is text only has leading or trailing whitespace.
@@ -91,12 +91,8 @@ fn success_children(xml: &str) -> Vec<String> {
 #[tokio::test]
 async fn cas1_success_is_yes_and_the_username_on_two_lines() {
     let server = TestServer::start().await;
-    let ticket = ticket_for(&server, SERVICE).await;
 
-    let response = server
-        .client()
-        .get("/validate", &[("service", SERVICE), ("ticket", &ticket)])
-        .await;
+    let response = validate_fresh_raw(&server, "/validate", SERVICE).await;
 
     assert_eq!(response.status, StatusCode::OK);
     assert!(
@@ -118,16 +114,10 @@ async fn cas1_failures_are_exactly_no_and_an_empty_line() {
     let missing_ticket = client.get("/validate", &[("service", SERVICE)]).await;
     let missing_service = client.get("/validate", &[("ticket", &ticket)]).await;
     let unknown = client
-        .get(
-            "/validate",
-            &[("service", SERVICE), ("ticket", "ST-doesnotexist")],
-        )
+        .validate_raw("/validate", SERVICE, "ST-doesnotexist")
         .await;
     let wrong_service = client
-        .get(
-            "/validate",
-            &[("service", OTHER_SERVICE), ("ticket", &ticket)],
-        )
+        .validate_raw("/validate", OTHER_SERVICE, &ticket)
         .await;
 
     for response in [missing_ticket, missing_service, unknown, wrong_service] {
@@ -184,12 +174,8 @@ async fn cas1_tickets_are_single_use() {
 #[tokio::test]
 async fn cas1_never_carries_attributes() {
     let server = TestServer::start_with(|s| s.validation.attributes_on_v2 = true).await;
-    let ticket = ticket_for(&server, SERVICE).await;
 
-    let response = server
-        .client()
-        .get("/validate", &[("service", SERVICE), ("ticket", &ticket)])
-        .await;
+    let response = validate_fresh_raw(&server, "/validate", SERVICE).await;
 
     assert_eq!(response.raw, "yes\nalice\n");
     assert!(!response.raw.contains("alice@example.org"));
@@ -204,15 +190,8 @@ async fn cas1_never_carries_attributes() {
 #[tokio::test]
 async fn service_validate_succeeds_with_only_the_user() {
     let server = TestServer::start().await;
-    let ticket = ticket_for(&server, SERVICE).await;
 
-    let response = server
-        .client()
-        .get(
-            "/serviceValidate",
-            &[("service", SERVICE), ("ticket", &ticket)],
-        )
-        .await;
+    let response = validate_fresh_raw(&server, "/serviceValidate", SERVICE).await;
 
     assert_eq!(response.status, StatusCode::OK);
     let content_type = response.content_type.to_ascii_lowercase();
@@ -251,9 +230,7 @@ async fn missing_service_or_ticket_is_an_invalid_request() {
             let validation = client.validate_with(path, &query).await;
 
             assert_eq!(validation.code(), "INVALID_REQUEST", "{path} {query:?}");
-            let Validation::Failure { description, .. } = validation else {
-                unreachable!()
-            };
+            let description = validation.description();
             assert!(!description.trim().is_empty(), "VAL-14");
         }
     }
@@ -332,9 +309,7 @@ async fn an_unknown_ticket_is_invalid() {
         .await;
 
     assert_eq!(validation.code(), "INVALID_TICKET");
-    let Validation::Failure { description, .. } = validation else {
-        unreachable!()
-    };
+    let description = validation.description();
     assert!(
         description.contains("ST-0000000000000000000000000"),
         "{description}"
@@ -362,9 +337,7 @@ async fn a_ticket_consumed_by_cas1_fails_at_service_validate() {
     let client = server.client();
     let ticket = ticket_for(&server, SERVICE).await;
 
-    let cas1 = client
-        .get("/validate", &[("service", SERVICE), ("ticket", &ticket)])
-        .await;
+    let cas1 = client.validate_raw("/validate", SERVICE, &ticket).await;
     let cas2 = client.validate("/serviceValidate", SERVICE, &ticket).await;
 
     assert_eq!(cas1.raw, "yes\nalice\n");
@@ -386,9 +359,7 @@ async fn a_wrong_service_is_invalid_and_consumes_the_ticket() {
     let right = client.validate("/serviceValidate", SERVICE, &ticket).await;
 
     assert_eq!(wrong.code(), "INVALID_SERVICE");
-    let Validation::Failure { description, .. } = wrong else {
-        unreachable!()
-    };
+    let description = wrong.description();
     assert!(
         description.contains(SERVICE) && description.contains(EXACT_SERVICE),
         "{description}"
@@ -425,8 +396,7 @@ async fn a_ticket_is_bound_to_its_url_not_to_its_registry_entry() {
 async fn service_comparison_ignores_case_encoding_and_fragment() {
     let server = TestServer::start().await;
     let client = server.client();
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     // SERVICE is `https://app.example.org/cas/login?next=%2Fhome&b=2`.
     for equivalent in [
@@ -452,8 +422,7 @@ async fn service_comparison_ignores_case_encoding_and_fragment() {
 async fn service_comparison_keeps_trailing_slash_host_query_order_and_double_encoding() {
     let server = TestServer::start().await;
     let client = server.client();
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     for (issued, presented) in [
         ("https://app.example.org/x", "https://app.example.org/x/"),
@@ -488,8 +457,7 @@ async fn service_comparison_keeps_trailing_slash_host_query_order_and_double_enc
 async fn the_format_parameter_selects_xml_or_json_and_refuses_others() {
     let server = TestServer::start().await;
     let client = server.client();
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
     let ask = async |format: &str| {
         let ticket = browser.sso_ticket(SERVICE).await;
         client
@@ -529,8 +497,7 @@ async fn the_format_parameter_selects_xml_or_json_and_refuses_others() {
 async fn renew_refuses_an_sso_ticket_and_consumes_it() {
     let server = TestServer::start().await;
     let client = server.client();
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
     let sso = browser.sso_ticket(SERVICE).await;
 
     let renewed = client
@@ -542,9 +509,7 @@ async fn renew_refuses_an_sso_ticket_and_consumes_it() {
     let plain = client.validate("/serviceValidate", SERVICE, &sso).await;
 
     assert_eq!(renewed.code(), "INVALID_TICKET");
-    let Validation::Failure { description, .. } = renewed else {
-        unreachable!()
-    };
+    let description = renewed.description();
     assert!(description.contains("renew"), "{description}");
     assert_eq!(plain.code(), "INVALID_TICKET", "the refusal consumed it");
 }
@@ -584,8 +549,7 @@ async fn a_proxy_callback_request_is_refused_and_consumes_the_ticket() {
 async fn failure_documents_carry_a_spec_code_and_a_description() {
     let server = TestServer::start().await;
     let client = server.client();
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
     let pgt_ticket = browser.sso_ticket(SERVICE).await;
     let wrong_ticket = browser.sso_ticket(SERVICE).await;
 
@@ -599,19 +563,13 @@ async fn failure_documents_carry_a_spec_code_and_a_description() {
         (
             "INVALID_TICKET",
             client
-                .get(
-                    "/serviceValidate",
-                    &[("service", SERVICE), ("ticket", "ST-unknown")],
-                )
+                .validate_raw("/serviceValidate", SERVICE, "ST-unknown")
                 .await,
         ),
         (
             "INVALID_SERVICE",
             client
-                .get(
-                    "/serviceValidate",
-                    &[("service", OTHER_SERVICE), ("ticket", &wrong_ticket)],
-                )
+                .validate_raw("/serviceValidate", OTHER_SERVICE, &wrong_ticket)
                 .await,
         ),
         (
@@ -657,8 +615,7 @@ async fn failure_documents_carry_a_spec_code_and_a_description() {
 async fn an_expired_ticket_is_invalid_and_says_so() {
     let server = TestServer::start().await;
     let client = server.client();
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
     let in_time = browser.sso_ticket(SERVICE).await;
     let late = browser.sso_ticket(SERVICE).await;
 
@@ -669,9 +626,7 @@ async fn an_expired_ticket_is_invalid_and_says_so() {
 
     assert_eq!(before.user(), "alice");
     assert_eq!(after.code(), "INVALID_TICKET");
-    let Validation::Failure { description, .. } = after else {
-        unreachable!()
-    };
+    let description = after.description();
     assert!(
         description.to_lowercase().contains("expired"),
         "{description}"
@@ -683,8 +638,7 @@ async fn an_expired_ticket_is_invalid_and_says_so() {
 async fn the_ticket_lifetime_follows_the_configuration() {
     let server = TestServer::start_with(|s| s.tickets.st_ttl = Duration::from_secs(60)).await;
     let client = server.client();
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
     let in_time = browser.sso_ticket(SERVICE).await;
     let late = browser.sso_ticket(SERVICE).await;
 
@@ -708,8 +662,7 @@ async fn a_tgt_id_is_not_a_service_ticket_and_survives_the_attempt() {
     })
     .await;
     let client = server.client();
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
     let codec = TgcCodec::new(&[keys], CryptoMode::EncryptAndSign, false).unwrap();
     let tgt_id = codec
         .decode(&browser.tgc().unwrap(), "127.0.0.1", USER_AGENT)
@@ -770,15 +723,12 @@ async fn concurrent_validations_of_one_ticket_succeed_exactly_once() {
 async fn cas2_endpoints_carry_no_attributes_by_default() {
     let server = TestServer::start().await;
     let client = server.client();
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     for path in ["/serviceValidate", "/proxyValidate"] {
         let ticket = browser.sso_ticket(SERVICE).await;
 
-        let response = client
-            .get(path, &[("service", SERVICE), ("ticket", &ticket)])
-            .await;
+        let response = client.validate_raw(path, SERVICE, &ticket).await;
 
         let Validation::Success { attributes, .. } = parse_validation(&response.raw) else {
             panic!("expected success: {}", response.raw);
@@ -794,8 +744,7 @@ async fn cas2_endpoints_carry_no_attributes_by_default() {
 async fn cas2_endpoints_carry_attributes_when_switched_on() {
     let server = TestServer::start_with(|s| s.validation.attributes_on_v2 = true).await;
     let client = server.client();
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     for path in ["/serviceValidate", "/proxyValidate"] {
         let ticket = browser.sso_ticket(SERVICE).await;
@@ -815,15 +764,12 @@ async fn cas2_endpoints_carry_attributes_when_switched_on() {
 async fn proxy_validate_accepts_service_tickets_without_proxies() {
     let server = TestServer::start().await;
     let client = server.client();
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     for path in ["/proxyValidate", "/p3/proxyValidate"] {
         let ticket = browser.sso_ticket(SERVICE).await;
 
-        let response = client
-            .get(path, &[("service", SERVICE), ("ticket", &ticket)])
-            .await;
+        let response = client.validate_raw(path, SERVICE, &ticket).await;
 
         let Validation::Success {
             user,
@@ -852,8 +798,7 @@ async fn proxy_validate_accepts_service_tickets_without_proxies() {
 async fn p3_endpoints_apply_the_same_checks_and_codes() {
     let server = TestServer::start().await;
     let client = server.client();
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     for path in ["/p3/serviceValidate", "/p3/proxyValidate"] {
         let wrong = browser.sso_ticket(SERVICE).await;
@@ -946,12 +891,8 @@ async fn p3_sso_tickets_are_not_from_a_new_login() {
 #[tokio::test]
 async fn p3_releases_the_services_attributes_with_repeated_elements() {
     let server = TestServer::start().await;
-    let ticket = ticket_for(&server, SERVICE).await;
 
-    let validation = server
-        .client()
-        .validate("/p3/proxyValidate", SERVICE, &ticket)
-        .await;
+    let validation = validate_fresh(&server, "/p3/proxyValidate", SERVICE).await;
 
     assert_eq!(validation.attribute("mail"), vec!["alice@example.org"]);
     assert_eq!(validation.attribute("memberOf"), vec!["staff", "faculty"]);
@@ -977,12 +918,8 @@ async fn p3_releases_the_services_attributes_with_repeated_elements() {
 #[tokio::test]
 async fn p3_for_a_service_without_release_has_only_standard_attributes() {
     let server = TestServer::start().await;
-    let ticket = ticket_for(&server, EXACT_SERVICE).await;
 
-    let validation = server
-        .client()
-        .validate("/p3/serviceValidate", EXACT_SERVICE, &ticket)
-        .await;
+    let validation = validate_fresh(&server, "/p3/serviceValidate", EXACT_SERVICE).await;
 
     assert_eq!(
         validation.attribute_names(),
@@ -999,15 +936,8 @@ async fn p3_for_a_service_without_release_has_only_standard_attributes() {
 #[tokio::test]
 async fn p3_attribute_values_are_escaped_and_trimmed_in_the_raw_xml() {
     let server = TestServer::start().await;
-    let ticket = ticket_for(&server, SERVICE).await;
 
-    let response = server
-        .client()
-        .get(
-            "/p3/serviceValidate",
-            &[("service", SERVICE), ("ticket", &ticket)],
-        )
-        .await;
+    let response = validate_fresh_raw(&server, "/p3/serviceValidate", SERVICE).await;
 
     assert!(
         response
@@ -1038,15 +968,8 @@ async fn p3_attribute_values_are_escaped_and_trimmed_in_the_raw_xml() {
 #[tokio::test]
 async fn success_documents_have_the_shape_clients_hard_code() {
     let server = TestServer::start().await;
-    let ticket = ticket_for(&server, SERVICE).await;
 
-    let response = server
-        .client()
-        .get(
-            "/p3/serviceValidate",
-            &[("service", SERVICE), ("ticket", &ticket)],
-        )
-        .await;
+    let response = validate_fresh_raw(&server, "/p3/serviceValidate", SERVICE).await;
 
     let raw = &response.raw;
     assert!(
@@ -1074,7 +997,7 @@ async fn failure_documents_have_the_same_frame() {
     for path in XML_ENDPOINTS {
         let response = server
             .client()
-            .get(path, &[("service", SERVICE), ("ticket", "ST-unknown")])
+            .validate_raw(path, SERVICE, "ST-unknown")
             .await;
 
         let raw = &response.raw;
@@ -1096,22 +1019,15 @@ async fn failure_documents_have_the_same_frame() {
 async fn xml_special_and_non_ascii_service_urls_give_well_formed_documents() {
     let server = TestServer::start().await;
     let client = server.client();
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
     let good = browser.sso_ticket(SPECIAL_SERVICE).await;
     let wrong = browser.sso_ticket(SPECIAL_SERVICE).await;
 
     let success = client
-        .get(
-            "/p3/serviceValidate",
-            &[("service", SPECIAL_SERVICE), ("ticket", &good)],
-        )
+        .validate_raw("/p3/serviceValidate", SPECIAL_SERVICE, &good)
         .await;
     let failure = client
-        .get(
-            "/serviceValidate",
-            &[("service", OTHER_SPECIAL_SERVICE), ("ticket", &wrong)],
-        )
+        .validate_raw("/serviceValidate", OTHER_SPECIAL_SERVICE, &wrong)
         .await;
 
     assert_eq!(parse_validation(&success.raw).user(), "alice");
@@ -1255,14 +1171,17 @@ async fn json_invalid_request_is_rendered_as_json() {
 #[tokio::test]
 async fn validation_responses_are_not_cacheable() {
     let server = TestServer::start().await;
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     for path in ["/validate"].into_iter().chain(XML_ENDPOINTS) {
         let ticket = browser.sso_ticket(SERVICE).await;
         for response in [
-            raw_get(&server, path, &[("service", SERVICE), ("ticket", &ticket)]).await,
-            raw_get(&server, path, &[("service", SERVICE), ("ticket", &ticket)]).await,
+            server
+                .raw_get(path, &[("service", SERVICE), ("ticket", &ticket)])
+                .await,
+            server
+                .raw_get(path, &[("service", SERVICE), ("ticket", &ticket)])
+                .await,
         ] {
             assert_eq!(response.status(), StatusCode::OK);
             assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
@@ -1278,8 +1197,7 @@ async fn validation_responses_are_not_cacheable() {
 async fn validation_accepts_form_posts() {
     let server = TestServer::start().await;
     let client = server.client();
-    let browser = server.browser();
-    browser.login(None, "alice", PASSWORD).await;
+    let browser = server.signed_in_browser().await;
 
     let cas1_ticket = browser.sso_ticket(SERVICE).await;
     let cas1 = client

@@ -111,35 +111,36 @@ impl Chrome {
             .unwrap()
     }
 
-    /// Types into the login form and submits it, as a person would.
-    pub async fn sign_in(&self, username: &str, password: &str, boxes: &[&str]) {
-        let c = &self.client;
-        c.find(Locator::Css("#username"))
-            .await
-            .unwrap()
-            .send_keys(username)
-            .await
-            .unwrap();
-        c.find(Locator::Css("#password"))
-            .await
-            .unwrap()
-            .send_keys(password)
-            .await
-            .unwrap();
-        for id in boxes {
-            c.find(Locator::Css(&format!("#{id}")))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
-        }
-        c.find(Locator::Css("button[type=submit]"))
+    /// Clicks the element matching `css` (a box, a button).
+    pub async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
             .await
             .unwrap()
             .click()
             .await
             .unwrap();
+    }
+
+    /// Types `text` into the field matching `css`.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+
+    /// Types into the login form and submits it, as a person would.
+    pub async fn sign_in(&self, username: &str, password: &str, boxes: &[&str]) {
+        self.type_into("#username", username).await;
+        self.type_into("#password", password).await;
+        for id in boxes {
+            self.click(&format!("#{id}")).await;
+        }
+        self.click("button[type=submit]").await;
     }
 
     /// Saves a screenshot under `target/browser-artifacts/`.

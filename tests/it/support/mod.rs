@@ -9,9 +9,10 @@ use std::sync::Arc;
 use cas_server::App;
 use cas_server::clock::ManualClock;
 use cas_server::config::{self, Settings, Source};
+use cas_server::services::RegisteredService;
 use reqwest::StatusCode;
 use reqwest::cookie::{CookieStore as _, Jar};
-use reqwest::header::{HeaderMap, LOCATION};
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use tokio::sync::oneshot;
 
 pub mod callback;
@@ -142,6 +143,15 @@ pub fn settings() -> Settings {
     .expect("the test configuration is valid")
 }
 
+/// The registry entry numbered `id` in `CONFIG`, for a test that changes one service.
+pub fn service_mut(settings: &mut Settings, id: u32) -> &mut RegisteredService {
+    settings
+        .services
+        .iter_mut()
+        .find(|s| s.id == id)
+        .expect("a service with that id in CONFIG")
+}
+
 /// A running server; dropping it shuts the server down.
 pub struct TestServer {
     /// `http://127.0.0.1:PORT/cas` (or `https://` when started with TLS)
@@ -244,6 +254,28 @@ impl TestServer {
         Browser::with_client(&self.base, self.http(), USER_AGENT, None)
     }
 
+    /// A new browser holding alice's SSO session, from a password login without a
+    /// service. The login's response is not checked: tests about it call `login`.
+    pub async fn signed_in_browser(&self) -> Browser {
+        let browser = self.browser();
+        browser.login(None, "alice", PASSWORD).await;
+        assert!(browser.tgc().is_some(), "alice is signed in");
+        browser
+    }
+
+    /// A plain GET (redirects off, this server's CA trusted) answering the HTTP response
+    /// itself, for assertions on headers, status or protocol that `CasClient` drops.
+    pub async fn raw_get(&self, path: &str, query: &[(&str, &str)]) -> reqwest::Response {
+        self.http()
+            .build()
+            .unwrap()
+            .get(self.url(path))
+            .query(query)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub fn client(&self) -> CasClient {
         CasClient {
             http: self.http().build().unwrap(),
@@ -332,6 +364,29 @@ impl Browser {
         hidden_input(&page.text().await.unwrap(), "lt").expect("the form carries an lt token")
     }
 
+    /// The GET's body as text, whatever the status (for pages the test reads).
+    pub async fn get_text(&self, path: &str, query: &[(&str, &str)]) -> String {
+        self.get(path, query).await.text().await.unwrap()
+    }
+
+    /// Posts the login form as a person fills it in: username, password, the form's
+    /// `lt`, the service if any, then the `extra` fields (boxes such as `rememberMe`).
+    pub async fn submit_login(
+        &self,
+        service: Option<&str>,
+        username: &str,
+        password: &str,
+        lt: &str,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form = vec![("username", username), ("password", password), ("lt", lt)];
+        if let Some(s) = service {
+            form.push(("service", s));
+        }
+        form.extend_from_slice(extra);
+        self.post_login(&form).await
+    }
+
     /// The whole login as a person does it: open the form, fill it, submit it.
     pub async fn login(
         &self,
@@ -339,16 +394,20 @@ impl Browser {
         username: &str,
         password: &str,
     ) -> reqwest::Response {
+        self.login_with(service, username, password, &[]).await
+    }
+
+    /// `login`, posting the `extra` fields too (`rememberMe`, `warn`, `renew`...).
+    pub async fn login_with(
+        &self,
+        service: Option<&str>,
+        username: &str,
+        password: &str,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
         let lt = self.form_token(service).await;
-        let mut form = vec![
-            ("username", username),
-            ("password", password),
-            ("lt", lt.as_str()),
-        ];
-        if let Some(s) = service {
-            form.push(("service", s));
-        }
-        self.post_login(&form).await
+        self.submit_login(service, username, password, &lt, extra)
+            .await
     }
 
     /// Logs alice in for `service` and returns the service ticket from the redirect.
@@ -410,6 +469,48 @@ pub async fn assert_shows_the_form(response: reqwest::Response, why: &str) {
     let html = response.text().await.unwrap();
     assert!(html.contains("name=\"password\""), "{why}: {html}");
     assert!(!html.contains("ST-"), "{why}: no ticket on the page");
+}
+
+/// Asserts that `browser`, asking for `SERVICE`, is shown the login form: whatever TGC
+/// it holds (none, tampered, moved, expired, logged out) gives no SSO.
+pub async fn assert_no_sso(browser: &Browser, why: &str) {
+    let response = browser.get_login(&[("service", SERVICE)]).await;
+    assert_shows_the_form(response, why).await;
+}
+
+/// Asserts that `ticket` validates for `service` at `/serviceValidate` as `user`.
+pub async fn assert_validates_as(server: &TestServer, service: &str, ticket: &str, user: &str) {
+    let validation = server
+        .client()
+        .validate("/serviceValidate", service, ticket)
+        .await;
+    assert_eq!(validation.user(), user);
+}
+
+/// Asks for `service` with the browser's cookie and checks the ticket validates as `user`.
+pub async fn assert_sso_as(server: &TestServer, browser: &Browser, service: &str, user: &str) {
+    let ticket = browser.sso_ticket(service).await;
+    assert_validates_as(server, service, &ticket, user).await;
+}
+
+/// Every `Set-Cookie` header of `response`, in order.
+pub fn set_cookies(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The `Set-Cookie` header that sets or clears the TGC (asserts there is exactly one).
+pub fn tgc_set_cookie(response: &reqwest::Response) -> String {
+    let cookies: Vec<String> = set_cookies(response)
+        .into_iter()
+        .filter(|c| c.starts_with("TGC="))
+        .collect();
+    assert_eq!(cookies.len(), 1, "exactly one TGC Set-Cookie: {cookies:?}");
+    cookies[0].clone()
 }
 
 pub fn location(response: &reqwest::Response) -> Option<String> {
@@ -495,6 +596,13 @@ impl CasClient {
         }
     }
 
+    /// The unparsed answer of `path` for `service` and `ticket`, for assertions on the
+    /// exact text (CAS 1 lines, escaping, content type) that `validate` parses away.
+    pub async fn validate_raw(&self, path: &str, service: &str, ticket: &str) -> Response {
+        self.get(path, &[("service", service), ("ticket", ticket)])
+            .await
+    }
+
     /// Validates at `path` (e.g. `/p3/serviceValidate`) and parses the XML document.
     pub async fn validate(&self, path: &str, service: &str, ticket: &str) -> Validation {
         self.validate_with(path, &[("service", service), ("ticket", ticket)])
@@ -544,6 +652,14 @@ impl Validation {
     pub fn code(&self) -> &str {
         match self {
             Self::Failure { code, .. } => code,
+            Self::Success { user, .. } => panic!("expected failure, got success for {user}"),
+        }
+    }
+
+    /// The failure's description (panics on a success, like `code`).
+    pub fn description(&self) -> &str {
+        match self {
+            Self::Failure { description, .. } => description,
             Self::Success { user, .. } => panic!("expected failure, got success for {user}"),
         }
     }
