@@ -268,16 +268,22 @@ impl LdapSource {
             .simple_bind(dn, password)
             .await
             .map_err(|e| self.unavailable(&e.to_string()))?;
+        let ppolicy = result
+            .ctrls
+            .iter()
+            .find(|c| c.1.ctype == PPOLICY_OID)
+            .and_then(|c| c.1.val.as_deref())
+            .and_then(ppolicy_error);
         match result.rc {
+            // A password an administrator reset binds, with `changeAfterReset`: it is a
+            // temporary secret, not one to sign in to every application with.
+            0 if ppolicy == Some(AuthError::PasswordExpired) => {
+                let _ = ldap.unbind().await;
+                Err(AuthError::PasswordExpired)
+            }
             0 => Ok(ldap),
             INVALID_CREDENTIALS | UNWILLING_TO_PERFORM => {
                 let _ = ldap.unbind().await;
-                let ppolicy = result
-                    .ctrls
-                    .iter()
-                    .find(|c| c.1.ctype == PPOLICY_OID)
-                    .and_then(|c| c.1.val.as_deref())
-                    .and_then(ppolicy_error);
                 let state = match self.options.mode {
                     Mode::Ldap => ppolicy,
                     Mode::ActiveDirectory => ad_state(&result.text),

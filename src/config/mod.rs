@@ -40,6 +40,8 @@ pub const DEMO: &str = include_str!("../../config/demo.toml");
 pub const DEMO_PASSWORD: &str = "Mellon";
 
 const ENV_PREFIX: &str = "CAS__";
+/// Ten years: the longest any duration setting may be.
+const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
 const SECTIONS: &[&str] = &[
     "server",
     "request_filter",
@@ -227,13 +229,14 @@ pub fn load_with_env(
         Ok(_) => Map::new(),
         Err(e) => return Err(single(origin.to_string(), "", e.to_string())),
     };
-    let mut encrypted_problems = Vec::new();
+    let (mut encrypted_problems, mut revealed) = (Vec::new(), Vec::new());
     for (section, value) in root.iter_mut() {
         secrets::decrypt_all(
             value,
             env.get(secrets::KEY_VARIABLE).map(String::as_str),
             section,
             &mut encrypted_problems,
+            &mut revealed,
         );
     }
     for (key, message) in encrypted_problems {
@@ -279,6 +282,13 @@ pub fn load_with_env(
         .as_mut()
         .and_then(|a| ctx.ldap_sources(std::mem::take(&mut a.ldap)));
     let services = services.map(|s| ctx.services(s));
+    if let Some(a) = &authn {
+        ctx.within(
+            "authn.max_concurrent_verifications",
+            a.max_concurrent_verifications as usize,
+            0..=1024,
+        );
+    }
     if authn.as_ref().is_some_and(|a| a.verification_nice > 19) {
         ctx.problem(
             "authn.verification_nice",
@@ -322,9 +332,22 @@ pub fn load_with_env(
     match settings {
         Some(settings) if ctx.problems.is_empty() => Ok(settings),
         _ => Err(ConfigError {
-            problems: ctx.problems,
+            problems: scrub(ctx.problems, &revealed),
         }),
     }
+}
+
+/// Messages quote values (`` `x` is not an address:port ``); a value that came from an
+/// `ENC(…)` must not be printed in clear.
+fn scrub(mut problems: Vec<Problem>, revealed: &[String]) -> Vec<Problem> {
+    for problem in &mut problems {
+        for secret in revealed.iter().filter(|s| !s.is_empty()) {
+            problem.message = problem
+                .message
+                .replace(secret.as_str(), "(encrypted value)");
+        }
+    }
+    problems
 }
 
 fn single(origin: String, key: &str, message: String) -> ConfigError {
@@ -373,6 +396,19 @@ impl Ctx {
         } else {
             self.origin.to_string()
         }
+    }
+
+    /// `value` within `range`, or a problem naming it. Upper bounds keep a typo from
+    /// preallocating gigabytes or starting a thread per value.
+    fn within(&mut self, key: &str, value: usize, range: std::ops::RangeInclusive<usize>) -> bool {
+        let ok = range.contains(&value);
+        if !ok {
+            self.problem(
+                key,
+                format!("must be between {} and {}", range.start(), range.end()),
+            );
+        }
+        ok
     }
 
     fn problem(&mut self, key: &str, message: impl Into<String>) {
@@ -440,6 +476,11 @@ impl Ctx {
                 self.problem(key, "must be longer than zero");
                 None
             }
+            // Longer would overflow date arithmetic somewhere, and means nothing here.
+            Ok(d) if d > MAX_DURATION => {
+                self.problem(key, "must be at most 10 years");
+                None
+            }
             Ok(d) => Some(d),
             Err(e) => {
                 self.problem(key, e);
@@ -500,15 +541,9 @@ impl Ctx {
             }
         }
         let request_timeout = self.duration("server.request_timeout", &raw.request_timeout);
-        for (key, value) in [
-            ("server.max_body_bytes", raw.max_body_bytes),
-            ("server.max_header_bytes", raw.max_header_bytes),
-            ("server.max_connections", raw.max_connections),
-        ] {
-            if value == 0 {
-                self.problem(key, "must be at least 1");
-            }
-        }
+        self.within("server.max_body_bytes", raw.max_body_bytes, 1..=64 << 20);
+        self.within("server.max_header_bytes", raw.max_header_bytes, 1..=1 << 20);
+        self.within("server.max_connections", raw.max_connections, 1..=1_000_000);
         let tls = match raw.tls {
             None => Some(None),
             Some(tls) => self.tls(&tls).map(Some),
@@ -682,18 +717,19 @@ impl Ctx {
 
     fn throttle(&mut self, raw: raw::Throttle) -> Option<Throttle> {
         let window = self.duration("throttle.window", &raw.window);
-        for (key, value) in [
-            ("throttle.threshold", raw.threshold as usize),
-            ("throttle.ip_threshold", raw.ip_threshold as usize),
-            ("throttle.max_entries", raw.max_entries),
-        ] {
-            if value == 0 {
-                self.problem(
-                    key,
-                    "must be at least 1 (turn throttling off with throttle.enabled = false)",
-                );
-                return None;
-            }
+        // At least 1: throttling is turned off with `enabled = false`, not with zeros.
+        let counts = [
+            self.within("throttle.threshold", raw.threshold as usize, 1..=1_000_000),
+            self.within(
+                "throttle.ip_threshold",
+                raw.ip_threshold as usize,
+                1..=1_000_000,
+            ),
+            // Each table preallocates its capacity.
+            self.within("throttle.max_entries", raw.max_entries, 1..=1_000_000),
+        ];
+        if counts.contains(&false) {
+            return None;
         }
         Some(Throttle {
             enabled: raw.enabled,
@@ -1064,14 +1100,16 @@ impl Ctx {
 
     fn slo(&mut self, raw: raw::Slo) -> Option<Slo> {
         let timeout = self.duration("slo.timeout", &raw.timeout);
-        for (key, value) in [
-            ("slo.workers", raw.workers),
-            ("slo.queue_capacity", raw.queue_capacity),
-        ] {
-            if value == 0 {
-                self.problem(key, "must be at least 1");
-                return None;
-            }
+        let counts = [
+            self.within("slo.workers", raw.workers as usize, 1..=1024),
+            self.within(
+                "slo.queue_capacity",
+                raw.queue_capacity as usize,
+                1..=1_000_000,
+            ),
+        ];
+        if counts.contains(&false) {
+            return None;
         }
         Some(Slo {
             enabled: raw.enabled,
@@ -1378,9 +1416,7 @@ impl Ctx {
             raw.operation_timeout.as_deref().unwrap_or("5s"),
         );
         let pool_size = raw.pool_size.unwrap_or(4);
-        if pool_size == 0 {
-            self.problem(&key("pool_size"), "must be at least 1");
-        }
+        self.within(&key("pool_size"), pool_size, 1..=256);
         if self.problems.len() > before {
             return None;
         }

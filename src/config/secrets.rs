@@ -29,13 +29,15 @@ pub fn encrypt(sealer: &Sealer, plaintext: &str) -> String {
     format!("ENC({})", sealer.seal(plaintext.as_bytes(), PURPOSE))
 }
 
-/// Replaces every `ENC(…)` string under `value` by its plaintext. Problems are reported
-/// as `(key path, message)`, never with the value.
+/// Replaces every `ENC(…)` string under `value` by its plaintext, also noted in
+/// `revealed` so later error messages can be scrubbed of it. Problems are reported as
+/// `(key path, message)`, never with the value.
 pub fn decrypt_all(
     value: &mut Value,
     key: Option<&str>,
     path: &str,
     problems: &mut Vec<(String, String)>,
+    revealed: &mut Vec<String>,
 ) {
     match value {
         Value::String(text) => {
@@ -58,13 +60,16 @@ pub fn decrypt_all(
                     })
             });
             match plain {
-                Ok(plain) => *text = plain,
+                Ok(plain) => {
+                    revealed.push(plain.clone());
+                    *text = plain;
+                }
                 Err(message) => problems.push((path.to_owned(), message)),
             }
         }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                decrypt_all(item, key, &format!("{path}[{i}]"), problems);
+                decrypt_all(item, key, &format!("{path}[{i}]"), problems, revealed);
             }
         }
         Value::Object(map) => {
@@ -74,7 +79,7 @@ pub fn decrypt_all(
                 } else {
                     format!("{path}.{name}")
                 };
-                decrypt_all(item, key, &child, problems);
+                decrypt_all(item, key, &child, problems, revealed);
             }
         }
         _ => {}
@@ -91,16 +96,17 @@ mod tests {
         let key = b64url_encode(&random_bytes::<32>());
         let sealer = parse_key(&key).unwrap();
         let mut value = serde_json::json!({ "a": { "b": encrypt(&sealer, "s3cret"), "c": ["plain", encrypt(&sealer, "x")] } });
-        let mut problems = Vec::new();
-        decrypt_all(&mut value, Some(&key), "", &mut problems);
+        let (mut problems, mut revealed) = (Vec::new(), Vec::new());
+        decrypt_all(&mut value, Some(&key), "", &mut problems, &mut revealed);
         assert!(problems.is_empty());
+        assert_eq!(revealed, ["s3cret", "x"]);
         assert_eq!(value["a"]["b"], "s3cret");
         assert_eq!(value["a"]["c"][1], "x");
 
         let mut value = serde_json::json!({ "a": encrypt(&sealer, "s3cret") });
         let other = b64url_encode(&random_bytes::<32>());
-        decrypt_all(&mut value, Some(&other), "", &mut problems);
-        decrypt_all(&mut value, None, "", &mut problems);
+        decrypt_all(&mut value, Some(&other), "", &mut problems, &mut revealed);
+        decrypt_all(&mut value, None, "", &mut problems, &mut revealed);
         assert_eq!(problems.len(), 2);
         assert_eq!(problems[0].0, "a");
         assert!(problems.iter().all(|(_, m)| !m.contains("s3cret")));

@@ -193,6 +193,23 @@ fn the_example_config_loads_and_documents_every_key() {
     }
 }
 
+/// The commented-out `[[services]]` example, uncommented, is a valid service entry: an
+/// operator copying it must not meet duplicate keys or stale names.
+#[test]
+fn the_commented_service_example_loads_once_uncommented() {
+    const EXAMPLE: &str = include_str!("../../config/example.toml");
+    let block = &EXAMPLE[EXAMPLE.find("# [[services]]").unwrap()..];
+    let service: String = block
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .filter(|l| !l.starts_with("# #") && l.len() > 2)
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let settings = load_text(&service).unwrap_or_else(|e| panic!("{e}\n{service}"));
+    let entry = settings.services.iter().find(|s| s.name == "Staff portal");
+    assert!(entry.is_some(), "{service}");
+}
+
 #[test]
 fn http_client_mistakes_are_reported_together() {
     let e = load_text(
@@ -257,4 +274,50 @@ fn verification_nice_is_a_unix_nice_increment() {
     let e = load_text("[authn]\nverification_nice = -1\n").unwrap_err();
     assert_eq!(keys(&e), vec!["authn.verification_nice"], "{e}");
     assert_eq!(load_text("").unwrap().authn.verification_nice, 10);
+}
+
+#[test]
+fn absurd_sizes_and_durations_are_refused_not_obeyed() {
+    let e = load_text(
+        "[server]\nmax_connections = 9000000000000000000\n\
+         [throttle]\nmax_entries = 100000000\n\
+         [authn]\nmax_concurrent_verifications = 4000000000\n\
+         [tickets]\ntgt_hard_ttl = \"100000y\"\n\
+         [http_client]\nconnect_timeout = \"500000000000y\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        keys(&e),
+        vec![
+            "server.max_connections",
+            "throttle.max_entries",
+            "tickets.tgt_hard_ttl",
+            "http_client.connect_timeout",
+            "authn.max_concurrent_verifications",
+        ],
+        "{e}"
+    );
+    let text = e.to_string();
+    assert!(text.contains("between 1 and 1000000"), "{text}");
+    assert!(text.contains("at most 10 years"), "{text}");
+}
+
+#[test]
+fn a_decrypted_value_is_never_quoted_in_an_error() {
+    let key = crate::crypto::b64url_encode(&crate::crypto::random_bytes::<32>());
+    let sealer = secrets::parse_key(&key).unwrap();
+    let sealed = secrets::encrypt(&sealer, "s3cretpw");
+    let env = HashMap::from([(secrets::KEY_VARIABLE.to_owned(), key)]);
+    let text = format!("[server]\nbind = \"{sealed}\"\n");
+    let e = load_with_env(
+        Source::Text {
+            name: "test.toml",
+            text: &text,
+        },
+        &env,
+    )
+    .unwrap_err();
+    assert_eq!(keys(&e), vec!["server.bind"], "{e}");
+    assert!(!e.to_string().contains("s3cretpw"), "{e}");
+    assert!(e.to_string().contains("(encrypted value)"), "{e}");
 }

@@ -210,7 +210,11 @@ impl Cas {
             }
             None => None,
         };
-        if let Some(retry_after) = self.login_blocked(ip, sub.username) {
+        // THR-03: checked and counted as a failure in one step, before the password check,
+        // so that parallel guesses cannot all pass before the first failure is recorded.
+        if let Some(t) = &self.throttle
+            && let Err(retry_after) = t.begin(ip, sub.username, self.clock.now())
+        {
             return Ok(CredentialOutcome::Throttled { retry_after });
         }
         let principal = match self
@@ -219,9 +223,15 @@ impl Cas {
             .await
         {
             Ok(p) => p,
-            Err(AuthError::Unavailable(e)) => return Err(ProtocolError::AuthUnavailable(e)),
+            Err(AuthError::Unavailable(e)) => {
+                // Not the user's failure: the reserved attempt is given back.
+                if let Some(t) = &self.throttle {
+                    t.release(ip, sub.username);
+                }
+                return Err(ProtocolError::AuthUnavailable(e));
+            }
             Err(refused) => {
-                self.login_failed(ip, sub.username);
+                // Already counted by `begin`.
                 return Ok(CredentialOutcome::Rejected(match refused {
                     AuthError::AccountLocked => Refusal::AccountLocked,
                     AuthError::AccountDisabled => Refusal::AccountDisabled,

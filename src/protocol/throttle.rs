@@ -92,6 +92,19 @@ impl Throttle {
         }
     }
 
+    /// The attempt reserved by [`Throttle::begin`] could not be judged (the directory
+    /// was down): both counts are given back, nothing else changes.
+    pub fn release(&self, ip: IpAddr, username: &str) {
+        let mut tables = self.lock();
+        let ip = ip_key(ip);
+        if let Some(c) = tables.by_user.get_mut(&(ip, key(username))) {
+            c.failures = c.failures.saturating_sub(1);
+        }
+        if let Some(c) = tables.by_ip.get_mut(&ip) {
+            c.failures = c.failures.saturating_sub(1);
+        }
+    }
+
     fn blocked_in(
         &self,
         tables: &Tables,
@@ -238,6 +251,29 @@ mod tests {
         let t0 = OffsetDateTime::UNIX_EPOCH;
         let admitted = (0..10).filter(|_| t.begin(IP, "alice", t0).is_ok()).count();
         assert_eq!(admitted, 3);
+    }
+
+    /// An attempt the directory could not judge is given back whole; a success only
+    /// gives back its own reservation, not earlier failures from the address.
+    #[test]
+    fn released_and_successful_attempts_give_back_only_their_own_count() {
+        let t = throttle(100);
+        let t0 = OffsetDateTime::UNIX_EPOCH;
+        for _ in 0..3 {
+            t.begin(IP, "alice", t0).unwrap();
+            t.release(IP, "alice");
+        }
+        assert!(t.blocked(IP, "alice", t0).is_none(), "unjudged attempts");
+        for i in 0..9 {
+            t.begin(IP, &format!("user{i}"), t0).unwrap();
+        }
+        t.begin(IP, "bob", t0).unwrap();
+        t.succeeded(IP, "bob");
+        t.begin(IP, "carol", t0).unwrap();
+        assert!(
+            t.begin(IP, "dave", t0).is_err(),
+            "9 failures plus carol reach the address's 10"
+        );
     }
 
     #[test]

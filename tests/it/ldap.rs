@@ -44,6 +44,11 @@ async fn server_for(slapd: &Slapd) -> TestServer {
     TestServer::start_with(|s| s.authn.ldap = vec![source(&url)]).await
 }
 
+/// The server's `/health` document.
+async fn health(server: &TestServer) -> serde_json::Value {
+    serde_json::from_str(&server.client().get("/health", &[]).await.raw).unwrap()
+}
+
 /// A directory user signs in through the form; `/p3` releases the directory's
 /// attributes, the multi-valued `memberOf` as repeated elements.
 #[tokio::test]
@@ -148,6 +153,49 @@ async fn a_locked_account_is_told_so() {
     assert!(html.contains("Your account is locked"), "{html}");
 }
 
+/// With no `[[users]]`, the directory alone answers (no static source in front of it).
+#[tokio::test]
+async fn a_directory_only_deployment_signs_directory_users_in() {
+    let slapd = Slapd::start(None);
+    let url = slapd.url();
+    let server = TestServer::start_with(|s| {
+        s.users.clear();
+        s.authn.ldap = vec![source(&url)];
+    })
+    .await;
+
+    let ticket = server
+        .browser()
+        .login_for_ticket_as(SERVICE, "jdoe", LDAP_PASSWORD)
+        .await;
+    let validation = server
+        .client()
+        .validate("/serviceValidate", SERVICE, &ticket)
+        .await;
+    assert_eq!(validation.user(), "jdoe");
+    let refused = server
+        .browser()
+        .login(Some(SERVICE), "alice", crate::support::PASSWORD)
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A password an administrator reset (ppolicy `changeAfterReset`) binds, but it only
+/// lets the user change it: no SSO session.
+#[tokio::test]
+async fn a_reset_password_must_be_changed_before_signing_in() {
+    let slapd = Slapd::start(None);
+    let server = server_for(&slapd).await;
+    let browser = server.browser();
+
+    let response = browser.login(Some(SERVICE), "reset", LDAP_PASSWORD).await;
+
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("Your password has expired"), "{html}");
+    assert!(browser.tgc().is_none(), "no session with a reset password");
+}
+
 /// StartTLS with a CA generated for the test; without the CA the certificate is refused.
 #[tokio::test]
 async fn starttls_verifies_the_directory_certificate() {
@@ -167,13 +215,7 @@ async fn starttls_verifies_the_directory_certificate() {
         .browser()
         .login_for_ticket_as(SERVICE, "jdoe", LDAP_PASSWORD)
         .await;
-    assert_eq!(
-        good.client()
-            .validate("/serviceValidate", SERVICE, &ticket)
-            .await
-            .user(),
-        "jdoe"
-    );
+    assert_validates_as(&good, SERVICE, &ticket, "jdoe").await;
     let refused = bad
         .browser()
         .login(Some(SERVICE), "jdoe", LDAP_PASSWORD)
@@ -191,9 +233,7 @@ async fn an_outage_is_a_503_and_the_source_recovers_by_itself() {
     browser
         .login_for_ticket_as(SERVICE, "jdoe", LDAP_PASSWORD)
         .await;
-    let health: serde_json::Value =
-        serde_json::from_str(&server.client().get("/health", &[]).await.raw).unwrap();
-    assert_eq!(health["directories"][0]["reachable"], true);
+    assert_eq!(health(&server).await["directories"][0]["reachable"], true);
 
     slapd.stop();
     let other = Browser::new(&server.base, "second browser", None);
@@ -210,9 +250,7 @@ async fn an_outage_is_a_503_and_the_source_recovers_by_itself() {
     // Health answers are cached for 2 s: poll (bounded) until the outage shows.
     let mut reachable = serde_json::Value::Null;
     for _ in 0..20 {
-        let health: serde_json::Value =
-            serde_json::from_str(&server.client().get("/health", &[]).await.raw).unwrap();
-        reachable = health["directories"][0]["reachable"].clone();
+        reachable = health(&server).await["directories"][0]["reachable"].clone();
         if reachable == false {
             break;
         }
@@ -225,14 +263,7 @@ async fn an_outage_is_a_503_and_the_source_recovers_by_itself() {
     let ticket = third
         .login_for_ticket_as(SERVICE, "jdoe", LDAP_PASSWORD)
         .await;
-    assert_eq!(
-        server
-            .client()
-            .validate("/serviceValidate", SERVICE, &ticket)
-            .await
-            .user(),
-        "jdoe"
-    );
+    assert_validates_as(&server, SERVICE, &ticket, "jdoe").await;
 }
 
 /// Sources in order: the static users first, then the directory. A name in both is

@@ -383,6 +383,39 @@ async fn three_failed_logins_block_the_next_until_the_window_passes() {
     assert_eq!(after.status(), StatusCode::FOUND);
 }
 
+/// THR-03: attempts are counted when they start, so ten wrong passwords sent at once
+/// still get only three password checks; the others are refused without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_get_no_more_checks_than_the_threshold() {
+    let server = TestServer::start_with(throttled).await;
+    let mut attempts = Vec::new();
+    for _ in 0..10 {
+        let browser = server.browser();
+        let lt = browser.form_token(Some(SERVICE)).await;
+        attempts.push((browser, lt));
+    }
+
+    let tasks: Vec<_> = attempts
+        .into_iter()
+        .map(|(browser, lt)| {
+            tokio::spawn(async move {
+                browser
+                    .submit_login(Some(SERVICE), "alice", "wrong", &lt, &[])
+                    .await
+                    .status()
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+
+    let count = |status| answers.iter().filter(|s| **s == status).count();
+    assert_eq!(count(StatusCode::UNAUTHORIZED), 3, "password checks");
+    assert_eq!(count(StatusCode::LOCKED), 7, "refused without a check");
+}
+
 /// THR-01: GETs are never throttled, and a blocked user can still see the form.
 #[tokio::test]
 async fn the_form_is_still_shown_while_blocked() {

@@ -48,6 +48,7 @@ sn: policy
 pwdAttribute: userPassword
 pwdLockout: TRUE
 pwdMaxFailure: 0
+pwdMustChange: TRUE
 
 dn: cn=cas,ou=services,dc=example,dc=org
 objectClass: person
@@ -72,6 +73,14 @@ cn: Locked User
 sn: User
 userPassword: ldap-pass
 pwdAccountLockedTime: 000001010000Z
+
+dn: uid=reset,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: reset
+cn: Reset User
+sn: User
+userPassword: ldap-pass
+pwdReset: TRUE
 ";
 
 pub struct Slapd {
