@@ -20,7 +20,7 @@ pub struct LoginRequest<'a> {
 }
 
 /// A POST `/login` with credentials.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct LoginSubmission<'a> {
     pub service: Option<&'a str>,
     pub username: &'a str,
@@ -29,6 +29,19 @@ pub struct LoginSubmission<'a> {
     pub remember_me: bool,
     /// The form was shown because of `renew` (a forced login, TGC-09).
     pub renewed: bool,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for LoginSubmission<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginSubmission")
+            .field("service", &self.service)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("remember_me", &self.remember_me)
+            .field("renewed", &self.renewed)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -118,9 +131,21 @@ impl Cas {
             }
             None => None,
         };
-        // LOGIN-10: renew wins over gateway. LOGIN-17: a service may opt out of SSO.
-        if req.renew || registered.is_some_and(|r| !r.sso_enabled) {
+        // LOGIN-07: a gateway request never gets the form; it goes back without a ticket
+        // whenever single sign-on cannot answer it.
+        let no_sso = || match (req.gateway, req.service) {
+            (true, Some(service)) => LoginDecision::GatewayRedirect {
+                location: service.to_owned(),
+            },
+            _ => LoginDecision::ShowForm,
+        };
+        // LOGIN-10: renew wins over gateway.
+        if req.renew {
             return Ok(LoginDecision::ShowForm);
+        }
+        // LOGIN-17: a service may opt out of SSO.
+        if registered.is_some_and(|r| !r.sso_enabled) {
+            return Ok(no_sso());
         }
         let now = self.clock.now();
         let tgt = match session {
@@ -134,34 +159,35 @@ impl Cas {
                     .max_auth_age
                     .is_some_and(|age| now >= tgt.authenticated_at + age)
                 {
-                    return Ok(LoginDecision::ShowForm);
+                    return Ok(no_sso());
                 }
                 if req.warn {
                     return Ok(LoginDecision::Warn {
                         service: service.to_owned(),
                     });
                 }
+                // Only the ids are needed from here: holding the shared session while the
+                // grant updates it would make the registry copy the whole session.
+                let (tgt_id, user) = (tgt.id.clone(), tgt.principal.id.clone());
+                drop(tgt);
                 match self
-                    .grant_service_ticket(&tgt.id, service, registered, false)
+                    .grant_service_ticket(&tgt_id, service, registered, false)
                     .await?
                 {
                     Some((location, ticket)) => Ok(LoginDecision::Redirect {
                         service: service.to_owned(),
                         location,
                         ticket,
-                        user: tgt.principal.id.clone(),
+                        user,
                     }),
                     // The session ended between the lookup and the grant.
-                    None => Ok(LoginDecision::ShowForm),
+                    None => Ok(no_sso()),
                 }
             }
             (Some(tgt), None, _) => Ok(LoginDecision::LoggedIn {
                 principal: tgt.principal.clone(),
             }),
-            (None, Some(service), _) if req.gateway => Ok(LoginDecision::GatewayRedirect {
-                location: service.to_owned(),
-            }),
-            _ => Ok(LoginDecision::ShowForm),
+            _ => Ok(no_sso()),
         }
     }
 

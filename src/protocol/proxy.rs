@@ -11,6 +11,9 @@ use super::{Cas, ErrorCode, Failure};
 use crate::services::RegisteredService;
 use crate::tickets::{ProxyGrantingTicket, ServiceTicket, new_pgt_iou};
 
+/// Longest proxy chain a PGT may carry; real deployments use one or two levels.
+pub const MAX_PROXY_CHAIN: usize = 8;
+
 /// Delivers `pgtIou`/`pgtId` to a callback URL (PCB-04). `Ok` only for HTTP 200 (PCB-05).
 #[async_trait]
 pub trait ProxyCallback: Send + Sync + std::fmt::Debug {
@@ -60,6 +63,14 @@ impl Cas {
             return Err(Failure::new(
                 ErrorCode::InvalidProxyCallback,
                 format!("The proxy callback '{pgt_url}' is not an https URL"),
+            ));
+        }
+        // Each level stores and repeats the whole chain: a service that may proxy to
+        // itself could otherwise grow it without end.
+        if ticket.proxies.len() >= MAX_PROXY_CHAIN {
+            return Err(Failure::new(
+                ErrorCode::UnauthorizedServiceProxy,
+                format!("Proxy chains are limited to {MAX_PROXY_CHAIN} proxies"),
             ));
         }
         let mut proxies = Vec::with_capacity(ticket.proxies.len() + 1);
@@ -300,6 +311,43 @@ mod tests {
                 "https://app.example.org/cb/?x=1"
             ]
         );
+    }
+
+    /// A service that may proxy to itself cannot grow a chain without end.
+    #[tokio::test]
+    async fn proxy_chains_stop_at_their_limit() {
+        let recorder = Arc::new(Recorder::default());
+        let mut cas = cas(ManualClock::new());
+        cas.proxy_callback = recorder.clone();
+        let st = st(&cas).await;
+        let ok = cas
+            .validate(
+                Endpoint::ServiceValidate,
+                with_pgt_url(SERVICE, &st, "https://app.example.org/cb/"),
+            )
+            .await
+            .unwrap();
+        assert!(ok.proxy_granting_ticket.is_some());
+        let mut pgt = query_value(&recorder.urls.lock().unwrap()[0], "pgtId");
+        for depth in 1..=MAX_PROXY_CHAIN {
+            let pt = cas.proxy(Some(&pgt), Some(BACKEND)).await.unwrap();
+            let answer = cas
+                .validate(
+                    Endpoint::ProxyValidate,
+                    with_pgt_url(BACKEND, &pt, "https://backend.example.org/cb/"),
+                )
+                .await;
+            if depth < MAX_PROXY_CHAIN {
+                assert_eq!(answer.unwrap().proxies.len(), depth);
+                pgt = query_value(recorder.urls.lock().unwrap().last().unwrap(), "pgtId");
+            } else {
+                assert_eq!(
+                    answer.unwrap_err().code,
+                    ErrorCode::UnauthorizedServiceProxy,
+                    "depth {depth}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -153,11 +153,14 @@ pub fn is_well_formed(service: &str) -> bool {
 
 /// The comparison form of a service URL (CC-01, CC-03, CC-05): decoded once, without
 /// `#fragment`, lower-cased. Query order, trailing slashes and `www.` stay significant.
+/// Escapes that do not decode to UTF-8 are compared as written: a lossy decoding would
+/// make `%FE` and `%FF` the same character.
 pub fn normalize(service: &str) -> String {
     let without_fragment = service.split_once('#').map_or(service, |(head, _)| head);
-    percent_encoding::percent_decode_str(without_fragment)
-        .decode_utf8_lossy()
-        .to_lowercase()
+    match percent_encoding::percent_decode_str(without_fragment).decode_utf8() {
+        Ok(decoded) => decoded.to_lowercase(),
+        Err(_) => without_fragment.to_lowercase(),
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +176,15 @@ mod tests {
         assert!(!p.matches("https://app.example.org/cas?x=1&y=2"));
         assert!(!p.matches("https://app.example.org/cas/?x=1"));
         assert!(!p.matches("https://www.app.example.org/cas?x=1"));
+        assert_ne!(
+            normalize("https://a.example/?u=%FF"),
+            normalize("https://a.example/?u=%FE"),
+            "invalid UTF-8 escapes stay distinct"
+        );
+        assert_eq!(
+            normalize("https://a.example/?u=%C3%A9"),
+            normalize("https://a.example/?u=\u{e9}")
+        );
     }
 
     #[test]

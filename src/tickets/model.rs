@@ -108,12 +108,11 @@ impl TicketGrantingTicket {
             .is_expired(self.authenticated_at, self.last_used_at, now)
     }
 
-    /// Remembers a ticket for single logout. Like Apereo, only the newest ticket per
-    /// service URL is kept (one application session per URL), and at most
-    /// [`MAX_ISSUED`] in all, so a session that asks for tickets in a loop cannot grow
-    /// without bound.
+    /// Remembers a ticket for single logout and for removal with the session. Every
+    /// ticket counts (SLO-06 [REC]: each application session is told, even two behind
+    /// one URL), up to [`MAX_ISSUED`], newest kept, so a session that asks for tickets
+    /// in a loop cannot grow without bound.
     pub fn record_issued(&mut self, issued: IssuedTicket) {
-        self.issued.retain(|i| i.service != issued.service);
         if self.issued.len() >= MAX_ISSUED {
             self.issued.remove(0);
         }
@@ -263,15 +262,23 @@ mod tests {
             service: service.into(),
             logout: LogoutTarget::None,
         };
-        for n in 0..1000 {
+        for n in 0..3 {
             tgt.record_issued(issued(n, "https://same.example/"));
         }
-        assert_eq!(tgt.issued.len(), 1, "one per service URL");
-        assert_eq!(tgt.issued[0].ticket_id, "ST-999");
+        assert_eq!(
+            tgt.issued.len(),
+            3,
+            "every ticket, even for one service URL"
+        );
         for n in 0..1000 {
             tgt.record_issued(issued(n, &format!("https://s{n}.example/")));
         }
         assert_eq!(tgt.issued.len(), MAX_ISSUED);
+        assert_eq!(
+            tgt.issued[MAX_ISSUED - 1].ticket_id,
+            "ST-999",
+            "newest kept"
+        );
         let evicted: Vec<_> = (0..20)
             .filter_map(|n| tgt.record_pgt(format!("PGT-{n}")))
             .collect();

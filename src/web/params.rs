@@ -73,8 +73,17 @@ pub enum Rejected {
 /// More parameters than any CAS request carries (login has eight at most).
 const MAX_PARAMS: usize = 32;
 
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Params(Vec<(String, String)>);
+
+/// Names only: values include passwords and tickets.
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
+}
 
 impl Params {
     /// Parses and filters `application/x-www-form-urlencoded` text (a query or a body).
@@ -196,6 +205,20 @@ mod tests {
 
     fn parse(text: &str) -> Result<Params, Rejected> {
         Params::parse(text.as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn debug_output_names_parameters_without_their_values() {
+        let params = parse("username=alice&password=s3cret&ticket=ST-1").unwrap();
+        let printed = format!("{params:?}");
+        assert_eq!(printed, r#"["username", "password", "ticket"]"#);
+        let submission = crate::protocol::LoginSubmission {
+            password: "s3cret",
+            ..Default::default()
+        };
+        assert!(!format!("{submission:?}").contains("s3cret"));
+        let registry = crate::tickets::MemoryRegistry::new();
+        assert!(format!("{registry:?}").starts_with("MemoryRegistry"));
     }
 
     #[test]

@@ -114,6 +114,30 @@ async fn each_application_of_the_session_receives_one_logout_request_for_its_tic
     );
 }
 
+/// SLO-06 [REC]: two tickets for one service URL (two tabs, two nodes behind it) are two
+/// application sessions; each is told.
+#[tokio::test]
+async fn two_tickets_for_one_service_get_two_logout_requests() {
+    let app = Receiver::start().await;
+    let server = TestServer::start_with(allow_loopback).await;
+    let browser = server.browser();
+    let service = app.url("/one/home");
+    let first = browser.login_for_ticket(&service).await;
+    let second = browser.sso_ticket(&service).await;
+    for ticket in [&first, &second] {
+        assert_validates_as(&server, &service, ticket, "alice").await;
+    }
+
+    browser.get("/logout", &[]).await;
+
+    let received = app.wait_for(2).await;
+    let mut indexes: Vec<String> = received.iter().map(session_index).collect();
+    indexes.sort();
+    let mut expected = vec![first, second];
+    expected.sort();
+    assert_eq!(indexes, expected);
+}
+
 /// SLO-07: `logout_url` replaces the service URL as the destination.
 #[tokio::test]
 async fn the_logout_url_is_honoured() {

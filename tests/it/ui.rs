@@ -244,6 +244,12 @@ async fn a_service_without_sso_always_asks() {
         32,
         "other services keep SSO"
     );
+    // LOGIN-07: gateway never shows the form; it goes back without a ticket.
+    let gateway = browser
+        .get_login(&[("service", EXACT_SERVICE), ("gateway", "true")])
+        .await;
+    assert_eq!(gateway.status(), StatusCode::FOUND);
+    assert_eq!(location(&gateway).as_deref(), Some(EXACT_SERVICE));
 }
 
 /// SVC-05: `max_auth_age` asks again once the login is older than allowed.
@@ -264,9 +270,15 @@ async fn max_auth_age_forces_a_fresh_login() {
         StatusCode::FOUND
     );
     server.clock.advance(Duration::from_secs(2));
+    let gateway = browser
+        .get_login(&[("service", EXACT_SERVICE), ("gateway", "true")])
+        .await;
     let late = browser.get_login(&[("service", EXACT_SERVICE)]).await;
 
     assert_shows_the_form(late, "authentication too old").await;
+    // LOGIN-07: gateway never shows the form; it goes back without a ticket.
+    assert_eq!(gateway.status(), StatusCode::FOUND);
+    assert_eq!(location(&gateway).as_deref(), Some(EXACT_SERVICE));
 }
 
 /// TGC-09: with `create_cookie_on_renew = false`, a forced login sets no SSO cookie and
