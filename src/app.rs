@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::auth::ldap::LdapSource;
 use crate::auth::{Authenticator, Chain, StaticUsers, VerifierPool};
 use crate::clock::Clock;
-use crate::config::{Settings, TgcKeySource};
+use crate::config::{SameSite, Settings, TgcKeySource};
 use crate::crypto::random_bytes;
 use crate::outbound::{self, Outbound, SloQueue};
 use crate::protocol::flow::LoginFlow;
@@ -48,7 +48,7 @@ pub struct App {
     listener: CasListener,
     local_addr: SocketAddr,
     scheme: &'static str,
-    redirect: Option<TcpListener>,
+    redirect: Option<CasListener>,
     router: axum::Router,
     registry: Arc<dyn TicketRegistry>,
     clock: Arc<dyn Clock>,
@@ -150,7 +150,15 @@ impl App {
             .then(|| HeaderPolicy::default_csp(&settings.http_headers.frame_ancestors));
         let state = AppState::new(Inner {
             warn_cookie: cookie("CASPRIVACY"),
-            flow_cookie: cookie("CASFLOW"),
+            // The login-CSRF binding must never travel on a cross-site POST, whatever
+            // the SSO cookie needs (`same_site = "none"` for framed logins).
+            flow_cookie: CookieSettings {
+                same_site: match settings.tgc.same_site {
+                    SameSite::Strict => SameSite::Strict,
+                    SameSite::Lax | SameSite::None => SameSite::Lax,
+                },
+                ..cookie("CASFLOW")
+            },
             catalogues: Catalogues::builtin(&settings.ui.default_locale)
                 .map_err(StartupError::Keys)?,
             theme: settings.ui.theme.clone(),
@@ -199,12 +207,18 @@ impl App {
         let idle = (settings.server.request_timeout * 2).max(std::time::Duration::from_secs(1));
         let listener = CasListener::new(tcp, tls, settings.server.max_connections, idle)
             .map_err(|source| StartupError::Bind { addr, source })?;
+        // The redirect listener gets the same connection cap and idle timeout: an idle
+        // client on port 80 must not hold descriptors the HTTPS listener needs.
         let redirect = match settings.server.http_redirect_bind {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
+            Some(addr) => {
+                let tcp = TcpListener::bind(addr)
                     .await
-                    .map_err(|source| StartupError::Bind { addr, source })?,
-            ),
+                    .map_err(|source| StartupError::Bind { addr, source })?;
+                Some(
+                    CasListener::new(tcp, None, settings.server.max_connections, idle)
+                        .map_err(|source| StartupError::Bind { addr, source })?,
+                )
+            }
             None => None,
         };
         Ok(Self {
@@ -227,7 +241,9 @@ impl App {
 
     /// The plain-HTTP listener that redirects to HTTPS, if configured.
     pub fn redirect_addr(&self) -> Option<SocketAddr> {
-        self.redirect.as_ref().and_then(|l| l.local_addr().ok())
+        self.redirect
+            .as_ref()
+            .and_then(|l| axum::serve::Listener::local_addr(l).ok())
     }
 
     /// `http(s)://addr/base`: the URL CAS clients are configured with.

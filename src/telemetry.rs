@@ -4,7 +4,7 @@
 //! prefix plus a short hash ([`redact`]), enough to correlate lines without being usable.
 //! Audit events go to the `cas_audit` target, so operators can route them apart.
 
-use std::io::{BufWriter, Stderr, Write as _};
+use std::io::{Stderr, Write as _};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,19 +36,53 @@ pub fn init() -> Option<LogFlusher> {
 
 type SharedBuffer = Arc<LineBuffer>;
 
-/// Whole lines into the shared buffer, one lock each, so lines never interleave.
-pub struct LineBuffer(Mutex<BufWriter<Stderr>>);
+/// Lines waiting to be written. Loggers only append under `pending` (a copy); writing
+/// happens under `output`, after taking the whole batch, so a slow stderr (a throttled
+/// journal, a full pipe) delays the flusher, not the threads serving requests.
+pub struct LineBuffer {
+    pending: Mutex<Vec<u8>>,
+    output: Mutex<Stderr>,
+}
 
+impl LineBuffer {
+    /// Above this, the logging thread writes the batch itself: memory stays bounded if
+    /// the flusher falls behind.
+    const HIGH_WATER: usize = 1 << 20;
+
+    fn new() -> Self {
+        Self {
+            pending: Mutex::new(Vec::with_capacity(64 * 1024)),
+            output: Mutex::new(std::io::stderr()),
+        }
+    }
+
+    /// Writes out everything pending, in order: batches are taken under `output`.
+    fn flush(&self) {
+        let mut output = self.output.lock().unwrap_or_else(PoisonError::into_inner);
+        let batch =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        if !batch.is_empty() {
+            let _ = output.write_all(&batch);
+        }
+    }
+}
+
+/// Whole lines, one lock each, so lines never interleave.
 impl std::io::Write for &LineBuffer {
     fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
         self.write_all(line).map(|()| line.len())
     }
 
     fn write_all(&mut self, line: &[u8]) -> std::io::Result<()> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .write_all(line)
+        let backlog = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.extend_from_slice(line);
+            pending.len()
+        };
+        if backlog > LineBuffer::HIGH_WATER {
+            LineBuffer::flush(self);
+        }
+        Ok(())
     }
 
     /// The flusher's job, on its schedule.
@@ -58,10 +92,10 @@ impl std::io::Write for &LineBuffer {
 }
 
 /// Log lines are formatted on the thread that logs them and appended to one shared
-/// 64 KiB buffer, which a thread writes out every 100 ms (a full buffer goes at once).
-/// One write system call per batch, and no cross-thread wake-up per line: per-line
-/// writes were about a tenth of an SSO cycle's CPU (two audit records per cycle).
-/// Dropping the flusher writes out what is buffered.
+/// buffer, which a thread writes out every 100 ms. One write system call per batch, and
+/// no cross-thread wake-up per line: per-line writes were about a tenth of an SSO
+/// cycle's CPU (two audit records per cycle). Dropping the flusher writes out what is
+/// pending; a crash loses at most the last 100 ms.
 pub struct LogFlusher {
     buffer: SharedBuffer,
     stop: Arc<AtomicBool>,
@@ -72,10 +106,7 @@ impl LogFlusher {
     const EVERY: Duration = Duration::from_millis(100);
 
     fn start() -> Option<Self> {
-        let buffer: SharedBuffer = Arc::new(LineBuffer(Mutex::new(BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ))));
+        let buffer: SharedBuffer = Arc::new(LineBuffer::new());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (buffer, stop) = (buffer.clone(), stop.clone());
@@ -84,7 +115,7 @@ impl LogFlusher {
                 .spawn(move || {
                     while !stop.load(Ordering::Acquire) {
                         std::thread::park_timeout(Self::EVERY);
-                        flush(&buffer);
+                        buffer.flush();
                     }
                 })
                 // Without the thread, lines could wait forever: write them directly.
@@ -98,14 +129,6 @@ impl LogFlusher {
     }
 }
 
-fn flush(buffer: &SharedBuffer) {
-    let _ = buffer
-        .0
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .flush();
-}
-
 impl Drop for LogFlusher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
@@ -113,7 +136,7 @@ impl Drop for LogFlusher {
             thread.thread().unpark();
             let _ = thread.join();
         }
-        flush(&self.buffer);
+        self.buffer.flush();
     }
 }
 

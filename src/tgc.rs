@@ -173,7 +173,14 @@ impl std::fmt::Debug for TgcCodec {
     }
 }
 
-/// Largest cookie value worth trying to decode; real ones are well under 1 KiB plus the UA.
+/// The User-Agent as pinned in the cookie: a digest, so that the cookie (and each entry
+/// of the opened-cookie cache) has a fixed size whatever the browser sends; a raw 3 KB
+/// User-Agent made a cookie browsers refuse to store.
+fn user_agent_pin(user_agent: &str) -> String {
+    b64url_encode(&sha256(user_agent.as_bytes())[..16])
+}
+
+/// Largest cookie value worth trying to decode; real ones are well under 1 KiB.
 const MAX_COOKIE_LEN: usize = 8192;
 
 impl TgcCodec {
@@ -203,7 +210,7 @@ impl TgcCodec {
     }
 
     pub fn encode(&self, tgt_id: &str, ip: &str, user_agent: &str) -> Result<String, TgcError> {
-        let payload = format!("{tgt_id}@{ip}@{user_agent}");
+        let payload = format!("{tgt_id}@{ip}@{}", user_agent_pin(user_agent));
         let keys = &self.keys[0];
         match self.mode {
             CryptoMode::EncryptAndSign => {
@@ -231,7 +238,7 @@ impl TgcCodec {
                 payload
             }
         };
-        // The TGT id and an IP never contain '@'; the user agent may.
+        // The TGT id, an IP and the pin never contain '@'.
         let mut parts = payload.splitn(3, '@');
         let (Some(tgt), Some(cookie_ip), Some(cookie_ua)) =
             (parts.next(), parts.next(), parts.next())
@@ -242,7 +249,7 @@ impl TgcCodec {
             if cookie_ip != ip {
                 return Err(TgcError::IpMismatch);
             }
-            if cookie_ua != user_agent {
+            if cookie_ua != user_agent_pin(user_agent) {
                 return Err(TgcError::UserAgentMismatch);
             }
         }

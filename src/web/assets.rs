@@ -19,8 +19,11 @@ pub async fn css() -> impl IntoResponse {
 /// stylesheet so that pages need no inline styles (the CSP forbids them).
 pub async fn theme_css(
     axum::extract::State(state): axum::extract::State<super::state::AppState>,
-    axum::extract::Path(file): axum::extract::Path<String>,
+    // A path that does not decode (invalid UTF-8) is simply not a theme: the 404 page,
+    // not axum's plain-text rejection.
+    file: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
 ) -> axum::response::Response {
+    let file = file.map(|axum::extract::Path(f)| f).unwrap_or_default();
     let key = file.strip_suffix(".css").unwrap_or_default();
     let theme = if key == "default" {
         Some(&state.theme)

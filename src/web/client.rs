@@ -25,11 +25,7 @@ impl FromRequestParts<AppState> for ClientInfo {
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<PeerAddr>>()
-            // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
-            .map(|ConnectInfo(PeerAddr(addr))| addr.ip().to_canonical())
+        let peer = peer_ip(&parts.extensions)
             .ok_or_else(|| WebError::Internal("no peer address on the connection".into()))?;
         let forwarded = parts
             .headers
@@ -50,8 +46,20 @@ impl FromRequestParts<AppState> for ClientInfo {
     }
 }
 
+/// The socket peer's address. A dual-stack listener reports IPv4 peers as
+/// `::ffff:a.b.c.d`; they are compared as the IPv4 addresses they are.
+pub fn peer_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<PeerAddr>>()
+        .map(|ConnectInfo(PeerAddr(addr))| addr.ip().to_canonical())
+}
+
+pub fn is_trusted(ip: &IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(ip))
+}
+
 fn client_ip(peer: IpAddr, forwarded: &[&str], trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let is_trusted = |ip: &IpAddr| is_trusted(ip, trusted);
     if !is_trusted(&peer) {
         return peer;
     }

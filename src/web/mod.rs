@@ -25,6 +25,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -78,6 +79,11 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         app.route(&base, get(to_login))
     };
     app.fallback(not_found)
+        // A bug in a handler answers the error page (through the envelope, with every
+        // header), never a reset connection, and never the panic message.
+        .layer(CatchPanicLayer::custom(|_| {
+            WebError::Internal("a request handler panicked".into()).into_response()
+        }))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,

@@ -176,7 +176,13 @@ impl FromRequest<AppState> for CasParams {
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+            // Media types are case-insensitive (RFC 9110 §8.3.1).
+            .and_then(|ct| ct.split(';').next())
+            .is_some_and(|media| {
+                media
+                    .trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
         if req.method() == Method::POST && is_form {
             let body = axum::body::to_bytes(req.into_body(), limits.body)
                 .await

@@ -7,7 +7,7 @@
 //! proxy. Oversized header sections are refused here.
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::{
     ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_SECURITY_POLICY, EXPIRES, PRAGMA, REFERRER_POLICY,
     STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -16,8 +16,8 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::client::{is_trusted, peer_ip};
 use super::state::AppState;
-use super::transport::PeerAddr;
 
 /// The operator's header choices, resolved once.
 #[derive(Debug, Clone, Default)]
@@ -78,7 +78,8 @@ pub async fn envelope(State(state): State<AppState>, req: Request, next: Next) -
             "Request headers too large",
         )
             .into_response();
-        (false, None, refused)
+        // Native TLS is known without reading the (oversized) headers.
+        (policy.tls, None, refused)
     } else {
         let https = policy.tls || forwarded_https(&state, &req);
         // Only the language is needed to render an error page; keep just that.
@@ -125,15 +126,7 @@ const NO_REFERRER: HeaderValue = HeaderValue::from_static("no-referrer");
 
 /// `X-Forwarded-Proto: https` from a trusted proxy (never from anyone else).
 fn forwarded_https(state: &AppState, req: &Request) -> bool {
-    let trusted = req.extensions().get::<ConnectInfo<PeerAddr>>().is_some_and(
-        |ConnectInfo(PeerAddr(peer))| {
-            state
-                .trusted_proxies
-                .iter()
-                .any(|net| net.contains(&peer.ip()))
-        },
-    );
-    trusted
+    peer_ip(req.extensions()).is_some_and(|peer| is_trusted(&peer, &state.trusted_proxies))
         && req
             .headers()
             .get("x-forwarded-proto")

@@ -420,9 +420,29 @@ async fn a_configured_server_serves_logins_keeps_its_keys_private_and_stops_on_s
         "a wrong password is refused"
     );
     let response = log_in(&client, &server, SERVICE, "alice", PASSWORD).await;
+    let ticket = ticket_in(&location(&response));
     assert_redirected_with_a_ticket_for(&client, &server, &response, SERVICE, "alice").await;
 
     let stopped = server.stop().await;
+
+    // The audit trail reached stderr (flushed at shutdown), with tickets redacted.
+    for event in [
+        "login_failure",
+        "login_success",
+        "ticket_issued",
+        "ticket_validated",
+    ] {
+        assert!(
+            stopped.stderr.contains(event),
+            "{event}: {}",
+            stopped.stderr
+        );
+    }
+    assert!(stopped.stderr.contains("ST-…#"), "{}", stopped.stderr);
+    assert!(
+        !stopped.stderr.contains(&ticket),
+        "a live ticket leaked into the logs"
+    );
 
     let keys = std::fs::read_to_string(&key_file).expect("the TGC key file was created");
     let mode = std::os::unix::fs::PermissionsExt::mode(

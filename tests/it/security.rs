@@ -311,6 +311,33 @@ async fn hsts_follows_a_trusted_proxys_forwarded_proto() {
         "max-age=31536000; includeSubDomains"
     );
     assert!(!forged.headers().contains_key("strict-transport-security"));
+
+    // Found in review: on a dual-stack listener the proxy's IPv4 address arrives as
+    // ::ffff:127.0.0.1 and was not recognised as trusted.
+    let dual_stack = TestServer::start_with(|s| s.server.bind = "[::]:0".parse().unwrap()).await;
+    let port = dual_stack
+        .base
+        .rsplit_once("]:")
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let via_ipv4 = dual_stack
+        .http()
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{port}/cas/login"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        via_ipv4.headers().contains_key("strict-transport-security"),
+        "{:?}",
+        via_ipv4.headers()
+    );
 }
 
 /// `http_headers.frame_ancestors` replaces DENY with an allow-list; the front-channel
@@ -485,6 +512,38 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
 
     assert!(waiting.is_err(), "no slot was free");
     assert_eq!(served.status(), StatusCode::OK);
+}
+
+/// A request whose body never arrives is answered 408 after the request timeout, with
+/// the same security headers and no-store as every other answer.
+#[tokio::test]
+async fn a_stalled_request_times_out_with_the_security_headers() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start_with(|s| {
+        s.server.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(host_and_port(&server))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /cas/serviceValidate HTTP/1.1\r\nHost: localhost\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nservice=",
+        )
+        .await
+        .unwrap();
+
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 408"), "{answer}");
+    assert!(answer.contains("cache-control: no-store"), "{answer}");
+    assert!(
+        answer.contains("x-content-type-options: nosniff"),
+        "{answer}"
+    );
+    assert!(answer.contains("content-security-policy:"), "{answer}");
 }
 
 /// An idle connection does not keep its slot: after twice the request timeout with

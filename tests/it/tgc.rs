@@ -324,3 +324,34 @@ async fn an_expired_sessions_cookie_yields_the_form_not_an_error() {
     );
     assert_sso_as(&server, &browser, OTHER_SERVICE, "alice").await;
 }
+
+/// Found in review: the login-CSRF binding cookie took the TGC's SameSite; with
+/// `same_site = "none"` (framed logins) it would ride along on a cross-site POST.
+#[tokio::test]
+async fn the_form_binding_cookie_stays_same_site_whatever_the_tgc_needs() {
+    let server = TestServer::start_with(|s| {
+        s.tgc.same_site = cas_server::config::SameSite::None;
+    })
+    .await;
+    let page = server.browser().get_login(&[("service", SERVICE)]).await;
+
+    let flow = set_cookies(&page)
+        .into_iter()
+        .find(|c| c.starts_with("CASFLOW="))
+        .expect("the form sets its binding cookie");
+    assert!(flow.contains("SameSite=Lax"), "{flow}");
+}
+
+/// Found in review: the cookie carried the raw User-Agent, so a long one made a cookie
+/// over the 4 KB browsers store, and SSO silently never worked for that browser.
+#[tokio::test]
+async fn a_long_user_agent_still_gets_a_small_working_cookie() {
+    let server = TestServer::start().await;
+    let long_agent = format!("Mozilla/5.0 {}", "x".repeat(3000));
+    let browser = Browser::new(&server.base, &long_agent, None);
+    browser.login(None, "alice", PASSWORD).await;
+
+    let cookie = browser.tgc().expect("a session cookie");
+    assert!(cookie.len() < 1024, "{} bytes", cookie.len());
+    assert_sso_as(&server, &browser, SERVICE, "alice").await;
+}

@@ -130,6 +130,34 @@ async fn the_http_listener_redirects_to_https() {
     );
 }
 
+/// Found in review: the redirect listener kept a half-sent request open forever; it now
+/// closes idle connections like the HTTPS one, so port 80 cannot hoard descriptors.
+#[tokio::test]
+async fn the_http_listener_closes_idle_connections() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let pki = TestPki::new();
+    let server = TestServer::start_tls(&pki, |s| {
+        s.server.http_redirect_bind = Some("127.0.0.1:0".parse().unwrap());
+        s.server.request_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let redirect = server.redirect_addr.expect("a redirect listener");
+    let mut stalled = tokio::net::TcpStream::connect(redirect).await.unwrap();
+    stalled
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stalled.read(&mut buf))
+        .await
+        .expect("the server closes the connection well within 5 s");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "closed, not answered: {read:?}"
+    );
+}
+
 fn load(text: &str) -> Result<config::Settings, config::ConfigError> {
     config::load_with_env(
         Source::Text {

@@ -362,6 +362,7 @@ async fn services_and_the_server_can_be_themed() {
     let css = browser.get_text("/static/theme/1.css", &[]).await;
     let global_css = browser.get_text("/static/theme/default.css", &[]).await;
     let missing = browser.get("/static/theme/99.css", &[]).await;
+    let undecodable = browser.get("/static/theme/%FF.css", &[]).await;
 
     assert!(
         themed.contains("Example Portal")
@@ -374,6 +375,16 @@ async fn services_and_the_server_can_be_themed() {
     );
     assert!(global_css.contains("--accent: #005a9c"));
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // Not axum's plain-text rejection: the site's own 404 page.
+    assert_eq!(undecodable.status(), StatusCode::NOT_FOUND);
+    assert!(
+        undecodable
+            .text()
+            .await
+            .unwrap()
+            .contains("<!DOCTYPE html>"),
+        "the 404 page"
+    );
 }
 
 /// `ui.templates_dir`: a same-named file replaces a built-in page; the others stay.

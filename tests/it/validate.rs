@@ -1235,4 +1235,25 @@ async fn validation_accepts_form_posts() {
         json_body(&json.raw)["serviceResponse"]["authenticationSuccess"]["user"],
         "alice"
     );
+
+    // Media types are case-insensitive: a form post is one however it is spelled.
+    let shouted_ticket = browser.sso_ticket(SERVICE).await;
+    let shouted = client
+        .http
+        .post(format!("{}/serviceValidate", client.base))
+        .header(
+            "content-type",
+            "Application/X-WWW-Form-Urlencoded; charset=UTF-8",
+        )
+        .body(format!(
+            "service={}&ticket={shouted_ticket}",
+            url::form_urlencoded::byte_serialize(SERVICE.as_bytes()).collect::<String>()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(parse_validation(&shouted).user(), "alice", "{shouted}");
 }
