@@ -76,6 +76,9 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         Err(code) => return code,
     };
     let _log_flusher = telemetry::init();
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -133,6 +136,9 @@ fn check_config(path: Option<PathBuf>, probe: bool) -> ExitCode {
         s.authn.ldap.len(),
         if s.authn.ldap.len() == 1 { "" } else { "s" },
     );
+    for warning in s.warnings() {
+        println!("warning: {warning}");
+    }
     if !probe || s.authn.ldap.is_empty() {
         return ExitCode::SUCCESS;
     }

@@ -341,6 +341,8 @@ pub fn is_local(ip: IpAddr) -> bool {
                 || (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
                 || (s[0] & 0xffc0) == 0xfec0
+                // Local-use NAT64 (RFC 8215): a translator of the site's own choosing.
+                || s[..3] == [0x64, 0xff9b, 1]
         }
     }
 }
@@ -398,6 +400,7 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::",
+            "64:ff9b:1::808:808",
         ] {
             assert!(is_local(local.parse().unwrap()), "{local}");
         }

@@ -38,9 +38,9 @@ struct Target {
     /// How long to run ("10s", "1m"); at most 10 minutes.
     #[arg(long, short, default_value = "10s", value_parser = duration)]
     duration: Duration,
-    /// Stop after this many cycles or logins in all.
-    #[arg(long, default_value_t = u64::MAX)]
-    max_requests: u64,
+    /// Stop after this many cycles or logins in all (default: only the duration bounds).
+    #[arg(long)]
+    max_requests: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -49,8 +49,10 @@ enum Cmd {
     Sso(Target),
     /// Full password logins, a fresh cookie jar each.
     Login(Target),
-    /// Create N SSO sessions (each with one validated ticket) and report memory.
+    /// Create N SSO sessions (each with one validated ticket) and report memory; stops
+    /// after 10 minutes whatever N is (--duration does not apply).
     Sessions {
+        /// How many sessions to create.
         count: u64,
         /// The server's process id, to read its resident memory.
         #[arg(long)]
@@ -65,7 +67,8 @@ enum Cmd {
     },
     /// Start our release server and the null server in turn and compare them.
     Compare {
-        #[arg(long, default_value = "10s", value_parser = duration)]
+        /// How long each load runs ("10s", "1m").
+        #[arg(long, short, default_value = "10s", value_parser = duration)]
         duration: Duration,
         /// Concurrency levels, comma separated.
         #[arg(long, default_value = "32,8", value_delimiter = ',')]
@@ -95,7 +98,7 @@ fn load(t: Target) -> LoadOptions {
         password: t.password,
         concurrency: t.concurrency,
         duration: t.duration,
-        max_requests: t.max_requests,
+        max_requests: t.max_requests.unwrap_or(u64::MAX),
     }
 }
 

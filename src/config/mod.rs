@@ -1332,8 +1332,12 @@ impl Ctx {
                 format!("`{}` is not an ldap:// or ldaps:// URL", raw.url),
             ),
         }
-        if scheme.as_deref() == Some("ldap") && !raw.start_tls {
-            tracing::warn!(source = %raw.name, "LDAP source without TLS: passwords cross the network in clear; use ldaps:// or start_tls");
+        // Plain LDAP is allowed (a local directory) but reported: see `Settings::warnings`.
+        if scheme.as_deref() == Some("ldap") && !raw.start_tls && raw.ca_file.is_some() {
+            self.problem(
+                &key("ca_file"),
+                "is only used over TLS: set start_tls = true or use ldaps://",
+            );
         }
         let extra_roots = match &raw.ca_file {
             None => Vec::new(),

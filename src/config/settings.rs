@@ -175,8 +175,8 @@ pub struct Ui {
     pub theme: crate::services::Theme,
 }
 
-/// The outbound HTTP client (proxy callbacks, later single logout).
-#[derive(Debug, Clone)]
+/// The outbound HTTP client (proxy callbacks, single logout).
+#[derive(Clone)]
 pub struct HttpClient {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
@@ -190,6 +190,29 @@ pub struct HttpClient {
     /// `host:port` of an HTTP proxy for outbound calls.
     pub proxy: Option<String>,
     pub default_headers: Vec<(String, String)>,
+}
+
+/// Header values may be credentials (`Authorization`): names only.
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("extra_roots", &self.extra_roots.len())
+            .field("verify_hostname", &self.verify_hostname)
+            .field("allow_local_urls", &self.allow_local_urls)
+            .field("authority_pattern", &self.authority_pattern)
+            .field("proxy", &self.proxy)
+            .field(
+                "default_headers",
+                &self
+                    .default_headers
+                    .iter()
+                    .map(|(n, _)| n)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// Single logout (SLO-01..12).
@@ -237,5 +260,22 @@ impl Settings {
     /// True when the demo configuration is in use (no `--config`).
     pub fn is_demo(&self) -> bool {
         self.origin == Origin::Demo
+    }
+
+    /// Choices that are allowed but weaken security, for the log at startup and for
+    /// `check-config` (loading happens before logging exists).
+    pub fn warnings(&self) -> Vec<String> {
+        self.authn
+            .ldap
+            .iter()
+            .filter(|l| l.url.starts_with("ldap://") && !l.start_tls)
+            .map(|l| {
+                format!(
+                    "LDAP source `{}` has no TLS: passwords cross the network in clear; \
+                     use ldaps:// or start_tls = true",
+                    l.name
+                )
+            })
+            .collect()
     }
 }

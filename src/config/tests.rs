@@ -321,3 +321,29 @@ fn a_decrypted_value_is_never_quoted_in_an_error() {
     assert!(!e.to_string().contains("s3cretpw"), "{e}");
     assert!(e.to_string().contains("(encrypted value)"), "{e}");
 }
+
+#[test]
+fn plain_ldap_is_a_warning_and_a_ca_file_without_tls_a_mistake() {
+    let ldap = "[[authn.ldap]]\nname = \"corp\"\nurl = \"ldap://ldap.example.org\"\nbase_dn = \"dc=example,dc=org\"\n";
+    let settings = load_text(ldap).unwrap();
+    let warnings = settings.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("`corp` has no TLS"), "{warnings:?}");
+
+    let e = load_text(&format!("{ldap}ca_file = \"/nonexistent/ca.pem\"\n")).unwrap_err();
+    assert!(
+        e.to_string().contains("ca_file`: is only used over TLS"),
+        "{e}"
+    );
+}
+
+#[test]
+fn outbound_header_values_stay_out_of_debug_output() {
+    let s = load_text("[http_client]\ndefault_headers = { Authorization = \"Bearer s3cret\" }\n")
+        .unwrap();
+    let printed = format!("{:?}", s.http_client);
+    assert!(
+        printed.contains("Authorization") && !printed.contains("s3cret"),
+        "{printed}"
+    );
+}

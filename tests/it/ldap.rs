@@ -377,6 +377,10 @@ async fn check_config_probe_tests_the_directory() {
         String::from_utf8_lossy(&up.stderr)
     );
     assert!(String::from_utf8_lossy(&up.stdout).contains("ldap source `corp`"));
+    assert!(
+        String::from_utf8_lossy(&up.stdout).contains("warning: LDAP source `corp` has no TLS"),
+        "plain LDAP is reported"
+    );
     assert_eq!(down.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&down.stderr);
     assert!(stderr.contains("ldap source `corp`"), "{stderr}");
