@@ -41,18 +41,22 @@ pub struct Outbound {
     proxied: bool,
 }
 
+/// The operating system's CA certificates (outbound HTTP and LDAP over TLS).
+pub fn system_roots() -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    let native = rustls_native_certs::load_native_certs();
+    for err in &native.errors {
+        tracing::debug!(error = %err, "skipping an unreadable system CA certificate");
+    }
+    native.certs
+}
+
 impl Outbound {
     pub fn new(settings: &HttpClient) -> Result<Self, String> {
         let mut roots: Vec<reqwest::Certificate> = Vec::new();
         // System roots are loaded here rather than left to the platform verifier, so that
         // the same trust store serves with or without host-name verification.
-        let native = rustls_native_certs::load_native_certs();
-        for err in &native.errors {
-            tracing::debug!(error = %err, "skipping an unreadable system CA certificate");
-        }
         roots.extend(
-            native
-                .certs
+            system_roots()
                 .iter()
                 .filter_map(|der| reqwest::Certificate::from_der(der).ok()),
         );

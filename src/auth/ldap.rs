@@ -107,10 +107,6 @@ impl LdapSource {
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.options.name
-    }
-
     /// Connects and binds the service account, or reports why not (for `check-config
     /// --probe` and `/health`).
     pub async fn probe(&self) -> Result<(), String> {
@@ -421,7 +417,7 @@ impl Authenticator for LdapSource {
 /// TLS for `ldaps://` and StartTLS: system roots plus the source's CAs, host names verified.
 fn tls_config(extra_roots: &[Vec<u8>]) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
+    for cert in crate::outbound::system_roots() {
         let _ = roots.add(cert);
     }
     for der in extra_roots {

@@ -63,8 +63,8 @@ const SECTIONS: &[&str] = &[
 /// Optional keys that have no entry in `DEFAULTS`, for "did you mean" hints.
 const OPTIONAL_KEYS: &[&str] = &[
     "server.http_redirect_bind",
-    "server.cert_file",
-    "server.key_file",
+    "server.tls.cert_file",
+    "server.tls.key_file",
     "tgc.previous_keys",
     "login.previous_flow_keys",
     "tgc.encryption_key",
@@ -97,24 +97,24 @@ const OPTIONAL_KEYS: &[&str] = &[
     "sso.required_service_pattern",
     "ui.templates_dir",
     "ui.theme",
-    "ldap.name",
-    "ldap.url",
-    "ldap.start_tls",
-    "ldap.ca_file",
-    "ldap.bind_dn",
-    "ldap.bind_password",
-    "ldap.user_dn_template",
-    "ldap.base_dn",
-    "ldap.user_filter",
-    "ldap.mode",
-    "ldap.attributes",
-    "ldap.principal_attribute",
-    "ldap.trim_username",
-    "ldap.lowercase_username",
-    "ldap.strip_domain",
-    "ldap.connect_timeout",
-    "ldap.operation_timeout",
-    "ldap.pool_size",
+    "authn.ldap.name",
+    "authn.ldap.url",
+    "authn.ldap.start_tls",
+    "authn.ldap.ca_file",
+    "authn.ldap.bind_dn",
+    "authn.ldap.bind_password",
+    "authn.ldap.user_dn_template",
+    "authn.ldap.base_dn",
+    "authn.ldap.user_filter",
+    "authn.ldap.mode",
+    "authn.ldap.attributes",
+    "authn.ldap.principal_attribute",
+    "authn.ldap.trim_username",
+    "authn.ldap.lowercase_username",
+    "authn.ldap.strip_domain",
+    "authn.ldap.connect_timeout",
+    "authn.ldap.operation_timeout",
+    "authn.ldap.pool_size",
     "services.logout_url",
 ];
 
@@ -374,11 +374,16 @@ fn known_keys() -> Vec<String> {
 }
 
 fn suggest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    closest(wrong, candidates).map_or_else(String::new, |c| format!("; did you mean `{c}`?"))
+}
+
+/// The candidate within three edits of `wrong`, if any.
+fn closest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .map(|c| (strsim::levenshtein(wrong, c), c))
         .filter(|(d, _)| *d <= 3)
         .min()
-        .map_or_else(String::new, |(_, c)| format!("; did you mean `{c}`?"))
+        .map(|(_, c)| c)
 }
 
 struct Ctx {
@@ -441,14 +446,21 @@ impl Ctx {
         );
         for path in unknown {
             let key = format!("{name}{}", index_path(&path));
+            // Compared leaf to leaf, so nested keys (`authn.ldap[0].bind_pasword`) get
+            // their hint too.
             let leaf = path.rsplit('.').next().unwrap_or(&path);
-            let hint = suggest(
-                &format!("{name}.{leaf}"),
+            let prefix = format!("{name}.");
+            let hint = closest(
+                leaf,
                 known
                     .iter()
-                    .filter(|k| k.starts_with(&format!("{name}.")))
-                    .map(String::as_str),
-            );
+                    .filter(|k| k.starts_with(&prefix))
+                    .filter_map(|k| k.rsplit('.').next()),
+            )
+            .map_or_else(String::new, |best| {
+                let parent = key.rsplit_once('.').map_or("", |(parent, _)| parent);
+                format!("; did you mean `{parent}.{best}`?")
+            });
             self.problem(&key, format!("unknown key{hint}"));
         }
         match parsed {
@@ -797,26 +809,34 @@ impl Ctx {
         );
         let signing = self.secret("tgc.signing_key", raw.signing_key, raw.signing_key_file);
         let keys = match (encryption, signing) {
-            (Ok(Some(enc)), Ok(Some(sign))) => match std::iter::once((enc.as_str(), sign.as_str()))
-                .chain(
-                    raw.previous_keys
-                        .iter()
-                        .map(|k| (k.encryption_key.as_str(), k.signing_key.as_str())),
-                )
-                .map(|(e, s)| TgcKeys::from_base64(e, s))
-                .collect::<Result<Vec<_>, _>>()
-            {
-                Ok(keys) => Some(TgcKeySource::Configured(keys)),
-                Err(e) => {
-                    let key = if e.starts_with("encryption") {
-                        "tgc.encryption_key"
-                    } else {
-                        "tgc.signing_key"
-                    };
-                    self.problem(key, e);
-                    None
+            (Ok(Some(enc)), Ok(Some(sign))) => {
+                // Each pair is reported under its own name: `tgc.encryption_key`, or
+                // `tgc.previous_keys[1].signing_key`.
+                let pairs = std::iter::once(("tgc.".to_owned(), enc.as_str(), sign.as_str()))
+                    .chain(raw.previous_keys.iter().enumerate().map(|(i, k)| {
+                        (
+                            format!("tgc.previous_keys[{i}]."),
+                            k.encryption_key.as_str(),
+                            k.signing_key.as_str(),
+                        )
+                    }));
+                let mut keys = Vec::new();
+                for (prefix, e, s) in pairs {
+                    match TgcKeys::from_base64(e, s) {
+                        Ok(k) => keys.push(k),
+                        Err(why) => {
+                            let which = if why.starts_with("encryption") {
+                                "encryption_key"
+                            } else {
+                                "signing_key"
+                            };
+                            self.problem(&format!("{prefix}{which}"), why);
+                        }
+                    }
                 }
-            },
+                (keys.len() == raw.previous_keys.len() + 1)
+                    .then_some(TgcKeySource::Configured(keys))
+            }
             (Ok(None), Ok(None)) if !raw.previous_keys.is_empty() => {
                 self.problem(
                     "tgc.previous_keys",
@@ -1510,7 +1530,8 @@ impl Ctx {
 /// `[0].username`, prefixed for joining after a section name.
 fn index_path(path: &str) -> String {
     let mut out = String::new();
-    for part in path.split('.').filter(|p| !p.is_empty()) {
+    // `?` marks an Option level in serde's paths: not part of the key.
+    for part in path.split('.').filter(|p| !p.is_empty() && *p != "?") {
         let part = part.trim_start_matches('[').trim_end_matches(']');
         if part.chars().all(|c| c.is_ascii_digit()) {
             out.push_str(&format!("[{part}]"));

@@ -347,3 +347,29 @@ fn outbound_header_values_stay_out_of_debug_output() {
         "{printed}"
     );
 }
+
+#[test]
+fn nested_keys_are_named_exactly_and_get_hints() {
+    let e = load_text(
+        "[[authn.ldap]]\nname = \"corp\"\nurl = \"ldaps://ldap.example.org\"\nbase_dn = \"dc=x\"\nbind_pasword = \"x\"\n\
+         [server.tls]\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\nextra = 1\n",
+    )
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains(
+            "`authn.ldap[0].bind_pasword`: unknown key; did you mean `authn.ldap[0].bind_password`?"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("`server.tls.extra`: unknown key"), "{text}");
+
+    let enc = crate::crypto::b64url_encode(&[7u8; 32]);
+    let sign = crate::crypto::b64url_encode(&[7u8; 64]);
+    let e = load_text(&format!(
+        "[tgc]\nencryption_key = \"{enc}\"\nsigning_key = \"{sign}\"\n\
+         [[tgc.previous_keys]]\nencryption_key = \"short\"\nsigning_key = \"{sign}\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(keys(&e), vec!["tgc.previous_keys[0].encryption_key"], "{e}");
+}
