@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::auth::ldap::LdapSource;
 use crate::auth::{Authenticator, Chain, StaticUsers, VerifierPool};
 use crate::clock::Clock;
-use crate::config::{SameSite, Settings, TgcKeySource};
+use crate::config::{SameSite, Settings, TgcKeySource, TicketStore};
 use crate::crypto::random_bytes;
 use crate::outbound::{self, Outbound, SloQueue};
 use crate::protocol::flow::LoginFlow;
@@ -21,7 +21,9 @@ use crate::protocol::{Cas, ProtocolOptions, TicketPolicies};
 use crate::services::ServiceRegistry;
 use crate::tgc::{TgcCodec, TgcKeys};
 use crate::tickets::reaper::{self, OnExpired};
-use crate::tickets::{ExpirationPolicy, MemoryRegistry, TicketRegistry};
+use crate::tickets::{
+    ExpirationPolicy, MemoryRegistry, RedisRegistry, SnapshotFile, TicketRegistry,
+};
 use crate::web::{
     self, AppState, CasListener, Catalogues, CookieSettings, HeaderPolicy, Inner, Limits,
     Overrides, PeerAddr,
@@ -51,6 +53,8 @@ pub struct App {
     redirect: Option<CasListener>,
     router: axum::Router,
     registry: Arc<dyn TicketRegistry>,
+    /// The in-memory store and where to save it at shutdown, if snapshots are on.
+    snapshot: Option<(Arc<MemoryRegistry>, SnapshotFile)>,
     clock: Arc<dyn Clock>,
     reaper_interval: std::time::Duration,
     on_expired: Option<OnExpired>,
@@ -69,10 +73,11 @@ impl std::fmt::Debug for App {
 impl App {
     /// Builds everything and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
-        let keys = tgc_keys(&settings.tgc.keys)?;
+        let shared = matches!(settings.tickets.store, TicketStore::Redis(_));
+        let keys = tgc_keys(&settings.tgc.keys, shared)?;
         let tgc = TgcCodec::new(&keys, settings.tgc.crypto, settings.tgc.pin_to_session)
             .map_err(|e| StartupError::Keys(e.to_string()))?;
-        let registry: Arc<dyn TicketRegistry> = Arc::new(MemoryRegistry::new());
+        let (registry, snapshot) = ticket_registry(&settings, &clock)?;
         let outbound = Outbound::new(&settings.http_client).map_err(StartupError::Outbound)?;
         let slo = SloQueue::start(outbound.clone(), &settings.slo);
         let cas = Cas {
@@ -228,6 +233,7 @@ impl App {
             redirect,
             router,
             registry,
+            snapshot,
             clock,
             reaper_interval: settings.tickets.reaper_interval,
             on_expired,
@@ -266,7 +272,7 @@ impl App {
         };
         let reaper = reaper::spawn(
             self.registry,
-            self.clock,
+            self.clock.clone(),
             self.reaper_interval,
             self.on_expired,
             stop_rx.clone(),
@@ -289,6 +295,17 @@ impl App {
         let _ = reaper.await;
         if let Some(redirect) = redirect {
             let _ = redirect.await;
+        }
+        // After the drain: no request can add a ticket the snapshot would miss.
+        if let Some((registry, file)) = &self.snapshot {
+            match file.save(registry, self.clock.now()) {
+                Ok(n) => {
+                    tracing::info!(tickets = n, path = %file.path().display(), "saved the ticket snapshot")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "ticket snapshot not saved; sessions end with this restart")
+                }
+            }
         }
         served
     }
@@ -317,9 +334,75 @@ fn authenticator(settings: &Settings) -> Result<Arc<dyn Authenticator>, StartupE
     })
 }
 
-fn tgc_keys(source: &TgcKeySource) -> Result<Vec<TgcKeys>, StartupError> {
+type Registries = (
+    Arc<dyn TicketRegistry>,
+    Option<(Arc<MemoryRegistry>, SnapshotFile)>,
+);
+
+/// The configured store; a snapshot, if any, is restored before the first request.
+fn ticket_registry(
+    settings: &Settings,
+    clock: &Arc<dyn Clock>,
+) -> Result<Registries, StartupError> {
+    let key = settings.tickets.key.as_ref().map(|k| *k.expose());
+    match (&settings.tickets.store, key) {
+        (TicketStore::Redis(options), Some(key)) => {
+            if !options.encrypt {
+                tracing::warn!(
+                    "tickets.redis.encrypt is off: anyone who can read Redis reads sessions, and anyone who can write it can forge them"
+                );
+            }
+            // Sessions outlive their deadline in Redis just long enough for the reaper
+            // to tell their services, when it is asked to.
+            let margin = if settings.slo.enabled && settings.slo.on_expiry {
+                settings.tickets.reaper_interval * 2
+            } else {
+                std::time::Duration::ZERO
+            };
+            let registry = RedisRegistry::new(options, &key, margin, clock.clone())
+                .map_err(StartupError::Keys)?;
+            Ok((Arc::new(registry), None))
+        }
+        (TicketStore::Redis(_), None) => Err(StartupError::Keys(
+            "tickets.key: the Redis store needs a registry key".into(),
+        )),
+        (TicketStore::Memory, key) => {
+            let memory = Arc::new(MemoryRegistry::new());
+            let snapshot = match (&settings.tickets.snapshot_file, key) {
+                (Some(path), Some(key)) => {
+                    let file = SnapshotFile::new(path.clone(), &key);
+                    match file.load(&memory, clock.now()) {
+                        Ok(Some(n)) => {
+                            tracing::info!(tickets = n, path = %path.display(), "restored the ticket snapshot")
+                        }
+                        Ok(None) => {
+                            tracing::info!(path = %path.display(), "no ticket snapshot to restore")
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "ticket snapshot not restored; starting with no sessions")
+                        }
+                    }
+                    Some((memory.clone(), file))
+                }
+                _ => None,
+            };
+            Ok((memory, snapshot))
+        }
+    }
+}
+
+/// `shared`: several nodes use one ticket store, so every node must hold the same keys;
+/// a key file this node would generate now could only be its own.
+fn tgc_keys(source: &TgcKeySource, shared: bool) -> Result<Vec<TgcKeys>, StartupError> {
     match source {
         TgcKeySource::Configured(keys) => Ok(keys.clone()),
+        TgcKeySource::KeyFile(path) if shared && !path.exists() => Err(StartupError::Keys(format!(
+            "tgc: with tickets.store = \"redis\" every node needs the same TGC keys, and the key file {} does not exist; generate keys once (`cas-server keygen`), then put them in the configuration or that file on every node",
+            path.display()
+        ))),
+        TgcKeySource::Ephemeral if shared => Err(StartupError::Keys(
+            "tgc: with tickets.store = \"redis\" the TGC keys must be configured, identical on every node".into(),
+        )),
         TgcKeySource::KeyFile(path) => {
             let (keys, created) = TgcKeys::load_or_create(path).map_err(StartupError::Keys)?;
             if created {

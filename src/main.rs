@@ -231,9 +231,10 @@ fn check_service(path: Option<PathBuf>, url: &str) -> ExitCode {
 fn keygen() -> ExitCode {
     let keys = tgc::TgcKeys::generate();
     let flow = cas_server::crypto::b64url_encode(&cas_server::crypto::random_bytes::<32>());
+    let registry = cas_server::crypto::b64url_encode(&cas_server::crypto::random_bytes::<32>());
     let config_key = cas_server::crypto::b64url_encode(&cas_server::crypto::random_bytes::<32>());
     print!(
-        "# Fresh keys: paste into your cas.toml and use the same on every node.\n[tgc]\n{}\n[login]\nflow_key = \"{flow}\"\n\n# For ENC(...) values (cas-server encrypt-value): keep it out of the file, in the\n# environment of the server process.\n# CAS_CONFIG_KEY={config_key}\n",
+        "# Fresh keys: paste into your cas.toml and use the same on every node.\n[tgc]\n{}\n[login]\nflow_key = \"{flow}\"\n\n[tickets]\n# Encrypts tickets at rest (Redis, the snapshot file) and keys their stored ids.\nkey = \"{registry}\"\n\n# For ENC(...) values (cas-server encrypt-value): keep it out of the file, in the\n# environment of the server process.\n# CAS_CONFIG_KEY={config_key}\n",
         keys.to_config()
     );
     ExitCode::SUCCESS

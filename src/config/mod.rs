@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 pub use duration::parse as parse_duration;
 pub use settings::{
     Authn, HttpClient, HttpHeaders, Login, Logout, Origin, RequestFilter, SameSite, Server,
-    Settings, Slo, Sso, Tgc, TgcKeySource, Throttle, Tickets, Tls, Ui, Validation,
+    Settings, Slo, Sso, Tgc, TgcKeySource, Throttle, TicketStore, Tickets, Tls, Ui, Validation,
 };
 
 use crate::auth::ldap::{LdapOptions, Lookup as LdapLookup, Mode as LdapMode, UsernameRules};
@@ -116,6 +116,12 @@ const OPTIONAL_KEYS: &[&str] = &[
     "authn.ldap.operation_timeout",
     "authn.ldap.pool_size",
     "services.logout_url",
+    "tickets.key",
+    "tickets.key_file",
+    "tickets.memory.snapshot_file",
+    "tickets.redis.username",
+    "tickets.redis.password",
+    "tickets.redis.ca_file",
 ];
 
 /// Where the overlay on top of the defaults comes from.
@@ -296,6 +302,23 @@ pub fn load_with_env(
         );
     }
 
+    if let (Some(tickets), Some(tgc), Some(login)) = (&tickets, &tgc, &login)
+        && matches!(tickets.store, TicketStore::Redis(_))
+    {
+        // Every node must open every other node's cookies and login forms.
+        if matches!(tgc.keys, TgcKeySource::Ephemeral) {
+            ctx.problem(
+                "tgc.encryption_key",
+                "with store = \"redis\" the TGC keys must be configured, identical on every node (generated keys differ per node and per restart); `cas-server keygen` prints a set",
+            );
+        }
+        if login.flow_keys.is_empty() {
+            ctx.problem(
+                "login.flow_key",
+                "with store = \"redis\" the login form key must be configured, identical on every node (a form shown by one node is posted to another); `cas-server keygen` prints one",
+            );
+        }
+    }
     let settings = (|| {
         Some(Settings {
             origin,
@@ -940,12 +963,132 @@ impl Ctx {
                 return None;
             }
         }
+        let key = match self.secret("tickets.key", raw.key, raw.key_file) {
+            Ok(None) => Some(None),
+            Ok(Some(text)) => {
+                match b64url_decode(&text).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()) {
+                    Some(bytes) => Some(Some(Secret::new(bytes))),
+                    None => {
+                        self.problem(
+                            "tickets.key",
+                            "must be 32 bytes in base64url; generate one with `cas-server keygen`",
+                        );
+                        None
+                    }
+                }
+            }
+            Err(()) => None,
+        };
+        let store = match raw.store.as_str() {
+            "memory" => Some(TicketStore::Memory),
+            "redis" => self.redis(raw.redis).map(TicketStore::Redis),
+            other => {
+                self.problem(
+                    "tickets.store",
+                    format!("`{other}` is not \"memory\" or \"redis\""),
+                );
+                None
+            }
+        };
+        let snapshot_file = raw.memory.snapshot_file.map(|f| self.resolve(&f));
+        if matches!(store, Some(TicketStore::Redis(_))) && snapshot_file.is_some() {
+            self.problem(
+                "tickets.memory.snapshot_file",
+                "only applies to store = \"memory\"; Redis keeps the tickets itself",
+            );
+        }
+        if matches!(key, Some(None)) {
+            if matches!(store, Some(TicketStore::Redis(_))) {
+                self.problem(
+                    "tickets.key",
+                    "the Redis store needs a registry key (the same on every node) to encrypt tickets and hash their ids; generate one with `cas-server keygen`",
+                );
+            } else if snapshot_file.is_some() {
+                self.problem(
+                    "tickets.key",
+                    "tickets.memory.snapshot_file needs a registry key to encrypt the snapshot (and to read it back after a restart); generate one with `cas-server keygen`",
+                );
+            }
+        }
         Some(Tickets {
             tgt_idle_ttl: idle?,
             tgt_hard_ttl: hard?,
             st_ttl: st?,
             pt_ttl: pt?,
             reaper_interval: reaper?,
+            store: store?,
+            key: key?,
+            snapshot_file,
+        })
+    }
+
+    fn redis(&mut self, raw: raw::TicketsRedis) -> Option<crate::tickets::RedisOptions> {
+        let connect_timeout = self.duration("tickets.redis.connect_timeout", &raw.connect_timeout);
+        let command_timeout = self.duration("tickets.redis.command_timeout", &raw.command_timeout);
+        let pool_ok = self.within("tickets.redis.pool_size", raw.pool_size as usize, 1..=64);
+        let tls = match url::Url::parse(&raw.url) {
+            Ok(u) if u.scheme() == "redis" && u.host_str().is_some() => Some(false),
+            Ok(u) if u.scheme() == "rediss" && u.host_str().is_some() => Some(true),
+            // Never quote the URL itself: it may carry a password.
+            Ok(u) => {
+                self.problem(
+                    "tickets.redis.url",
+                    format!(
+                        "the scheme `{}` is not redis:// or rediss:// with a host, e.g. \"redis://127.0.0.1:6379\"",
+                        u.scheme()
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                self.problem(
+                    "tickets.redis.url",
+                    format!("is not a URL ({e}); e.g. \"redis://127.0.0.1:6379\""),
+                );
+                None
+            }
+        };
+        let ca_pem = match (&raw.ca_file, tls) {
+            (None, _) => Some(None),
+            (Some(_), Some(false)) => {
+                self.problem(
+                    "tickets.redis.ca_file",
+                    "a CA file only applies to TLS: use a rediss:// URL",
+                );
+                None
+            }
+            (Some(file), _) => self
+                .pem_certificates("tickets.redis.ca_file", file)
+                .and_then(|_| std::fs::read(self.resolve(file)).ok())
+                .map(Some),
+        };
+        if raw.key_prefix.len() > 64 || raw.key_prefix.chars().any(|c| c.is_whitespace()) {
+            self.problem(
+                "tickets.redis.key_prefix",
+                "must be at most 64 characters without spaces, e.g. \"cas:\"",
+            );
+            return None;
+        }
+        if raw.password.is_some() && url::Url::parse(&raw.url).is_ok_and(|u| u.password().is_some())
+        {
+            self.problem(
+                "tickets.redis.password",
+                "give the password either in the URL or here, not both",
+            );
+            return None;
+        }
+        tls?;
+        pool_ok.then_some(())?;
+        Some(crate::tickets::RedisOptions {
+            url: Secret::new(raw.url),
+            username: raw.username,
+            password: raw.password.map(Secret::new),
+            ca_pem: ca_pem?,
+            key_prefix: raw.key_prefix,
+            pool_size: raw.pool_size as usize,
+            connect_timeout: connect_timeout?,
+            command_timeout: command_timeout?,
+            encrypt: raw.encrypt,
         })
     }
 

@@ -84,6 +84,30 @@ pub struct Tickets {
     pub st_ttl: String,
     pub pt_ttl: String,
     pub reaper_interval: String,
+    pub store: String,
+    pub key: Option<String>,
+    pub key_file: Option<String>,
+    #[serde(default)]
+    pub memory: TicketsMemory,
+    pub redis: TicketsRedis,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TicketsMemory {
+    pub snapshot_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TicketsRedis {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ca_file: Option<String>,
+    pub key_prefix: String,
+    pub pool_size: u32,
+    pub connect_timeout: String,
+    pub command_timeout: String,
+    pub encrypt: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -150,6 +150,17 @@ pub struct Tickets {
     pub st_ttl: Duration,
     pub pt_ttl: Duration,
     pub reaper_interval: Duration,
+    pub store: TicketStore,
+    /// Encrypts tickets at rest and keys their stored ids (Redis, the snapshot file).
+    pub key: Option<Secret<[u8; 32]>>,
+    /// `[tickets.memory] snapshot_file`: live tickets kept across a graceful restart.
+    pub snapshot_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TicketStore {
+    Memory,
+    Redis(crate::tickets::RedisOptions),
 }
 
 #[derive(Debug, Clone)]

@@ -373,3 +373,77 @@ fn nested_keys_are_named_exactly_and_get_hints() {
     .unwrap_err();
     assert_eq!(keys(&e), vec!["tgc.previous_keys[0].encryption_key"], "{e}");
 }
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+
+#[test]
+fn the_redis_store_needs_shared_keys_configured() {
+    let e = load_text("[tickets]\nstore = \"redis\"\n").unwrap_err();
+    assert_eq!(
+        keys(&e),
+        vec!["tickets.key", "tgc.encryption_key", "login.flow_key"]
+    );
+    assert!(e.problems[0].message.contains("cas-server keygen"));
+    assert!(e.problems[1].message.contains("identical on every node"));
+
+    let tgc = crate::tgc::TgcKeys::generate().to_config();
+    let s = load_text(&format!(
+        "[tgc]\n{tgc}[login]\nflow_key = \"{KEY}\"\n[tickets]\nstore = \"redis\"\nkey = \"{KEY}\"\n[tickets.redis]\nurl = \"redis://cache.internal:6380/2\"\npassword = \"s3cret\"\npool_size = 8\n"
+    ))
+    .unwrap();
+    let TicketStore::Redis(redis) = &s.tickets.store else {
+        panic!("redis store");
+    };
+    assert_eq!(redis.pool_size, 8);
+    assert!(redis.encrypt, "encrypted at rest by default");
+    assert_eq!(redis.key_prefix, "cas:");
+    assert!(
+        !format!("{s:?}").contains("s3cret"),
+        "the password never prints"
+    );
+}
+
+#[test]
+fn redis_mistakes_are_reported_without_quoting_the_url() {
+    let e = load_text(
+        "[tickets]\nstore = \"memcached\"\nkey = \"short\"\n[tickets.redis]\nurl = \"http://user:hunter2@x\"\npool_size = 0\nconect_timeout = \"1s\"\n"
+    )
+    .unwrap_err();
+    let k = keys(&e);
+    assert!(
+        k.contains(&"tickets.key") && k.contains(&"tickets.store"),
+        "{k:?}"
+    );
+    assert!(k.contains(&"tickets.redis.conect_timeout"), "{k:?}");
+    let e = load_text(&format!(
+        "[tickets]\nstore = \"redis\"\nkey = \"{KEY}\"\n[tickets.redis]\nurl = \"http://user:hunter2@x\"\npool_size = 0\nca_file = \"ca.pem\"\n"
+    ))
+    .unwrap_err();
+    let k = keys(&e);
+    assert!(
+        k.contains(&"tickets.redis.url") && k.contains(&"tickets.redis.pool_size"),
+        "{k:?}"
+    );
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    let e = load_text(&format!(
+        "[tickets]\nstore = \"redis\"\nkey = \"{KEY}\"\n[tickets.redis]\nurl = \"redis://x\"\nca_file = \"ca.pem\"\n"
+    ))
+    .unwrap_err();
+    assert!(keys(&e).contains(&"tickets.redis.ca_file"));
+}
+
+#[test]
+fn a_snapshot_needs_a_key_and_the_memory_store() {
+    let e = load_text("[tickets.memory]\nsnapshot_file = \"/var/lib/cas/tickets\"\n").unwrap_err();
+    assert_eq!(keys(&e), vec!["tickets.key"]);
+    assert!(e.problems[0].message.contains("snapshot"));
+    let s = load_text(&format!(
+        "[tickets]\nkey = \"{KEY}\"\n[tickets.memory]\nsnapshot_file = \"/var/lib/cas/tickets\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        s.tickets.snapshot_file.as_deref(),
+        Some(std::path::Path::new("/var/lib/cas/tickets"))
+    );
+    assert!(matches!(s.tickets.store, TicketStore::Memory));
+}

@@ -77,6 +77,15 @@ impl MemoryRegistry {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Claims are sharded by their digest (not the key), so a restored snapshot, which
+    /// holds only digests, puts each where `claim_once` looks for it.
+    fn claim_shard(&self, digest: &[u8; 16]) -> MutexGuard<'_, Shard> {
+        let index = usize::from(digest[0]) % SHARDS;
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn tgt_is_live(&self, id: &str, now: OffsetDateTime) -> bool {
         matches!(self.shard(id).tickets.get(id), Some(Stored::Tgt(t)) if !t.is_expired(now))
     }
@@ -145,6 +154,98 @@ impl MemoryRegistry {
             Some(Stored::Tgt(tgt)) if !tgt.is_expired(now) => Some(change(Arc::make_mut(tgt))),
             _ => None,
         }
+    }
+}
+
+/// Everything a registry holds, as the snapshot file stores it.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(super) struct Contents {
+    pub tickets: Vec<Entry>,
+    /// Claimed single-use keys: their digest and until when (Unix milliseconds).
+    pub claims: Vec<([u8; 16], i64)>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(super) enum Entry {
+    Tgt(TicketGrantingTicket),
+    Service(ServiceTicket),
+    ProxyGranting(ProxyGrantingTicket),
+}
+
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+impl MemoryRegistry {
+    /// The live contents at `now` (expired entries are left out).
+    pub(super) fn export(&self, now: OffsetDateTime) -> Contents {
+        let mut contents = Contents::default();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            for stored in shard.tickets.values() {
+                match stored {
+                    Stored::Tgt(t) if !t.is_expired(now) => {
+                        contents.tickets.push(Entry::Tgt((**t).clone()));
+                    }
+                    Stored::Service(st) if !st.is_expired(now) => {
+                        contents.tickets.push(Entry::Service((**st).clone()));
+                    }
+                    Stored::ProxyGranting(pgt) => {
+                        contents.tickets.push(Entry::ProxyGranting((**pgt).clone()));
+                    }
+                    _ => {}
+                }
+            }
+            contents.claims.extend(
+                shard
+                    .claims
+                    .iter()
+                    .filter(|(_, until)| **until > now)
+                    .map(|(digest, until)| (*digest, unix_ms(*until))),
+            );
+        }
+        contents
+    }
+
+    /// Adds `contents`, skipping whatever has expired by `now` (and PGTs whose session
+    /// did not come back); returns how many tickets were restored.
+    pub(super) fn import(&self, contents: Contents, now: OffsetDateTime) -> usize {
+        let mut restored = 0;
+        let mut pgts = Vec::new();
+        for entry in contents.tickets {
+            let (id, stored) = match entry {
+                Entry::Tgt(t) if !t.is_expired(now) => (t.id.clone(), Stored::Tgt(Arc::new(t))),
+                Entry::Service(st) if !st.is_expired(now) => {
+                    (st.id.clone(), Stored::Service(Box::new(st)))
+                }
+                Entry::ProxyGranting(pgt) => {
+                    pgts.push(pgt);
+                    continue;
+                }
+                _ => continue,
+            };
+            self.shard(&id).tickets.insert(id, stored);
+            restored += 1;
+        }
+        for pgt in pgts {
+            if self.tgt_is_live(&pgt.tgt_id, now) {
+                self.shard(&pgt.id)
+                    .tickets
+                    .insert(pgt.id.clone(), Stored::ProxyGranting(Box::new(pgt)));
+                restored += 1;
+            }
+        }
+        for (digest, until_ms) in contents.claims {
+            let Ok(until) =
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(until_ms) * 1_000_000)
+            else {
+                continue;
+            };
+            if until > now {
+                self.claim_shard(&digest).claims.insert(digest, until);
+            }
+        }
+        restored
     }
 }
 
@@ -265,7 +366,7 @@ impl TicketRegistry for MemoryRegistry {
         let digest = crate::crypto::sha256(key.as_bytes());
         let mut short = [0u8; 16];
         short.copy_from_slice(&digest[..16]);
-        let mut shard = self.shard(key);
+        let mut shard = self.claim_shard(&short);
         if shard.claims.contains_key(&short) {
             return Ok(false);
         }
@@ -294,6 +395,10 @@ impl TicketRegistry for MemoryRegistry {
             }
         }
         Ok(swept)
+    }
+
+    fn store(&self) -> &'static str {
+        "memory"
     }
 
     async fn count(&self) -> Result<usize, RegistryError> {

@@ -8,6 +8,9 @@ mod expiration;
 mod memory;
 mod model;
 pub mod reaper;
+mod redis;
+mod sealing;
+mod snapshot;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -18,6 +21,9 @@ pub use model::{
     Grant, IssuedTicket, LogoutTarget, Principal, ProxyGrantingTicket, ServiceTicket, Ticket,
     TicketGrantingTicket, new_pgt_iou, new_service_ticket_id, new_tgt_id,
 };
+pub use redis::{RedisOptions, RedisRegistry};
+pub use sealing::TicketSealer;
+pub use snapshot::SnapshotFile;
 
 /// A store that cannot answer (a networked store that is down). The in-memory store never
 /// returns it; it exists so the protocol layer handles it from day one.
@@ -47,7 +53,8 @@ pub struct Swept {
 pub trait TicketRegistry: Send + Sync + std::fmt::Debug {
     async fn add_tgt(&self, tgt: TicketGrantingTicket) -> Result<(), RegistryError>;
 
-    /// The live TGT, without sliding its idle window.
+    /// The live TGT, without sliding its idle window. A networked store may leave its
+    /// `issued` list empty here: only `remove_tgt` and `sweep` (single logout) need it.
     async fn get_tgt(
         &self,
         id: &str,
@@ -96,6 +103,14 @@ pub trait TicketRegistry: Send + Sync + std::fmt::Debug {
     /// (for single logout on expiry).
     async fn sweep(&self, now: OffsetDateTime) -> Result<Swept, RegistryError>;
 
-    /// Number of tickets held (for health and benchmarks).
+    /// Number of tickets held (for benchmarks and tests; may scan the whole store).
     async fn count(&self) -> Result<usize, RegistryError>;
+
+    /// The store's name in `/health`.
+    fn store(&self) -> &'static str;
+
+    /// Whether the store answers, for `/health`: cheap, unlike `count`.
+    async fn check(&self) -> Result<(), RegistryError> {
+        Ok(())
+    }
 }

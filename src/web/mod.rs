@@ -106,7 +106,7 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let registry_ok = state.cas.tickets.count().await.is_ok();
+    let registry_ok = state.cas.tickets.check().await.is_ok();
     let directories: Vec<_> = state
         .cas
         .authenticator
@@ -124,6 +124,7 @@ async fn health(State(state): State<AppState>) -> Response {
     let body = serde_json::json!({
         "status": if registry_ok { "UP" } else { "DOWN" },
         "version": env!("CARGO_PKG_VERSION"),
+        "tickets": { "store": state.cas.tickets.store(), "reachable": registry_ok },
         "directories": directories,
         "single_logout": {
             "sent": load(&state.slo.sent),

@@ -11,6 +11,7 @@ mod ldap;
 mod login;
 mod logout;
 mod proxy;
+mod redis;
 mod security;
 mod slo;
 mod tgc;

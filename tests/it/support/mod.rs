@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 pub mod callback;
 pub mod chrome;
 pub mod receiver;
+pub mod redis;
 pub mod slapd;
 
 pub const PASSWORD: &str = "correct horse";
@@ -143,6 +144,52 @@ pub fn settings() -> Settings {
     .expect("the test configuration is valid")
 }
 
+/// The test configuration with `extra` sections (which `CONFIG` must not have) and
+/// `tgc_keys` (lines for `[tgc]`) added.
+pub fn settings_with(tgc_keys: &str, extra: &str) -> Settings {
+    let text = format!(
+        "{}\n{extra}",
+        CONFIG.replacen("[tgc]\n", &format!("[tgc]\n{tgc_keys}"), 1)
+    );
+    config::load_with_env(
+        Source::Text {
+            name: "test config",
+            text: &text,
+        },
+        &HashMap::new(),
+    )
+    .expect("the test configuration is valid")
+}
+
+/// The keys every node of a test cluster shares: TGC, login form and registry keys.
+pub struct ClusterKeys {
+    pub tgc: String,
+    pub flow: String,
+    pub registry: String,
+}
+
+impl ClusterKeys {
+    pub fn generate() -> Self {
+        let key = || cas_server::crypto::b64url_encode(&cas_server::crypto::random_bytes::<32>());
+        Self {
+            tgc: cas_server::tgc::TgcKeys::generate().to_config(),
+            flow: key(),
+            registry: key(),
+        }
+    }
+
+    /// Settings for a node on the Redis at `url`, keys under `prefix`.
+    pub fn redis_settings(&self, url: &str, prefix: &str) -> Settings {
+        settings_with(
+            &self.tgc,
+            &format!(
+                "[login]\nflow_key = \"{}\"\n[tickets]\nstore = \"redis\"\nkey = \"{}\"\n[tickets.redis]\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\nconnect_timeout = \"500ms\"\ncommand_timeout = \"500ms\"\n",
+                self.flow, self.registry
+            ),
+        )
+    }
+}
+
 /// The registry entry numbered `id` in `CONFIG`, for a test that changes one service.
 pub fn service_mut(settings: &mut Settings, id: u32) -> &mut RegisteredService {
     settings
@@ -162,6 +209,7 @@ pub struct TestServer {
     /// The CA clients must trust when the server speaks TLS.
     ca: Option<reqwest::Certificate>,
     shutdown: Option<oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 /// A server certificate for 127.0.0.1 and localhost from `pki`, loaded through the
@@ -218,6 +266,15 @@ impl TestServer {
     ) -> Self {
         let mut settings = settings();
         configure(&mut settings);
+        Self::launch_settings(settings, ca).await
+    }
+
+    /// Starts a server on exactly these settings.
+    pub async fn start_settings(settings: Settings) -> Self {
+        Self::launch_settings(settings, None).await
+    }
+
+    async fn launch_settings(settings: Settings, ca: Option<reqwest::Certificate>) -> Self {
         let clock = ManualClock::new();
         let app = App::build(settings, Arc::new(clock.clone()))
             .await
@@ -225,7 +282,7 @@ impl TestServer {
         let base = app.url();
         let redirect_addr = app.redirect_addr();
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(app.run_until(async {
+        let running = tokio::spawn(app.run_until(async {
             let _ = rx.await;
         }));
         Self {
@@ -234,6 +291,21 @@ impl TestServer {
             redirect_addr,
             ca,
             shutdown: Some(tx),
+            running: Some(running),
+        }
+    }
+
+    /// A graceful shutdown, as on SIGTERM, waited for to the end.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(running) = self.running.take() {
+            tokio::time::timeout(std::time::Duration::from_secs(30), running)
+                .await
+                .expect("the server stops within 30 s")
+                .unwrap()
+                .unwrap();
         }
     }
 
@@ -327,6 +399,16 @@ impl Browser {
             http,
             jar,
             base: base.to_owned(),
+        }
+    }
+
+    /// The same browser (cookies and all) pointed at another server: a second node
+    /// behind the same load balancer.
+    pub fn on(&self, server: &TestServer) -> Browser {
+        Browser {
+            http: self.http.clone(),
+            jar: self.jar.clone(),
+            base: server.base.clone(),
         }
     }
 

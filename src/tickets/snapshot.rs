@@ -1,0 +1,192 @@
+//! `[tickets.memory] snapshot_file`: a single node keeps its sessions across a graceful
+//! restart. On shutdown the live tickets are sealed with the registry key and written
+//! (mode 0600, atomically); at startup they are read back, expired ones dropped, and the
+//! file deleted, so that a crash later can never bring back sessions that have since
+//! ended. A snapshot that cannot be read (corrupt, another key, another version) is
+//! reported and ignored: the server starts empty rather than not at all.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+
+use super::MemoryRegistry;
+use super::memory::Contents;
+use super::sealing::TicketSealer;
+
+const CONTEXT: &str = "cas-server ticket snapshot v1";
+
+#[derive(Debug)]
+pub struct SnapshotFile {
+    path: PathBuf,
+    sealer: TicketSealer,
+}
+
+impl SnapshotFile {
+    pub fn new(path: PathBuf, key: &[u8; 32]) -> Self {
+        Self {
+            path,
+            sealer: TicketSealer::new(key, true),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the live tickets; returns how many.
+    pub fn save(&self, registry: &MemoryRegistry, now: OffsetDateTime) -> Result<usize, String> {
+        let contents = registry.export(now);
+        let count = contents.tickets.len();
+        let json = serde_json::to_vec(&contents).map_err(|e| e.to_string())?;
+        let sealed = self.sealer.seal(&json, CONTEXT);
+        let tmp = self.path.with_extension("tmp");
+        let written = (|| {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&tmp)?;
+            file.write_all(sealed.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        })();
+        written.map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("cannot write {}: {e}", self.path.display())
+        })?;
+        Ok(count)
+    }
+
+    /// Restores the snapshot, if there is one, and deletes it. `Ok(None)` when there is
+    /// no file; `Err` says why a file was ignored (it is then left in place for the
+    /// operator, and overwritten at the next graceful shutdown).
+    pub fn load(
+        &self,
+        registry: &MemoryRegistry,
+        now: OffsetDateTime,
+    ) -> Result<Option<usize>, String> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),
+        };
+        let contents: Contents = self
+            .sealer
+            .open(text.trim(), CONTEXT)
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or_else(|| {
+                format!(
+                    "{} is not a snapshot sealed with this registry key (corrupt, or written with another tickets.key); ignored",
+                    self.path.display()
+                )
+            })?;
+        let restored = registry.import(contents, now);
+        std::fs::remove_file(&self.path)
+            .map_err(|e| format!("restored, but cannot delete {}: {e}", self.path.display()))?;
+        Ok(Some(restored))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::Clock as _;
+    use crate::tickets::{
+        ExpirationPolicy, LogoutTarget, Principal, ServiceTicket, TicketGrantingTicket,
+        TicketRegistry,
+    };
+
+    fn session(now: OffsetDateTime, idle: u64) -> TicketGrantingTicket {
+        TicketGrantingTicket::new(
+            Principal {
+                id: "alice".into(),
+                attributes: BTreeMap::new(),
+            },
+            now,
+            ExpirationPolicy::sliding(Duration::from_secs(idle), Duration::from_secs(600)),
+            false,
+        )
+    }
+
+    #[tokio::test]
+    async fn live_tickets_survive_a_round_trip_and_expired_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SnapshotFile::new(dir.path().join("tickets.snapshot"), &[9; 32]);
+        let t0 = crate::clock::SystemClock.now();
+        let before = MemoryRegistry::new();
+        let long = session(t0, 300);
+        let short = session(t0, 5);
+        before.add_tgt(long.clone()).await.unwrap();
+        before.add_tgt(short.clone()).await.unwrap();
+        let st = ServiceTicket::new(
+            &long.id,
+            "https://a/",
+            t0,
+            ExpirationPolicy::fixed(Duration::from_secs(10)),
+            true,
+        );
+        before
+            .add_service_ticket(st.clone(), LogoutTarget::None, t0)
+            .await
+            .unwrap();
+        assert!(
+            before
+                .claim_once("LT-1", t0 + Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
+        assert_eq!(file.save(&before, t0).unwrap(), 3);
+
+        let raw = std::fs::read_to_string(file.path()).unwrap();
+        assert!(!raw.contains("alice") && !raw.contains(&long.id) && !raw.contains(&st.id));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(file.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+
+        let later = t0 + Duration::from_secs(20);
+        let after = MemoryRegistry::new();
+        assert_eq!(
+            file.load(&after, later).unwrap(),
+            Some(1),
+            "only the long session"
+        );
+        assert!(after.get_tgt(&long.id, later).await.unwrap().is_some());
+        assert!(after.get_tgt(&short.id, later).await.unwrap().is_none());
+        assert!(
+            !after
+                .claim_once("LT-1", t0 + Duration::from_secs(60))
+                .await
+                .unwrap(),
+            "a used login form stays used"
+        );
+        assert!(!file.path().exists(), "deleted once restored");
+        assert_eq!(file.load(&after, later).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_foreign_or_corrupt_snapshot_is_reported_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tickets.snapshot");
+        let now = crate::clock::SystemClock.now();
+        let registry = MemoryRegistry::new();
+        registry.add_tgt(session(now, 300)).await.unwrap();
+        SnapshotFile::new(path.clone(), &[1; 32])
+            .save(&registry, now)
+            .unwrap();
+        let other = SnapshotFile::new(path.clone(), &[2; 32]);
+        let fresh = MemoryRegistry::new();
+        let err = other.load(&fresh, now).unwrap_err();
+        assert!(err.contains("another tickets.key"), "{err}");
+        assert_eq!(fresh.count().await.unwrap(), 0);
+        std::fs::write(&path, "garbage").unwrap();
+        assert!(other.load(&fresh, now).is_err());
+        assert!(path.exists());
+    }
+}

@@ -1,0 +1,636 @@
+//! The Redis ticket registry against a real `redis-server` (started by the harness on its
+//! own port): the key flows on one node, two nodes sharing one Redis, faults and recovery,
+//! persistence across a Redis restart, and what a dump of Redis reveals. Also the
+//! in-memory store's snapshot across a graceful restart.
+
+use std::time::Duration;
+
+use cas_server::config::Settings;
+use reqwest::StatusCode;
+
+use crate::support::callback::{CallbackSink, TestPki};
+use crate::support::redis::RedisServer;
+use crate::support::*;
+
+/// Every request in these tests must answer within this, Redis up or down.
+const BOUND: Duration = Duration::from_secs(5);
+
+/// A Redis and the keys its nodes share; each test uses its own key prefix.
+struct Cluster {
+    redis: RedisServer,
+    keys: ClusterKeys,
+    prefix: String,
+}
+
+impl Cluster {
+    async fn new(aof: bool) -> Self {
+        Self {
+            redis: RedisServer::start(aof).await,
+            keys: ClusterKeys::generate(),
+            prefix: format!("cas-test-{}:", cas_server::crypto::random_base62(8)),
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        self.keys.redis_settings(&self.redis.url(), &self.prefix)
+    }
+
+    async fn node(&self) -> TestServer {
+        self.node_with(|_| {}).await
+    }
+
+    async fn node_with(&self, configure: impl FnOnce(&mut Settings)) -> TestServer {
+        let mut settings = self.settings();
+        configure(&mut settings);
+        TestServer::start_settings(settings).await
+    }
+
+    /// The stored session (`t:` key whose kind is `tgt`); panics unless exactly one.
+    async fn session_key(&self) -> String {
+        let mut c = self.redis.connection().await.unwrap();
+        let mut sessions = Vec::new();
+        for key in self.redis.keys(&format!("{}t:*", self.prefix)).await {
+            let kind: Option<String> = ::redis::cmd("HGET")
+                .arg(&key)
+                .arg("k")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            if kind.as_deref() == Some("tgt") {
+                sessions.push(key);
+            }
+        }
+        assert_eq!(sessions.len(), 1, "one session stored: {sessions:?}");
+        sessions.remove(0)
+    }
+}
+
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(BOUND, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not answer within {BOUND:?}"))
+}
+
+async fn health(server: &TestServer) -> (StatusCode, serde_json::Value) {
+    let response = server.raw_get("/health", &[]).await;
+    let status = response.status();
+    (
+        status,
+        serde_json::from_str(&response.text().await.unwrap()).unwrap(),
+    )
+}
+
+/// TKT-03, VAL-01, LOGIN-04, LOGOUT-01 with the Redis store: a ticket validates once,
+/// SSO works, and logout ends the session and its unused tickets.
+#[tokio::test]
+async fn the_key_flows_work_with_the_redis_store() {
+    let cluster = Cluster::new(false).await;
+    let server = cluster.node().await;
+    let browser = server.browser();
+
+    let ticket = browser.login_for_ticket(SERVICE).await;
+    let validation = server
+        .client()
+        .validate("/p3/serviceValidate", SERVICE, &ticket)
+        .await;
+    assert_eq!(validation.user(), "alice");
+    assert!(validation.attribute_names().contains(&"mail".to_owned()));
+    let replay = server
+        .client()
+        .validate("/serviceValidate", SERVICE, &ticket)
+        .await;
+    assert_eq!(replay.code(), "INVALID_TICKET", "TKT-03: one use only");
+
+    let sso = browser.sso_ticket(OTHER_SERVICE).await;
+    assert_ne!(sso, ticket);
+    let unused = browser.sso_ticket(SERVICE).await;
+    assert_validates_as(&server, OTHER_SERVICE, &sso, "alice").await;
+    let wrong_service = server
+        .client()
+        .validate(
+            "/serviceValidate",
+            EXACT_SERVICE,
+            &browser.sso_ticket(SERVICE).await,
+        )
+        .await;
+    assert_eq!(wrong_service.code(), "INVALID_SERVICE");
+
+    let response = browser.get("/logout", &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_no_sso(&browser, "logged out").await;
+    let after = server
+        .client()
+        .validate("/serviceValidate", SERVICE, &unused)
+        .await;
+    assert_eq!(
+        after.code(),
+        "INVALID_TICKET",
+        "its tickets went with the session"
+    );
+    let left = cluster.redis.keys(&format!("{}*", cluster.prefix)).await;
+    assert!(
+        left.iter()
+            .all(|k| k.starts_with(&format!("{}c:", cluster.prefix))),
+        "only used login-form claims are left: {left:?}"
+    );
+    let (status, body) = health(&server).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["tickets"]["store"], "redis");
+    assert_eq!(body["tickets"]["reachable"], true);
+}
+
+/// Two nodes, one Redis, the same keys: a user moves between nodes as a load balancer
+/// sends them, and every ticket works on either node.
+#[tokio::test]
+async fn two_nodes_share_sessions_tickets_and_logout() {
+    let cluster = Cluster::new(false).await;
+    let a = cluster.node().await;
+    let b = cluster.node().await;
+    let on_a = a.browser();
+    let on_b = on_a.on(&b);
+
+    let from_a = on_a.login_for_ticket(SERVICE).await;
+    let from_b = on_b.sso_ticket(OTHER_SERVICE).await;
+    assert_validates_as(&b, SERVICE, &from_a, "alice").await;
+    assert_validates_as(&a, OTHER_SERVICE, &from_b, "alice").await;
+    let replay_on_a = a
+        .client()
+        .validate("/serviceValidate", SERVICE, &from_a)
+        .await;
+    assert_eq!(
+        replay_on_a.code(),
+        "INVALID_TICKET",
+        "used on B, so gone on A too"
+    );
+
+    // A form shown by B is posted to A: the form key is shared too.
+    let other = b.browser();
+    let lt = other.form_token(Some(SERVICE)).await;
+    let posted = other
+        .on(&a)
+        .submit_login(Some(SERVICE), "bob", BOB_PASSWORD, &lt, &[])
+        .await;
+    assert_eq!(posted.status(), StatusCode::FOUND, "B's form accepted by A");
+
+    let unused = on_a.sso_ticket(SERVICE).await;
+    let cookie = on_a.tgc().unwrap();
+    let response = on_b.get("/logout", &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // Logout cleared the jar; put the cookie back, as a copy of it would be presented.
+    on_a.set_tgc(&cookie);
+    assert_no_sso(&on_a, "logout on B ends the session on A").await;
+    let after = a
+        .client()
+        .validate("/serviceValidate", SERVICE, &unused)
+        .await;
+    assert_eq!(after.code(), "INVALID_TICKET");
+}
+
+/// A stolen cookie replayed on the other node after logout is worthless there too.
+#[tokio::test]
+async fn a_cookie_from_before_logout_opens_no_session_on_any_node() {
+    let cluster = Cluster::new(false).await;
+    let a = cluster.node().await;
+    let b = cluster.node().await;
+    let on_a = a.signed_in_browser().await;
+    let stolen = on_a.tgc().unwrap();
+    on_a.get("/logout", &[]).await;
+
+    let thief = on_a.on(&b);
+    thief.set_tgc(&stolen);
+    assert_no_sso(&thief, "replayed on B after logout on A").await;
+}
+
+/// TKT-03 across nodes: the same ticket validated on both nodes at once succeeds once.
+#[tokio::test]
+async fn concurrent_validation_on_two_nodes_succeeds_exactly_once() {
+    let cluster = Cluster::new(false).await;
+    let a = cluster.node().await;
+    let b = cluster.node().await;
+    let browser = a.signed_in_browser().await;
+    for round in 0..10 {
+        let ticket = browser.sso_ticket(SERVICE).await;
+        let (ca, cb) = (a.client(), b.client());
+        let (on_a, on_b) = tokio::join!(
+            ca.validate("/serviceValidate", SERVICE, &ticket),
+            cb.validate("/serviceValidate", SERVICE, &ticket),
+        );
+        let successes = [&on_a, &on_b]
+            .iter()
+            .filter(|v| matches!(v, Validation::Success { .. }))
+            .count();
+        assert_eq!(successes, 1, "round {round}: {on_a:?} / {on_b:?}");
+        let failure = if matches!(on_a, Validation::Success { .. }) {
+            &on_b
+        } else {
+            &on_a
+        };
+        assert_eq!(failure.code(), "INVALID_TICKET");
+    }
+}
+
+/// PROXY-01, PVAL-01 across nodes: the PGT is granted on A, a PT obtained with it on B,
+/// and the back-end validates the PT on A.
+#[tokio::test]
+async fn proxying_works_across_nodes() {
+    let cluster = Cluster::new(false).await;
+    let pki = TestPki::new();
+    let sink = CallbackSink::start(&pki.leaf(&["localhost"])).await;
+    let trust = |s: &mut Settings| {
+        s.http_client.extra_roots = vec![pki.ca_der()];
+        s.http_client.allow_local_urls = true;
+    };
+    let a = cluster.node_with(trust).await;
+    let b = cluster.node_with(trust).await;
+    let browser = a.browser();
+
+    let ticket = browser.login_for_ticket(PORTAL).await;
+    let validation = a
+        .client()
+        .validate_with(
+            "/serviceValidate",
+            &[
+                ("service", PORTAL),
+                ("ticket", &ticket),
+                ("pgtUrl", &sink.url("/cb/x")),
+            ],
+        )
+        .await;
+    assert!(
+        matches!(
+            validation,
+            Validation::Success {
+                pgt_iou: Some(_),
+                ..
+            }
+        ),
+        "{validation:?}"
+    );
+    let (_, pgt) = sink.pgt_delivered_to("/cb/x");
+
+    let response = b
+        .client()
+        .get("/proxy", &[("pgt", &pgt), ("targetService", BACKEND)])
+        .await;
+    let doc = roxmltree::Document::parse(&response.raw).unwrap();
+    let pt = doc
+        .descendants()
+        .find(|n| n.has_tag_name((CAS_NS, "proxyTicket")))
+        .and_then(|n| n.text())
+        .unwrap_or_else(|| panic!("a proxy ticket from B: {}", response.raw))
+        .to_owned();
+    let backend = a.client().validate("/proxyValidate", BACKEND, &pt).await;
+    let Validation::Success { user, proxies, .. } = backend else {
+        panic!("{backend:?}");
+    };
+    assert_eq!(user, "alice");
+    assert_eq!(proxies, Some(vec![sink.url("/cb/x")]));
+
+    // Logout on B ends the PGT granted on A.
+    browser.on(&b).get("/logout", &[]).await;
+    let response = a
+        .client()
+        .get("/proxy", &[("pgt", &pgt), ("targetService", BACKEND)])
+        .await;
+    assert!(response.raw.contains("INVALID_TICKET"), "{}", response.raw);
+}
+
+/// Redis goes away: logins get the "temporarily unavailable" page, validation answers
+/// INTERNAL_ERROR, `/health` says so, nothing hangs; when Redis is back, so is the service,
+/// without restarting CAS.
+#[tokio::test]
+async fn redis_down_means_unavailable_and_its_return_means_service() {
+    let mut cluster = Cluster::new(false).await;
+    let server = cluster.node().await;
+    let browser = server.signed_in_browser().await;
+    let ticket = browser.sso_ticket(SERVICE).await;
+
+    cluster.redis.kill();
+
+    let sso = bounded("SSO", browser.get_login(&[("service", SERVICE)])).await;
+    assert_eq!(sso.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let page = sso.text().await.unwrap();
+    assert!(page.contains("unavailable"), "{page}");
+    assert!(
+        !page.contains("redis") && !page.contains("127.0.0.1"),
+        "no detail: {page}"
+    );
+    let fresh = server.browser();
+    let form = bounded("login form", fresh.get_login(&[("service", SERVICE)])).await;
+    if form.status() == StatusCode::OK {
+        let lt = hidden_input(&form.text().await.unwrap(), "lt").unwrap();
+        let posted = bounded(
+            "login",
+            fresh.submit_login(Some(SERVICE), "alice", PASSWORD, &lt, &[]),
+        )
+        .await;
+        assert_eq!(posted.status(), StatusCode::SERVICE_UNAVAILABLE);
+    } else {
+        assert_eq!(form.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let validation = bounded(
+        "validation",
+        server
+            .client()
+            .validate("/serviceValidate", SERVICE, &ticket),
+    )
+    .await;
+    assert_eq!(validation.code(), "INTERNAL_ERROR");
+    let (status, body) = bounded("health", health(&server)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "DOWN");
+    assert_eq!(body["tickets"]["reachable"], false);
+
+    cluster.redis.restart().await;
+
+    // The reconnection backoff is short; a few tries at most.
+    let mut healthy = false;
+    for _ in 0..50 {
+        if health(&server).await.0 == StatusCode::OK {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "/health recovers with Redis");
+    let again = server.browser();
+    let ticket = again.login_for_ticket(SERVICE).await;
+    assert_validates_as(&server, SERVICE, &ticket, "alice").await;
+}
+
+/// Redis restarted with its append-only file: sessions and unused tickets survive.
+#[tokio::test]
+async fn a_redis_restart_with_aof_loses_no_session() {
+    let mut cluster = Cluster::new(true).await;
+    let server = cluster.node().await;
+    let browser = server.signed_in_browser().await;
+    let ticket = browser.sso_ticket(SERVICE).await;
+
+    cluster.redis.restart().await;
+
+    let mut validated = None;
+    for _ in 0..50 {
+        let v = server
+            .client()
+            .validate("/serviceValidate", SERVICE, &ticket)
+            .await;
+        if !matches!(&v, Validation::Failure { code, .. } if code == "INTERNAL_ERROR") {
+            validated = Some(v);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(validated.expect("Redis answers again").user(), "alice");
+    assert_sso_as(&server, &browser, OTHER_SERVICE, "alice").await;
+}
+
+/// Nothing in Redis can be read or replayed: no ticket id, user name, attribute or
+/// service URL appears in any key or value.
+#[tokio::test]
+async fn redis_holds_no_ticket_id_user_or_service_in_clear() {
+    let cluster = Cluster::new(false).await;
+    let server = cluster.node().await;
+    let browser = server.browser();
+    let ticket = browser.login_for_ticket(SERVICE).await;
+    let tgc = browser.tgc().unwrap();
+    let form = server.browser();
+    let _lt = form.form_token(Some(SERVICE)).await;
+
+    let dump = cluster.redis.dump().await;
+
+    assert!(
+        dump.contains(&cluster.prefix),
+        "something was stored: {dump}"
+    );
+    for secret in [
+        ticket.as_str(),
+        &tgc,
+        "alice",
+        "example.org",
+        "TGT-",
+        "ST-",
+        "staff",
+    ] {
+        assert!(!dump.contains(secret), "`{secret}` in Redis:\n{dump}");
+    }
+    assert_validates_as(&server, SERVICE, &ticket, "alice").await;
+}
+
+/// A node configured with another registry key sees none of the others' tickets (and
+/// disturbs none): foreign entries are treated as absent.
+#[tokio::test]
+async fn a_node_with_another_registry_key_sees_no_ticket() {
+    let cluster = Cluster::new(false).await;
+    let a = cluster.node().await;
+    let other = ClusterKeys {
+        registry: ClusterKeys::generate().registry,
+        tgc: cluster.keys.tgc.clone(),
+        flow: cluster.keys.flow.clone(),
+    };
+    let c = TestServer::start_settings(other.redis_settings(&cluster.redis.url(), &cluster.prefix))
+        .await;
+    let browser = a.signed_in_browser().await;
+    let ticket = browser.sso_ticket(SERVICE).await;
+
+    assert_no_sso(&browser.on(&c), "the session is not C's to open").await;
+    let on_c = c
+        .client()
+        .validate("/serviceValidate", SERVICE, &ticket)
+        .await;
+    assert_eq!(on_c.code(), "INVALID_TICKET");
+    assert_validates_as(&a, SERVICE, &ticket, "alice").await;
+}
+
+/// The session key's TTL follows the policy: the idle time, refreshed by use, never past
+/// the hard limit; and the reaper removes what an expired session leaves.
+#[tokio::test]
+async fn session_ttls_slide_with_use_up_to_the_hard_limit() {
+    let cluster = Cluster::new(false).await;
+    let server = cluster
+        .node_with(|s| {
+            s.tickets.tgt_idle_ttl = Duration::from_secs(60);
+            s.tickets.tgt_hard_ttl = Duration::from_secs(150);
+            s.tickets.reaper_interval = Duration::from_millis(50);
+        })
+        .await;
+    let browser = server.signed_in_browser().await;
+    let key = cluster.session_key().await;
+    let ttl = cluster.redis.pttl(&key).await;
+    assert!(
+        (55_000..=60_000).contains(&ttl),
+        "idle time at login: {ttl}"
+    );
+
+    server.clock.advance(Duration::from_secs(50));
+    browser.sso_ticket(SERVICE).await;
+    let ttl = cluster.redis.pttl(&key).await;
+    assert!((55_000..=60_000).contains(&ttl), "slid by use: {ttl}");
+
+    server.clock.advance(Duration::from_secs(50));
+    browser.sso_ticket(SERVICE).await;
+    let ttl = cluster.redis.pttl(&key).await;
+    assert!(
+        (45_000..=50_000).contains(&ttl),
+        "capped by the hard limit: {ttl}"
+    );
+
+    server.clock.advance(Duration::from_secs(50));
+    assert_no_sso(&browser, "past the hard limit").await;
+    let mut swept = false;
+    for _ in 0..100 {
+        if cluster
+            .redis
+            .keys(&format!("{}*", cluster.prefix))
+            .await
+            .iter()
+            .all(|k| !k.contains(":t:") && !k.contains(":h:"))
+        {
+            swept = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        swept,
+        "the reaper removed the session and its tickets: {}",
+        cluster.redis.dump().await
+    );
+}
+
+/// The in-memory store's snapshot: a graceful restart keeps the session and an unused
+/// ticket; the file is private and deleted once read; a corrupt one is ignored.
+#[tokio::test]
+async fn a_memory_snapshot_carries_sessions_across_a_graceful_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tickets.snapshot");
+    let keys = ClusterKeys::generate();
+    let settings = || {
+        settings_with(
+            &keys.tgc,
+            &format!(
+                "[login]\nflow_key = \"{}\"\n[tickets]\nkey = \"{}\"\n[tickets.memory]\nsnapshot_file = \"{}\"\n",
+                keys.flow,
+                keys.registry,
+                path.display()
+            ),
+        )
+    };
+    let first = TestServer::start_settings(settings()).await;
+    let browser = first.signed_in_browser().await;
+    let ticket = browser.sso_ticket(SERVICE).await;
+    first.stop().await;
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let raw = std::fs::read_to_string(&path).unwrap();
+    assert!(!raw.contains("alice") && !raw.contains(&ticket));
+
+    let second = TestServer::start_settings(settings()).await;
+    assert!(!path.exists(), "deleted once restored");
+    let browser = browser.on(&second);
+    assert_validates_as(&second, SERVICE, &ticket, "alice").await;
+    assert_sso_as(&second, &browser, OTHER_SERVICE, "alice").await;
+    second.stop().await;
+
+    std::fs::write(&path, "not a snapshot").unwrap();
+    let third = TestServer::start_settings(settings()).await;
+    assert_no_sso(&browser.on(&third), "a corrupt snapshot restores nothing").await;
+    let ticket = third.browser().login_for_ticket(SERVICE).await;
+    assert_validates_as(&third, SERVICE, &ticket, "alice").await;
+}
+
+/// SLO-02, SLO-06: the ticket history lives with the session in Redis, so a logout on B
+/// tells the applications that received tickets from A, each about its own ticket.
+#[tokio::test]
+async fn single_logout_on_one_node_covers_tickets_issued_by_the_other() {
+    let cluster = Cluster::new(false).await;
+    let app = crate::support::receiver::Receiver::start().await;
+    let loopback = |s: &mut Settings| s.http_client.allow_local_urls = true;
+    let a = cluster.node_with(loopback).await;
+    let b = cluster.node_with(loopback).await;
+    let on_a = a.browser();
+    let one = on_a.login_for_ticket(&app.url("/one/home")).await;
+    let two = on_a.on(&b).sso_ticket(&app.url("/two/home")).await;
+
+    on_a.on(&b).get("/logout", &[]).await;
+
+    let received = app.wait_for(2).await;
+    let mut told: Vec<(String, String)> = received
+        .iter()
+        .map(|m| {
+            let xml = m.logout_request.as_deref().unwrap();
+            let index = xml
+                .split("<samlp:SessionIndex>")
+                .nth(1)
+                .and_then(|rest| rest.split("</samlp:SessionIndex>").next())
+                .unwrap()
+                .to_owned();
+            assert!(xml.contains(">alice</saml:NameID>"), "{xml}");
+            (m.path.clone(), index)
+        })
+        .collect();
+    told.sort();
+    assert_eq!(
+        told,
+        vec![("/one/home".to_owned(), one), ("/two/home".to_owned(), two)]
+    );
+}
+
+/// SLO-01 with Redis: a session that expires is logged out of its applications by the
+/// reaper of one node, exactly once though both nodes sweep.
+#[tokio::test]
+async fn an_expired_session_in_redis_is_logged_out_once() {
+    let cluster = Cluster::new(false).await;
+    let app = crate::support::receiver::Receiver::start().await;
+    let configure = |s: &mut Settings| {
+        s.http_client.allow_local_urls = true;
+        s.slo.on_expiry = true;
+        s.tickets.reaper_interval = Duration::from_millis(50);
+    };
+    let a = cluster.node_with(configure).await;
+    let b = cluster.node_with(configure).await;
+    let ticket = a.browser().login_for_ticket(&app.url("/one/x")).await;
+
+    a.clock.advance(Duration::from_secs(3 * 3600));
+    b.clock.advance(Duration::from_secs(3 * 3600));
+    let received = app.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    assert_eq!(app.received().len(), 1, "told once: {:?}", app.received());
+    assert!(
+        received[0]
+            .logout_request
+            .as_deref()
+            .unwrap()
+            .contains(&format!(
+                "<samlp:SessionIndex>{ticket}</samlp:SessionIndex>"
+            ))
+    );
+}
+
+/// With Redis, a node refuses to start on TGC keys it would generate itself: another node
+/// could never open its cookies. The message says what to do.
+#[tokio::test]
+async fn a_redis_node_refuses_a_key_file_it_would_generate() {
+    let cluster = Cluster::new(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("tgc-keys.toml");
+    let mut settings = cluster.settings();
+    settings.tgc.keys = cas_server::config::TgcKeySource::KeyFile(missing.clone());
+
+    let clock = std::sync::Arc::new(cas_server::clock::ManualClock::new());
+    let error = cas_server::App::build(settings, clock)
+        .await
+        .unwrap_err()
+        .to_string();
+
+    assert!(
+        error.contains("does not exist") && error.contains("keygen"),
+        "{error}"
+    );
+    assert!(!missing.exists(), "no key file was generated");
+}

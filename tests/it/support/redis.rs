@@ -1,0 +1,168 @@
+//! A real `redis-server` for the tests: its own port, folder and (optionally) append-only
+//! file, started, killed and restarted by the test (never the system service). Needs the
+//! Debian package `redis-server` (.ci/run installs it).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+pub struct RedisServer {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    aof: bool,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// A fresh instance on a free loopback port; with `aof`, every write is appended to a
+    /// file (fsync always) and replayed by [`restart`](Self::restart).
+    pub async fn start(aof: bool) -> Self {
+        assert!(
+            Path::new(REDIS_SERVER).exists(),
+            "{REDIS_SERVER} not found: install the Debian package redis-server (.ci/run does)"
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self {
+            dir: tempfile::tempdir().unwrap(),
+            port,
+            aof,
+            child: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(REDIS_SERVER)
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--save", "", "--protected-mode", "no", "--daemonize", "no"])
+            .args(["--appendonly", if self.aof { "yes" } else { "no" }])
+            .args(["--appendfsync", "always"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if let Ok(mut c) = self.connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not answer on port {}", self.port);
+    }
+
+    /// Kills the server at once (SIGKILL: no chance to save anything but its AOF).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and folder (replaying the AOF, if on).
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    /// A direct connection, to look at what the CAS server stored.
+    pub async fn connection(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+        redis::Client::open(self.url())?
+            .get_multiplexed_async_connection()
+            .await
+    }
+
+    /// Every key and its values as text (hash fields and list items included).
+    pub async fn dump(&self) -> String {
+        let mut c = self.connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let mut out = String::new();
+        for key in keys {
+            let kind: String = redis::cmd("TYPE")
+                .arg(&key)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            let values: Vec<String> = match kind.as_str() {
+                "hash" => redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap(),
+                "list" => redis::cmd("LRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap(),
+                "zset" => redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap(),
+                "string" => vec![
+                    redis::cmd("GET")
+                        .arg(&key)
+                        .query_async(&mut c)
+                        .await
+                        .unwrap(),
+                ],
+                other => vec![format!("<{other}>")],
+            };
+            out.push_str(&format!("{key} = {values:?}\n"));
+        }
+        out
+    }
+
+    /// The remaining time to live of `key`, in milliseconds (negative: none or absent).
+    pub async fn pttl(&self, key: &str) -> i64 {
+        let mut c = self.connection().await.unwrap();
+        redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .unwrap()
+    }
+
+    /// Keys matching `pattern`.
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut c = self.connection().await.unwrap();
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut c)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
