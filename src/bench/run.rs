@@ -435,6 +435,8 @@ pub struct CompareOptions {
     /// With `sessions`: also let that many sessions expire at once on a fresh server and
     /// measure SSO while the reaper sweeps them.
     pub reaper: bool,
+    /// Also run the SSO loads against a server on the Redis store at this URL.
+    pub redis: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -450,6 +452,9 @@ pub struct Pair {
     /// than throughput on a shared machine.
     pub server_cpu_us_per_cycle: Option<f64>,
     pub null_cpu_us_per_cycle: Option<f64>,
+    /// With the Redis store: redis-server's own CPU per cycle, when it runs on this
+    /// machine (found through `INFO server`).
+    pub store_cpu_us_per_cycle: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -471,6 +476,8 @@ pub struct Comparison {
     /// SSO at the largest concurrency with `sessions` live SSO sessions.
     pub sso_with_sessions: Option<Report>,
     pub reaper: Option<ReaperReport>,
+    /// With `--redis`: the SSO loads again on the Redis store, against the same null runs.
+    pub redis_pairs: Vec<Pair>,
 }
 
 /// SSO in one-second windows around a sweep that expires `sessions` sessions at once.
@@ -577,6 +584,7 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
             concurrency: c,
             server_cpu_us_per_cycle,
             null_cpu_us_per_cycle,
+            store_cpu_us_per_cycle: None,
             throughput_ratio: ours.per_second / theirs.per_second.max(f64::MIN_POSITIVE),
             p99_ratio: ours.latency.p99_ms / theirs.latency.p99_ms.max(f64::MIN_POSITIVE),
             server: ours,
@@ -584,6 +592,10 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
         });
     }
     drop(null);
+    let redis_pairs = match &opts.redis {
+        Some(url) => redis_pairs(opts, &dir, url, &pairs).await?,
+        None => Vec::new(),
+    };
 
     // Password logins at the default cost, and SSO while they flood the server.
     let pid = server.child.id();
@@ -652,7 +664,91 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
         sessions: sessions_report,
         sso_with_sessions: with_sessions,
         reaper,
+        redis_pairs,
     })
+}
+
+/// The process id of the Redis at `url`, if it runs on this machine.
+async fn redis_pid(url: &str) -> Option<u32> {
+    let client = redis::Client::open(url).ok()?;
+    let mut c = client.get_multiplexed_async_connection().await.ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut c)
+        .await
+        .ok()?;
+    let pid = info
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    std::path::Path::new(&format!("/proc/{pid}"))
+        .exists()
+        .then_some(pid)
+}
+
+/// The SSO loads on a server whose tickets live in the Redis at `url` (under a prefix of
+/// its own, with fresh keys), each set beside the in-memory run's null figures.
+async fn redis_pairs(
+    opts: &CompareOptions,
+    dir: &Path,
+    url: &str,
+    memory: &[Pair],
+) -> Result<Vec<Pair>, BenchError> {
+    let key = || crate::crypto::b64url_encode(&crate::crypto::random_bytes::<32>());
+    let tgc = crate::tgc::TgcKeys::generate().to_config();
+    let base = bench_config(&format!(
+        "[login]\nflow_key = \"{}\"\n[tickets]\nstore = \"redis\"\nkey = \"{}\"\n[tickets.redis]\nurl = \"{url}\"\nkey_prefix = \"cas-bench-{}:\"\n",
+        key(),
+        key(),
+        crate::crypto::random_base62(8)
+    ))?;
+    // bench_config's [tgc] gets the shared keys every Redis node must have.
+    let config_text = base.replacen("[tgc]\n", &format!("[tgc]\n{tgc}"), 1);
+    let config = dir.join("redis.toml");
+    std::fs::write(&config, config_text).map_err(|e| BenchError::Usage(e.to_string()))?;
+    let config_arg = config.to_string_lossy().into_owned();
+    let server = spawn(
+        &opts.server_bin,
+        &["--config", &config_arg],
+        &[],
+        Some(&dir.join("redis-server.log")),
+    )?;
+    let redis_pid = redis_pid(url).await;
+    let mut pairs = Vec::new();
+    for reference in memory {
+        let options = LoadOptions {
+            base: server.base.clone(),
+            service: "http://localhost/app".into(),
+            username: "casuser".into(),
+            password: "Mellon".into(),
+            concurrency: reference.concurrency,
+            duration: opts.duration,
+            max_requests: u64::MAX,
+        };
+        let before = cpu_seconds(server.child.id());
+        let store_before = redis_pid.and_then(cpu_seconds);
+        let ours = sso_load(&options).await?;
+        let per_cycle = |after: Option<f64>, before: Option<f64>| {
+            after
+                .zip(before)
+                .map(|(after, before)| (after - before) * 1e6 / ours.completed.max(1) as f64)
+        };
+        let server_cpu_us_per_cycle = per_cycle(cpu_seconds(server.child.id()), before);
+        let store_cpu_us_per_cycle = per_cycle(redis_pid.and_then(cpu_seconds), store_before);
+        pairs.push(Pair {
+            concurrency: reference.concurrency,
+            throughput_ratio: ours.per_second / reference.null.per_second.max(f64::MIN_POSITIVE),
+            p99_ratio: ours.latency.p99_ms / reference.null.latency.p99_ms.max(f64::MIN_POSITIVE),
+            server: ours,
+            null: reference.null.clone(),
+            server_cpu_us_per_cycle,
+            null_cpu_us_per_cycle: reference.null_cpu_us_per_cycle,
+            store_cpu_us_per_cycle,
+        });
+    }
+    Ok(pairs)
 }
 
 /// A fresh server whose sessions expire after 20 idle seconds and whose reaper first

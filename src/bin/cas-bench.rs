@@ -83,6 +83,10 @@ enum Cmd {
         /// The cas-server binary (default: next to this one).
         #[arg(long)]
         server_bin: Option<std::path::PathBuf>,
+        /// Also measure SSO with the Redis ticket store at this URL (e.g.
+        /// redis://127.0.0.1:6379; keys go under a fresh `cas-bench-…:` prefix).
+        #[arg(long)]
+        redis: Option<String>,
     },
 }
 
@@ -188,6 +192,7 @@ async fn run(command: Cmd, json: bool) -> Result<(), BenchError> {
             sessions,
             reaper,
             server_bin,
+            redis,
         } => {
             let here = std::env::current_exe().map_err(|e| BenchError::Usage(e.to_string()))?;
             let server_bin = server_bin.unwrap_or_else(|| here.with_file_name("cas-server"));
@@ -198,6 +203,7 @@ async fn run(command: Cmd, json: bool) -> Result<(), BenchError> {
                 concurrency,
                 sessions,
                 reaper,
+                redis,
             };
             let comparison = bench::compare(&opts).await?;
             emit(json, &comparison, print_comparison);
@@ -235,6 +241,27 @@ fn print_comparison(c: &bench::Comparison) {
         }
         pair.server.print();
         pair.null.print();
+    }
+    for pair in &c.redis_pairs {
+        println!(
+            "\nSSO cycles at concurrency {} with the Redis store: {:.0}/s = {:.0} % of null; cycle p99 {:.3} ms = {:.2}x null",
+            pair.concurrency,
+            pair.server.per_second,
+            pair.throughput_ratio * 100.0,
+            pair.server.latency.p99_ms,
+            pair.p99_ratio
+        );
+        if let Some(ours) = pair.server_cpu_us_per_cycle {
+            match pair.store_cpu_us_per_cycle {
+                Some(redis) => {
+                    println!("  CPU per cycle: server {ours:.1} µs, redis-server {redis:.1} µs")
+                }
+                None => println!(
+                    "  server CPU per cycle: {ours:.1} µs (redis-server not on this machine)"
+                ),
+            }
+        }
+        pair.server.print();
     }
     if let Some(logins) = &c.logins {
         println!();

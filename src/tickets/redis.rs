@@ -2,8 +2,9 @@
 //!
 //! Layout, under a configurable prefix (`cas:` by default), every id a keyed hash
 //! ([`TicketSealer::hash_id`]) and every payload sealed with the registry key:
-//! - `t:<hash>`: a hash `{k: kind, d: sealed ticket}`; a session also has `u`, its last use
-//!   in Unix milliseconds, so sliding it needs no decryption inside Redis.
+//! - `t:<hash>`: a hash `{k: kind, d: sealed ticket}`; a session also has its last use `u`,
+//!   hard deadline `a` (Unix milliseconds) and idle limit `i` (milliseconds, 0 for none)
+//!   in clear, so that a script can check and slide it without the key.
 //! - `h:<hash>`: a session's ticket history (single logout), a list of
 //!   `<ticket hash>.<sealed IssuedTicket>`, newest last, at most [`MAX_ISSUED`].
 //! - `p:<hash>`: a session's proxy-granting tickets, a list of their hashes.
@@ -181,16 +182,30 @@ struct Scripts {
     drain_expired: Script,
 }
 
+/// A session is live at `now` (ARGV[1]) if its hash holds kind `tgt`, `now` is before its
+/// hard deadline `a` and, with an idle limit `i`, before its last use `u` plus `i`: the
+/// policy check of [`TicketGrantingTicket::is_expired`], on the plain fields stored beside
+/// the sealed payload, so that checking and adding happen in one atomic step.
+const LIVE_SESSION: &str = r"
+local s = redis.call('HMGET', KEYS[1], 'k', 'u', 'a', 'i')
+local now = tonumber(ARGV[1])
+if s[1] ~= 'tgt' then return 0 end
+local u, a, i = tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
+if now >= a or (i > 0 and now >= u + i) then return 0 end
+";
+
 /// KEYS: session, history, PGT list, expiry index, new ticket.
-/// ARGV: last use (ms, or "" not to slide), session TTL (ms), deadline (ms), session hash,
-/// history entry, sealed ticket, ticket TTL (ms), history bound.
+/// ARGV: now (ms), slide ("1" or "0"), margin (ms), session hash, history entry, sealed
+/// ticket, ticket TTL (ms), history bound.
 const ADD_TICKET: &str = r"
-if redis.call('HGET', KEYS[1], 'k') ~= 'tgt' then return 0 end
-if ARGV[1] ~= '' and tonumber(ARGV[1]) > tonumber(redis.call('HGET', KEYS[1], 'u') or '0') then
+if ARGV[2] == '1' and now > u then
   redis.call('HSET', KEYS[1], 'u', ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  redis.call('PEXPIRE', KEYS[3], ARGV[2])
-  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4])
+  local deadline = a
+  if i > 0 and now + i < a then deadline = now + i end
+  local ttl = deadline - now + tonumber(ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[3], ttl)
+  redis.call('ZADD', KEYS[4], deadline, ARGV[4])
 end
 redis.call('RPUSH', KEYS[2], ARGV[5])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
@@ -201,15 +216,15 @@ redis.call('PEXPIRE', KEYS[5], ARGV[7])
 return 1
 ";
 
-/// KEYS: session, PGT list, new PGT. ARGV: sealed PGT, PGT TTL (ms), PGT hash, bound,
-/// ticket key prefix.
+/// KEYS: session, PGT list, new PGT. ARGV: now (ms), margin (ms), sealed PGT, PGT hash,
+/// bound, ticket key prefix. A PGT lives exactly as long as its session, so its TTL is
+/// the session's hard deadline.
 const ADD_PGT: &str = r"
-if redis.call('HGET', KEYS[1], 'k') ~= 'tgt' then return 0 end
-redis.call('HSET', KEYS[3], 'k', 'pgt', 'd', ARGV[1])
-redis.call('PEXPIRE', KEYS[3], ARGV[2])
-redis.call('RPUSH', KEYS[2], ARGV[3])
-while redis.call('LLEN', KEYS[2]) > tonumber(ARGV[4]) do
-  redis.call('DEL', ARGV[5] .. redis.call('LPOP', KEYS[2]))
+redis.call('HSET', KEYS[3], 'k', 'pgt', 'd', ARGV[3])
+redis.call('PEXPIRE', KEYS[3], a - now + tonumber(ARGV[2]))
+redis.call('RPUSH', KEYS[2], ARGV[4])
+while redis.call('LLEN', KEYS[2]) > tonumber(ARGV[5]) do
+  redis.call('DEL', ARGV[6] .. redis.call('LPOP', KEYS[2]))
 end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
@@ -327,13 +342,17 @@ impl RedisRegistry {
             expiry_margin,
             clock,
             scripts: Arc::new(Scripts {
-                add_ticket: Script::new(ADD_TICKET),
-                add_pgt: Script::new(ADD_PGT),
+                add_ticket: Script::new(&format!("{LIVE_SESSION}{ADD_TICKET}")),
+                add_pgt: Script::new(&format!("{LIVE_SESSION}{ADD_PGT}")),
                 redeem: Script::new(REDEEM),
                 remove_tgt: Script::new(REMOVE_TGT),
                 drain_expired: Script::new(DRAIN_EXPIRED),
             }),
         })
+    }
+
+    fn margin_ms(&self) -> i64 {
+        i64::try_from(self.expiry_margin.as_millis()).unwrap_or(i64::MAX)
     }
 
     fn ticket_key(&self, hash: &str) -> String {
@@ -489,6 +508,11 @@ impl TicketRegistry for RedisRegistry {
         let sealed = self.seal(&tgt, TGT, &hash);
         let (key, expiry) = (self.ticket_key(&hash), self.expiry_key());
         let used = unix_ms(tgt.last_used_at);
+        let hard = unix_ms(tgt.expiration.hard_deadline(tgt.authenticated_at));
+        let idle = tgt
+            .expiration
+            .idle
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let score = unix_ms(deadline);
         self.pool
             .run(|mut c| {
@@ -499,7 +523,7 @@ impl TicketRegistry for RedisRegistry {
                         .atomic()
                         .hset_multiple(&key, &[("k", TGT), ("d", sealed.as_str())])
                         .ignore()
-                        .hset(&key, "u", used)
+                        .hset_multiple(&key, &[("u", used), ("a", hard), ("i", idle)])
                         .ignore()
                         .pexpire(&key, ttl)
                         .ignore()
@@ -526,15 +550,7 @@ impl TicketRegistry for RedisRegistry {
         logout: LogoutTarget,
         now: OffsetDateTime,
     ) -> Result<bool, RegistryError> {
-        let Some(mut tgt) = self.live_tgt(&ticket.tgt_id, now).await? else {
-            return Ok(false);
-        };
-        let slide = ticket.grant == Grant::Service;
-        if slide {
-            tgt.last_used_at = now;
-        }
-        let deadline = session_deadline(&tgt);
-        let tgt_hash = self.sealer.hash_id(&tgt.id);
+        let tgt_hash = self.sealer.hash_id(&ticket.tgt_id);
         let st_hash = self.sealer.hash_id(&ticket.id);
         let entry = format!(
             "{st_hash}.{}",
@@ -562,14 +578,15 @@ impl TicketRegistry for RedisRegistry {
             self.expiry_key(),
             self.ticket_key(&st_hash),
         ];
+        let slide = if ticket.grant == Grant::Service {
+            "1"
+        } else {
+            "0"
+        };
         let args = [
-            if slide {
-                unix_ms(now).to_string()
-            } else {
-                String::new()
-            },
-            ms_until(deadline + self.expiry_margin, now).to_string(),
-            unix_ms(deadline).to_string(),
+            unix_ms(now).to_string(),
+            slide.to_owned(),
+            self.margin_ms().to_string(),
             tgt_hash,
             entry,
             sealed,
@@ -599,25 +616,18 @@ impl TicketRegistry for RedisRegistry {
         pgt: ProxyGrantingTicket,
         now: OffsetDateTime,
     ) -> Result<bool, RegistryError> {
-        let Some(tgt) = self.live_tgt(&pgt.tgt_id, now).await? else {
-            return Ok(false);
-        };
-        let tgt_hash = self.sealer.hash_id(&tgt.id);
+        let tgt_hash = self.sealer.hash_id(&pgt.tgt_id);
         let pgt_hash = self.sealer.hash_id(&pgt.id);
         let sealed = self.seal(&pgt, PGT, &pgt_hash);
-        // A PGT lives exactly as long as its session, which never outlives its hard limit.
-        let ttl = ms_until(
-            tgt.expiration.hard_deadline(tgt.authenticated_at) + self.expiry_margin,
-            now,
-        );
         let keys = [
             self.ticket_key(&tgt_hash),
             self.pgts_key(&tgt_hash),
             self.ticket_key(&pgt_hash),
         ];
         let args = [
+            unix_ms(now).to_string(),
+            self.margin_ms().to_string(),
             sealed,
-            ttl.to_string(),
             pgt_hash,
             MAX_PGTS.to_string(),
             format!("{}t:", self.prefix),

@@ -634,3 +634,216 @@ async fn a_redis_node_refuses_a_key_file_it_would_generate() {
     );
     assert!(!missing.exists(), "no key file was generated");
 }
+
+/// The same scenario, step by step, on the in-memory store and on Redis: the two must
+/// answer alike (the protocol layer cannot tell them apart).
+async fn registry_scenario(registry: &dyn cas_server::tickets::TicketRegistry) {
+    use cas_server::clock::Clock as _;
+    use cas_server::tickets::*;
+    let t0 = cas_server::clock::SystemClock.now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let tgt = TicketGrantingTicket::new(
+        Principal {
+            id: "alice".into(),
+            attributes: Default::default(),
+        },
+        t0,
+        ExpirationPolicy::sliding(Duration::from_secs(60), Duration::from_secs(150)),
+        false,
+    );
+    registry.add_tgt(tgt.clone()).await.unwrap();
+    let st = |now| {
+        ServiceTicket::new(
+            &tgt.id,
+            "https://app.example.org/",
+            now,
+            ExpirationPolicy::fixed(Duration::from_secs(10)),
+            false,
+        )
+    };
+
+    // A TGT id is not a one-use ticket, and survives the attempt.
+    assert!(matches!(
+        registry.redeem(&tgt.id, t0).await.unwrap(),
+        Redeemed::WrongKind
+    ));
+    assert!(registry.get_tgt(&tgt.id, t0).await.unwrap().is_some());
+    // Issued at 50 s: slides the session to 110 s.
+    let first = st(at(50));
+    assert!(
+        registry
+            .add_service_ticket(first.clone(), LogoutTarget::None, at(50))
+            .await
+            .unwrap()
+    );
+    assert!(
+        registry.get_tgt(&tgt.id, at(100)).await.unwrap().is_some(),
+        "slid"
+    );
+    assert!(matches!(
+        registry.redeem(&first.id, at(55)).await.unwrap(),
+        Redeemed::Valid(_)
+    ));
+    assert!(matches!(
+        registry.redeem(&first.id, at(55)).await.unwrap(),
+        Redeemed::Missing
+    ));
+    let late = st(at(60));
+    registry
+        .add_service_ticket(late.clone(), LogoutTarget::None, at(60))
+        .await
+        .unwrap();
+    assert!(matches!(
+        registry.redeem(&late.id, at(75)).await.unwrap(),
+        Redeemed::Expired(_)
+    ));
+    // Past the idle limit, checked where the ticket is added: refused.
+    assert!(
+        !registry
+            .add_service_ticket(st(at(125)), LogoutTarget::None, at(125))
+            .await
+            .unwrap()
+    );
+    let pgt = ProxyGrantingTicket::new(&tgt.id, "https://p/", vec!["https://p/cb".into()], at(61));
+    assert!(
+        !registry.add_pgt(pgt.clone(), at(125)).await.unwrap(),
+        "idle session"
+    );
+    assert!(registry.add_pgt(pgt.clone(), at(61)).await.unwrap());
+    assert!(registry.get_pgt(&pgt.id, at(62)).await.unwrap().is_some());
+    assert!(
+        registry.get_pgt(&pgt.id, at(125)).await.unwrap().is_none(),
+        "dies with it"
+    );
+    assert!(matches!(
+        registry.redeem(&pgt.id, at(62)).await.unwrap(),
+        Redeemed::WrongKind
+    ));
+    // Single-use keys.
+    assert!(registry.claim_once("LT-1", at(300)).await.unwrap());
+    assert!(!registry.claim_once("LT-1", at(300)).await.unwrap());
+    // Removal hands back the history for single logout and takes the rest with it.
+    let unused = st(at(70));
+    registry
+        .add_service_ticket(unused.clone(), LogoutTarget::None, at(70))
+        .await
+        .unwrap();
+    let removed = registry
+        .remove_tgt(&tgt.id)
+        .await
+        .unwrap()
+        .expect("it was there");
+    assert_eq!(removed.principal.id, "alice");
+    let issued: Vec<&str> = removed
+        .issued
+        .iter()
+        .map(|i| i.ticket_id.as_str())
+        .collect();
+    assert_eq!(
+        issued,
+        vec![first.id.as_str(), late.id.as_str(), unused.id.as_str()]
+    );
+    assert!(registry.remove_tgt(&tgt.id).await.unwrap().is_none());
+    assert!(matches!(
+        registry.redeem(&unused.id, at(71)).await.unwrap(),
+        Redeemed::Missing
+    ));
+    assert!(registry.get_pgt(&pgt.id, at(71)).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_redis_and_memory_stores_answer_alike() {
+    registry_scenario(&cas_server::tickets::MemoryRegistry::new()).await;
+
+    let cluster = Cluster::new(false).await;
+    let cas_server::config::TicketStore::Redis(options) = cluster.settings().tickets.store else {
+        panic!("redis settings");
+    };
+    let redis = cas_server::tickets::RedisRegistry::new(
+        &options,
+        &[7; 32],
+        Duration::ZERO,
+        std::sync::Arc::new(cas_server::clock::SystemClock),
+    )
+    .unwrap();
+    registry_scenario(&redis).await;
+    let left = cluster.redis.keys(&format!("{}t:*", cluster.prefix)).await;
+    assert!(left.is_empty(), "removal left {left:?}");
+}
+
+/// An ACL user's credentials from `[tickets.redis]` are used; a wrong password is an
+/// outage the node reports (503, `/health` DOWN), not a crash.
+#[tokio::test]
+async fn redis_credentials_are_used_and_a_wrong_password_is_reported() {
+    let redis = RedisServer::start_with(
+        false,
+        &[
+            "--user",
+            "cas",
+            "on",
+            ">s3cret-redis-pw",
+            "~*",
+            "&*",
+            "+@all",
+        ],
+    )
+    .await;
+    let keys = ClusterKeys::generate();
+    let good = keys.redis_settings_with(
+        &redis.url(),
+        "cas:",
+        "username = \"cas\"\npassword = \"s3cret-redis-pw\"\n",
+    );
+    let bad = keys.redis_settings_with(
+        &redis.url(),
+        "cas:",
+        "username = \"cas\"\npassword = \"wrong-pw\"\n",
+    );
+    let server = TestServer::start_settings(good).await;
+    let ticket = server.browser().login_for_ticket(SERVICE).await;
+    assert_validates_as(&server, SERVICE, &ticket, "alice").await;
+
+    let denied = TestServer::start_settings(bad).await;
+    let (status, body) = bounded("health", health(&denied)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!body.to_string().contains("wrong-pw"), "{body}");
+    let browser = denied.browser();
+    let lt = browser.form_token(Some(SERVICE)).await;
+    let posted = bounded(
+        "login",
+        browser.submit_login(Some(SERVICE), "alice", PASSWORD, &lt, &[]),
+    )
+    .await;
+    assert_eq!(posted.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// `rediss://` with the CA from `ca_file`: tickets travel encrypted to Redis, and a
+/// server whose certificate the CA did not sign is refused.
+#[tokio::test]
+async fn rediss_verifies_the_server_with_the_configured_ca() {
+    let pki = TestPki::new();
+    let redis = RedisServer::start_tls(&pki).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, pki.ca_pem()).unwrap();
+    let keys = ClusterKeys::generate();
+    let url = format!("rediss://localhost:{}", redis.port);
+    let trusted =
+        keys.redis_settings_with(&url, "cas:", &format!("ca_file = \"{}\"\n", ca.display()));
+    let server = TestServer::start_settings(trusted).await;
+    let ticket = server.browser().login_for_ticket(SERVICE).await;
+    assert_validates_as(&server, SERVICE, &ticket, "alice").await;
+
+    let other = dir.path().join("other-ca.pem");
+    std::fs::write(&other, TestPki::new().ca_pem()).unwrap();
+    let untrusted = keys.redis_settings_with(
+        &url,
+        "cas:",
+        &format!("ca_file = \"{}\"\n", other.display()),
+    );
+    let refused = TestServer::start_settings(untrusted).await;
+    assert_eq!(
+        bounded("health", health(&refused)).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}

@@ -18,6 +18,7 @@ use rustls_pki_types::pem::PemObject as _;
 /// A certificate authority that exists only for one test.
 pub struct TestPki {
     ca_der: Vec<u8>,
+    ca_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -39,6 +40,7 @@ impl TestPki {
         let cert = params.self_signed(&key).unwrap();
         Self {
             ca_der: cert.der().to_vec(),
+            ca_pem: cert.pem(),
             issuer: Issuer::new(params, key),
         }
     }
@@ -46,6 +48,11 @@ impl TestPki {
     /// The CA certificate, for the server's trust store.
     pub fn ca_der(&self) -> Vec<u8> {
         self.ca_der.clone()
+    }
+
+    /// The CA certificate, PEM, for files such as `ca_file`.
+    pub fn ca_pem(&self) -> String {
+        self.ca_pem.clone()
     }
 
     /// A server certificate for `names`, signed by this CA.

@@ -180,10 +180,15 @@ impl ClusterKeys {
 
     /// Settings for a node on the Redis at `url`, keys under `prefix`.
     pub fn redis_settings(&self, url: &str, prefix: &str) -> Settings {
+        self.redis_settings_with(url, prefix, "")
+    }
+
+    /// `redis_settings` with more `[tickets.redis]` lines (credentials, a CA file).
+    pub fn redis_settings_with(&self, url: &str, prefix: &str, redis: &str) -> Settings {
         settings_with(
             &self.tgc,
             &format!(
-                "[login]\nflow_key = \"{}\"\n[tickets]\nstore = \"redis\"\nkey = \"{}\"\n[tickets.redis]\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\nconnect_timeout = \"500ms\"\ncommand_timeout = \"500ms\"\n",
+                "[login]\nflow_key = \"{}\"\n[tickets]\nstore = \"redis\"\nkey = \"{}\"\n[tickets.redis]\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\nconnect_timeout = \"500ms\"\ncommand_timeout = \"500ms\"\n{redis}",
                 self.flow, self.registry
             ),
         )

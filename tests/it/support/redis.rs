@@ -13,6 +13,10 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     pub port: u16,
     aof: bool,
+    /// More arguments for redis-server (ACL users, TLS).
+    extra: Vec<String>,
+    /// Serving TLS only: readiness is a TCP connect, not a PING.
+    tls: bool,
     child: Option<Child>,
 }
 
@@ -20,6 +24,40 @@ impl RedisServer {
     /// A fresh instance on a free loopback port; with `aof`, every write is appended to a
     /// file (fsync always) and replayed by [`restart`](Self::restart).
     pub async fn start(aof: bool) -> Self {
+        Self::start_with(aof, &[]).await
+    }
+
+    /// With more redis-server arguments, e.g. an ACL user.
+    pub async fn start_with(aof: bool, extra: &[&str]) -> Self {
+        Self::launch(aof, extra.iter().map(|a| (*a).to_owned()).collect(), false).await
+    }
+
+    /// TLS only (no plain port), with a certificate for localhost and 127.0.0.1 from
+    /// `pki`; clients need not present one.
+    pub async fn start_tls(pki: &super::callback::TestPki) -> Self {
+        let files = tempfile::tempdir().unwrap();
+        let leaf = pki.leaf(&["localhost", "127.0.0.1"]);
+        let path = |name: &str| files.path().join(name).to_string_lossy().into_owned();
+        std::fs::write(path("cert.pem"), &leaf.cert_pem).unwrap();
+        std::fs::write(path("key.pem"), &leaf.key_pem).unwrap();
+        std::fs::write(path("ca.pem"), pki.ca_pem()).unwrap();
+        let extra = vec![
+            "--tls-cert-file".into(),
+            path("cert.pem"),
+            "--tls-key-file".into(),
+            path("key.pem"),
+            "--tls-ca-cert-file".into(),
+            path("ca.pem"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        let server = Self::launch(false, extra, true).await;
+        // The files are read at startup; the folder may go.
+        drop(files);
+        server
+    }
+
+    async fn launch(aof: bool, extra: Vec<String>, tls: bool) -> Self {
         assert!(
             Path::new(REDIS_SERVER).exists(),
             "{REDIS_SERVER} not found: install the Debian package redis-server (.ci/run does)"
@@ -33,6 +71,8 @@ impl RedisServer {
             dir: tempfile::tempdir().unwrap(),
             port,
             aof,
+            extra,
+            tls,
             child: None,
         };
         server.spawn().await;
@@ -44,8 +84,16 @@ impl RedisServer {
     }
 
     async fn spawn(&mut self) {
+        let port = self.port.to_string();
+        let ports: [&str; 4] = if self.tls {
+            ["--port", "0", "--tls-port", &port]
+        } else {
+            ["--port", &port, "--tls-port", "0"]
+        };
         let child = Command::new(REDIS_SERVER)
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(ports)
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .args(["--save", "", "--protected-mode", "no", "--daemonize", "no"])
@@ -57,6 +105,9 @@ impl RedisServer {
             .expect("redis-server starts");
         self.child = Some(child);
         for _ in 0..200 {
+            if self.tls && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
             if let Ok(mut c) = self.connection().await
                 && redis::cmd("PING")
                     .query_async::<String>(&mut c)
