@@ -127,7 +127,7 @@ fn check_config(path: Option<PathBuf>, probe: bool) -> ExitCode {
         Err(code) => return code,
     };
     println!(
-        "{}: ok ({} service{}, {} user{}, {} LDAP source{})",
+        "{}: ok ({} service{}, {} user{}, {} LDAP source{}, tickets in {})",
         s.origin,
         s.services.len(),
         if s.services.len() == 1 { "" } else { "s" },
@@ -135,11 +135,22 @@ fn check_config(path: Option<PathBuf>, probe: bool) -> ExitCode {
         if s.users.len() == 1 { "" } else { "s" },
         s.authn.ldap.len(),
         if s.authn.ldap.len() == 1 { "" } else { "s" },
+        match s.tickets.store {
+            config::TicketStore::Redis(_) => "redis",
+            config::TicketStore::Memory if s.tickets.snapshot_file.is_some() => {
+                "memory, with a snapshot file"
+            }
+            config::TicketStore::Memory => "memory",
+        },
     );
     for warning in s.warnings() {
         println!("warning: {warning}");
     }
-    if !probe || s.authn.ldap.is_empty() {
+    let redis = match &s.tickets.store {
+        config::TicketStore::Redis(options) => Some(options),
+        config::TicketStore::Memory => None,
+    };
+    if !probe || (s.authn.ldap.is_empty() && redis.is_none()) {
         return ExitCode::SUCCESS;
     }
     let Ok(runtime) = tokio::runtime::Runtime::new() else {
@@ -164,6 +175,28 @@ fn check_config(path: Option<PathBuf>, probe: bool) -> ExitCode {
                         "cas-server: ldap source `{}` ({}): {e}",
                         options.name, options.url
                     );
+                }
+            }
+        }
+        if let (Some(options), Some(key)) = (redis, &s.tickets.key) {
+            use cas_server::tickets::TicketRegistry as _;
+            let checked = cas_server::tickets::RedisRegistry::new(
+                options,
+                key.expose(),
+                std::time::Duration::ZERO,
+                std::sync::Arc::new(cas_server::clock::SystemClock),
+            );
+            match checked {
+                Ok(registry) => match registry.check().await {
+                    Ok(()) => println!("ticket store redis: reachable, authenticated"),
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("cas-server: {e}");
+                    }
+                },
+                Err(e) => {
+                    failed = true;
+                    eprintln!("cas-server: {e}");
                 }
             }
         }

@@ -826,3 +826,94 @@ async fn encrypted_config_values_round_trip_and_a_wrong_key_fails_clearly() {
     assert_eq!(no_key.code(), Some(1));
     assert!(no_key.stderr.contains("CAS_CONFIG_KEY"), "{no_key}");
 }
+
+/// The real binary with `[tickets.memory] snapshot_file`: SIGTERM writes the snapshot,
+/// the next start restores it (the SSO cookie still works) and deletes it.
+#[tokio::test]
+async fn sigterm_saves_the_snapshot_and_the_next_start_restores_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = hash_password(dir.path(), PASSWORD).await;
+    let key = cas_server::crypto::b64url_encode(&cas_server::crypto::random_bytes::<32>());
+    let text = format!(
+        "{}\n[tgc]\nsecure = false\n[tickets]\nkey = \"{key}\"\n[tickets.memory]\nsnapshot_file = \"tickets.snapshot\"\n",
+        operator_config(&hash)
+    );
+    let config = write(dir.path(), "cas.toml", &text);
+    let snapshot = dir.path().join("tickets.snapshot");
+    let client = http();
+
+    let server = Server::start(dir.path(), Some(&config), &[]).await;
+    let response = log_in(&client, &server, SERVICE, "alice", PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let stopped = server.stop().await;
+    assert!(
+        stopped.stderr.contains("saved the ticket snapshot"),
+        "{}",
+        stopped.stderr
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&snapshot).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    let server = Server::start(dir.path(), Some(&config), &[]).await;
+    assert!(!snapshot.exists(), "deleted once restored");
+    let sso = client
+        .get(server.url("/login"))
+        .query(&[("service", SERVICE)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sso.status(), StatusCode::FOUND, "the session came back");
+    assert_redirected_with_a_ticket_for(&client, &server, &sso, SERVICE, "alice").await;
+    server.stop().await;
+}
+
+/// `check-config --probe` pings the Redis ticket store with the configured credentials.
+#[tokio::test]
+async fn check_config_probe_reaches_the_redis_store() {
+    let redis = crate::support::redis::RedisServer::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = crate::support::ClusterKeys::generate();
+    let config_for = |url: &str| {
+        format!(
+            "[server]\nbind = \"127.0.0.1:0\"\n[tgc]\n{}[login]\nflow_key = \"{}\"\n[tickets]\nstore = \"redis\"\nkey = \"{}\"\n[tickets.redis]\nurl = \"{url}\"\nconnect_timeout = \"1s\"\n",
+            keys.tgc, keys.flow, keys.registry
+        )
+    };
+    let good = write(dir.path(), "good.toml", &config_for(&redis.url()));
+    let out = run(
+        dir.path(),
+        Some(&good),
+        &["check-config", "--probe"],
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stdout.contains("tickets in redis") && out.stdout.contains("reachable"),
+        "{out}"
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        &config_for(&format!("redis://127.0.0.1:{port}")),
+    );
+    let out = run(
+        dir.path(),
+        Some(&bad),
+        &["check-config", "--probe"],
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("redis"), "{out}");
+}
