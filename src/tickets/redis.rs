@@ -68,6 +68,8 @@ struct Pool {
     slots: Vec<tokio::sync::Mutex<Slot>>,
     next: AtomicUsize,
     command_timeout: Duration,
+    /// The most any operation may take: one connection attempt and one command.
+    deadline: Duration,
 }
 
 #[derive(Default)]
@@ -128,15 +130,32 @@ impl Pool {
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        // However the attempts go, a request waits at most one connection and one command.
+        tokio::time::timeout(self.deadline, self.attempt(command))
+            .await
+            .unwrap_or_else(|_| Err(unavailable("no answer within the timeouts")))
+    }
+
+    async fn attempt<T, F, Fut>(&self, command: F) -> Result<T, RegistryError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let mut last = None;
         for _attempt in 0..2 {
             let connection = self.connection(index).await?;
             match tokio::time::timeout(self.command_timeout, command(connection)).await {
                 Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e)) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                // A connection that broke (Redis restarted, say): once more on a new one.
+                Ok(Err(e)) if e.is_connection_dropped() || e.is_connection_refusal() => {
                     self.forget(index).await;
                     last = Some(unavailable(e));
+                }
+                // A slow Redis is not retried: that would only double the wait.
+                Ok(Err(e)) if e.is_io_error() || e.is_timeout() => {
+                    self.forget(index).await;
+                    return Err(unavailable(e));
                 }
                 Ok(Err(e)) => return Err(unavailable(e)),
                 Err(_) => {
@@ -336,6 +355,7 @@ impl RedisRegistry {
                     .collect(),
                 next: AtomicUsize::new(0),
                 command_timeout: options.command_timeout,
+                deadline: options.connect_timeout + options.command_timeout,
             },
             sealer: TicketSealer::new(key, options.encrypt),
             prefix: options.key_prefix.clone(),

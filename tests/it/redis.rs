@@ -847,3 +847,46 @@ async fn rediss_verifies_the_server_with_the_configured_ca() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
+
+/// A Redis that stops answering (frozen, connections open): requests fail within the
+/// configured timeouts (500 ms + 500 ms here) instead of hanging, and service resumes
+/// when it answers again.
+#[tokio::test]
+async fn a_redis_that_stops_answering_costs_a_bounded_wait_not_a_hang() {
+    let cluster = Cluster::new(false).await;
+    let server = cluster.node().await;
+    let browser = server.signed_in_browser().await;
+    let ticket = browser.sso_ticket(SERVICE).await;
+
+    cluster.redis.freeze(true);
+    let started = std::time::Instant::now();
+    let sso = bounded("SSO", browser.get_login(&[("service", SERVICE)])).await;
+    let validation = bounded(
+        "validation",
+        server
+            .client()
+            .validate("/serviceValidate", SERVICE, &ticket),
+    )
+    .await;
+    let (status, _) = bounded("health", health(&server)).await;
+    let waited = started.elapsed();
+    cluster.redis.freeze(false);
+
+    assert_eq!(sso.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(validation.code(), "INTERNAL_ERROR");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        waited < Duration::from_millis(4_500),
+        "three requests, each at most 1 s (plus slack): {waited:?}"
+    );
+    let mut back = false;
+    for _ in 0..50 {
+        if health(&server).await.0 == StatusCode::OK {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(back, "answers again once Redis does");
+    assert_sso_as(&server, &browser, OTHER_SERVICE, "alice").await;
+}

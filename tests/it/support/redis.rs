@@ -124,9 +124,22 @@ impl RedisServer {
     /// Kills the server at once (SIGKILL: no chance to save anything but its AOF).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A frozen process must be thawed to die of anything but SIGKILL; be sure.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes (`true`, SIGSTOP) or thaws (SIGCONT) the server: connections stay open but
+    /// nothing is answered, as with an overloaded Redis.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
     }
 
     /// Starts it again on the same port and folder (replaying the AOF, if on).
