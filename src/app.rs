@@ -347,11 +347,6 @@ fn ticket_registry(
     let key = settings.tickets.key.as_ref().map(|k| *k.expose());
     match (&settings.tickets.store, key) {
         (TicketStore::Redis(options), Some(key)) => {
-            if !options.encrypt {
-                tracing::warn!(
-                    "tickets.redis.encrypt is off: anyone who can read Redis reads sessions, and anyone who can write it can forge them"
-                );
-            }
             // Sessions outlive their deadline in Redis just long enough for the reaper
             // to tell their services, when it is asked to.
             let margin = if settings.slo.enabled && settings.slo.on_expiry {
@@ -371,6 +366,9 @@ fn ticket_registry(
             let snapshot = match (&settings.tickets.snapshot_file, key) {
                 (Some(path), Some(key)) => {
                     let file = SnapshotFile::new(path.clone(), &key);
+                    if let Err(e) = file.check_writable() {
+                        tracing::warn!(error = %e, "the ticket snapshot will not be saved at shutdown");
+                    }
                     match file.load(&memory, clock.now()) {
                         Ok(Some(n)) => {
                             tracing::info!(tickets = n, path = %path.display(), "restored the ticket snapshot")

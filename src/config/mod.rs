@@ -1026,7 +1026,27 @@ impl Ctx {
         let connect_timeout = self.duration("tickets.redis.connect_timeout", &raw.connect_timeout);
         let command_timeout = self.duration("tickets.redis.command_timeout", &raw.command_timeout);
         let pool_ok = self.within("tickets.redis.pool_size", raw.pool_size as usize, 1..=64);
+        for (key, timeout) in [
+            ("tickets.redis.connect_timeout", connect_timeout),
+            ("tickets.redis.command_timeout", command_timeout),
+        ] {
+            if timeout.is_some_and(|t| t > std::time::Duration::from_secs(30)) {
+                self.problem(
+                    key,
+                    "must be at most 30s: a request waits up to connect_timeout + command_timeout before it is answered 503",
+                );
+            }
+        }
         let tls = match url::Url::parse(&raw.url) {
+            // `#insecure` would turn certificate checks off in the client library; a query
+            // could carry other client options. Neither belongs in this setting.
+            Ok(u) if u.fragment().is_some() || u.query().is_some() => {
+                self.problem(
+                    "tickets.redis.url",
+                    "must not have a query or #fragment (e.g. #insecure); the form is redis[s]://[user:password@]host:port/db",
+                );
+                None
+            }
             Ok(u) if u.scheme() == "redis" && u.host_str().is_some() => Some(false),
             Ok(u) if u.scheme() == "rediss" && u.host_str().is_some() => Some(true),
             // Never quote the URL itself: it may carry a password.
@@ -1062,10 +1082,16 @@ impl Ctx {
                 .and_then(|_| std::fs::read(self.resolve(file)).ok())
                 .map(Some),
         };
-        if raw.key_prefix.len() > 64 || raw.key_prefix.chars().any(|c| c.is_whitespace()) {
+        if raw.key_prefix.is_empty()
+            || raw.key_prefix.len() > 64
+            || raw
+                .key_prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "*?[]\\".contains(c))
+        {
             self.problem(
                 "tickets.redis.key_prefix",
-                "must be at most 64 characters without spaces, e.g. \"cas:\"",
+                "must be 1 to 64 characters without spaces or * ? [ ] \\, e.g. \"cas:\"",
             );
             return None;
         }

@@ -276,7 +276,8 @@ impl Settings {
     /// Choices that are allowed but weaken security, for the log at startup and for
     /// `check-config` (loading happens before logging exists).
     pub fn warnings(&self) -> Vec<String> {
-        self.authn
+        let mut warnings: Vec<String> = self
+            .authn
             .ldap
             .iter()
             .filter(|l| l.url.starts_with("ldap://") && !l.start_tls)
@@ -287,6 +288,25 @@ impl Settings {
                     l.name
                 )
             })
-            .collect()
+            .collect();
+        if let TicketStore::Redis(redis) = &self.tickets.store
+            && redis.is_plain_remote()
+        {
+            warnings.push(
+                "the Redis ticket store is reached without TLS on another host: its password \
+                 crosses the network in clear (the tickets are encrypted); use rediss://"
+                    .to_owned(),
+            );
+        }
+        if let TicketStore::Redis(redis) = &self.tickets.store
+            && !redis.encrypt
+        {
+            warnings.push(
+                "tickets.redis.encrypt is off: whoever can read Redis can use the sessions and \
+                 tickets it holds"
+                    .to_owned(),
+            );
+        }
+        warnings
     }
 }

@@ -447,3 +447,47 @@ fn a_snapshot_needs_a_key_and_the_memory_store() {
     );
     assert!(matches!(s.tickets.store, TicketStore::Memory));
 }
+
+#[test]
+fn redis_urls_prefixes_and_timeouts_are_checked() {
+    let base = |redis: &str| {
+        format!(
+            "[tgc]\n{}[login]\nflow_key = \"{KEY}\"\n[tickets]\nstore = \"redis\"\nkey = \"{KEY}\"\n[tickets.redis]\n{redis}",
+            crate::tgc::TgcKeys::generate().to_config()
+        )
+    };
+    for (redis, key) in [
+        (
+            "url = \"rediss://r.internal#insecure\"\n",
+            "tickets.redis.url",
+        ),
+        (
+            "url = \"redis://r.internal/?protocol=resp3\"\n",
+            "tickets.redis.url",
+        ),
+        ("key_prefix = \"\"\n", "tickets.redis.key_prefix"),
+        ("key_prefix = \"cas:*\"\n", "tickets.redis.key_prefix"),
+        (
+            "command_timeout = \"1m\"\n",
+            "tickets.redis.command_timeout",
+        ),
+    ] {
+        let e = load_text(&base(redis)).unwrap_err();
+        assert_eq!(keys(&e), vec![key], "{redis}");
+    }
+    let remote = load_text(&base("url = \"redis://r.internal:6379\"\n")).unwrap();
+    assert!(
+        remote.warnings().iter().any(|w| w.contains("rediss://")),
+        "{:?}",
+        remote.warnings()
+    );
+    let local = load_text(&base("url = \"redis://127.0.0.1:6379\"\n")).unwrap();
+    assert!(local.warnings().is_empty(), "{:?}", local.warnings());
+    let plain = load_text(&base("encrypt = false\n")).unwrap();
+    assert!(
+        plain
+            .warnings()
+            .iter()
+            .any(|w| w.contains("encrypt is off"))
+    );
+}

@@ -53,6 +53,23 @@ pub struct RedisOptions {
     pub encrypt: bool,
 }
 
+impl RedisOptions {
+    /// `redis://` to anything but this machine.
+    pub fn is_plain_remote(&self) -> bool {
+        // `redis:` is not a special scheme to the URL parser: an IPv4 host stays text.
+        url::Url::parse(self.url.expose()).is_ok_and(|u| {
+            let host = u.host_str().unwrap_or_default();
+            let loopback = host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            u.scheme() == "redis" && !loopback
+        })
+    }
+}
+
 /// After a failed connection attempt, requests fail at once for this long instead of each
 /// waiting out its own connect timeout while Redis is down.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
@@ -66,6 +83,7 @@ struct Pool {
     client: redis::Client,
     config: AsyncConnectionConfig,
     slots: Vec<tokio::sync::Mutex<Slot>>,
+    failed_at: std::sync::Mutex<Option<Instant>>,
     next: AtomicUsize,
     command_timeout: Duration,
     /// The most any operation may take: one connection attempt and one command.
@@ -75,7 +93,6 @@ struct Pool {
 #[derive(Default)]
 struct Slot {
     connection: Option<MultiplexedConnection>,
-    failed_at: Option<Instant>,
 }
 
 fn unavailable(what: impl std::fmt::Display) -> RegistryError {
@@ -88,8 +105,8 @@ impl Pool {
         if let Some(c) = &slot.connection {
             return Ok(c.clone());
         }
-        if slot
-            .failed_at
+        if self
+            .failed_at()
             .is_some_and(|at| at.elapsed() < RECONNECT_BACKOFF)
         {
             return Err(unavailable("unreachable (retrying)"));
@@ -100,20 +117,38 @@ impl Pool {
             .await
         {
             Ok(c) => {
-                if slot.failed_at.take().is_some() {
+                if self.set_failed_at(None).is_some() {
                     tracing::info!("ticket registry: connected to redis again");
                 }
                 slot.connection = Some(c.clone());
                 Ok(c)
             }
             Err(e) => {
-                if slot.failed_at.is_none() {
+                if self.set_failed_at(Some(Instant::now())).is_none() {
                     tracing::warn!(error = %e, "ticket registry: cannot connect to redis");
                 }
-                slot.failed_at = Some(Instant::now());
                 Err(unavailable(e))
             }
         }
+    }
+
+    /// When a connection attempt last failed, if none has succeeded since: shared by the
+    /// slots, so that one success ends the backoff for all.
+    fn failed_at(&self) -> Option<Instant> {
+        *self
+            .failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_failed_at(&self, at: Option<Instant>) -> Option<Instant> {
+        std::mem::replace(
+            &mut *self
+                .failed_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            at,
+        )
     }
 
     async fn forget(&self, index: usize) {
@@ -121,34 +156,54 @@ impl Pool {
         slot.connection = None;
     }
 
-    /// Runs `command` on a pooled connection within the command timeout. A connection
-    /// that failed is dropped and the command tried once more on a fresh one, so a Redis
-    /// restart costs no request; a script retried this way is safe (a redeemed ticket
-    /// answers `Missing` the second time, never `Valid` twice).
+    /// Runs an idempotent `command` on a pooled connection. A connection that broke
+    /// (Redis restarted, say) is replaced and the command sent once more, so a restart
+    /// costs no request: only for commands whose repetition answers the same.
     async fn run<T, F, Fut>(&self, command: F) -> Result<T, RegistryError>
     where
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        // However the attempts go, a request waits at most one connection and one command.
-        tokio::time::timeout(self.deadline, self.attempt(command))
+        self.within_deadline(self.attempt(command, 2)).await
+    }
+
+    /// Runs a command that must not be repeated (redeeming a ticket, removing a session):
+    /// had the first attempt reached Redis and only its answer been lost, a second one
+    /// would answer differently.
+    async fn run_once<T, F, Fut>(&self, command: F) -> Result<T, RegistryError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        self.within_deadline(self.attempt(command, 1)).await
+    }
+
+    /// However the attempts go, a request waits at most one connection and one command.
+    async fn within_deadline<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, RegistryError>>,
+    ) -> Result<T, RegistryError> {
+        tokio::time::timeout(self.deadline, work)
             .await
             .unwrap_or_else(|_| Err(unavailable("no answer within the timeouts")))
     }
 
-    async fn attempt<T, F, Fut>(&self, command: F) -> Result<T, RegistryError>
+    async fn attempt<T, F, Fut>(&self, command: F, attempts: usize) -> Result<T, RegistryError>
     where
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let mut last = None;
-        for _attempt in 0..2 {
+        for _ in 0..attempts {
             let connection = self.connection(index).await?;
             match tokio::time::timeout(self.command_timeout, command(connection)).await {
                 Ok(Ok(value)) => return Ok(value),
-                // A connection that broke (Redis restarted, say): once more on a new one.
-                Ok(Err(e)) if e.is_connection_dropped() || e.is_connection_refusal() => {
+                Ok(Err(e))
+                    if e.is_connection_dropped()
+                        || e.is_connection_refusal()
+                        || (e.is_io_error() && !e.is_timeout()) =>
+                {
                     self.forget(index).await;
                     last = Some(unavailable(e));
                 }
@@ -183,6 +238,8 @@ pub struct RedisRegistry {
     expiry_margin: Duration,
     scripts: Arc<Scripts>,
     clock: Arc<dyn Clock>,
+    /// Set while the key check fails, so the error is logged once, not at every probe.
+    key_mismatch: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RedisRegistry {
@@ -199,32 +256,42 @@ struct Scripts {
     redeem: Script,
     remove_tgt: Script,
     drain_expired: Script,
+    claim: Script,
 }
 
 /// A session is live at `now` (ARGV[1]) if its hash holds kind `tgt`, `now` is before its
 /// hard deadline `a` and, with an idle limit `i`, before its last use `u` plus `i`: the
 /// policy check of [`TicketGrantingTicket::is_expired`], on the plain fields stored beside
-/// the sealed payload, so that checking and adding happen in one atomic step.
+/// the sealed payload, so that checking and adding happen in one atomic step. (The fields
+/// are not authenticated here; reads check the sealed policy and the tag of `u` again.)
+/// Numbers computed in Lua go back to Redis through `%d`: some Redis versions print
+/// large whole numbers in exponent form, which `PEXPIRE` refuses.
 const LIVE_SESSION: &str = r"
 local s = redis.call('HMGET', KEYS[1], 'k', 'u', 'a', 'i')
 local now = tonumber(ARGV[1])
 if s[1] ~= 'tgt' then return 0 end
 local u, a, i = tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
 if now >= a or (i > 0 and now >= u + i) then return 0 end
+local function int(x) return string.format('%d', x) end
 ";
 
 /// KEYS: session, history, PGT list, expiry index, new ticket.
 /// ARGV: now (ms), slide ("1" or "0"), margin (ms), session hash, history entry, sealed
-/// ticket, ticket TTL (ms), history bound.
+/// ticket, ticket TTL (ms), history bound, tag of the new last use, ticket key prefix.
+/// Sent again after a lost answer, it changes nothing: the ticket is already there.
 const ADD_TICKET: &str = r"
+if redis.call('EXISTS', KEYS[5]) == 1 then return 1 end
 if ARGV[2] == '1' and now > u then
-  redis.call('HSET', KEYS[1], 'u', ARGV[1])
+  redis.call('HSET', KEYS[1], 'u', ARGV[1], 't', ARGV[9])
   local deadline = a
   if i > 0 and now + i < a then deadline = now + i end
-  local ttl = deadline - now + tonumber(ARGV[3])
+  local ttl = int(deadline - now + tonumber(ARGV[3]))
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
-  redis.call('ZADD', KEYS[4], deadline, ARGV[4])
+  for _, pgt in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
+    redis.call('PEXPIRE', ARGV[10] .. pgt, ttl)
+  end
+  redis.call('ZADD', KEYS[4], int(deadline), ARGV[4])
 end
 redis.call('RPUSH', KEYS[2], ARGV[5])
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
@@ -235,18 +302,20 @@ redis.call('PEXPIRE', KEYS[5], ARGV[7])
 return 1
 ";
 
-/// KEYS: session, PGT list, new PGT. ARGV: now (ms), margin (ms), sealed PGT, PGT hash,
-/// bound, ticket key prefix. A PGT lives exactly as long as its session, so its TTL is
-/// the session's hard deadline.
+/// KEYS: session, PGT list, new PGT. ARGV: now (ms), sealed PGT, PGT hash, bound, ticket
+/// key prefix. A PGT lives exactly as long as its session: it gets the session's TTL,
+/// extended with it when the session slides. Idempotent, like `ADD_TICKET`.
 const ADD_PGT: &str = r"
-redis.call('HSET', KEYS[3], 'k', 'pgt', 'd', ARGV[3])
-redis.call('PEXPIRE', KEYS[3], a - now + tonumber(ARGV[2]))
-redis.call('RPUSH', KEYS[2], ARGV[4])
-while redis.call('LLEN', KEYS[2]) > tonumber(ARGV[5]) do
-  redis.call('DEL', ARGV[6] .. redis.call('LPOP', KEYS[2]))
-end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end
 local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+if ttl <= 0 then return 0 end
+redis.call('HSET', KEYS[3], 'k', 'pgt', 'd', ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ttl)
+redis.call('RPUSH', KEYS[2], ARGV[3])
+while redis.call('LLEN', KEYS[2]) > tonumber(ARGV[4]) do
+  redis.call('DEL', ARGV[5] .. redis.call('LPOP', KEYS[2]))
+end
+redis.call('PEXPIRE', KEYS[2], ttl)
 return 1
 ";
 
@@ -262,9 +331,9 @@ return {v[1], v[2]}
 
 /// KEYS: session, history, PGT list, expiry index. ARGV: session hash, ticket key prefix.
 /// Removes the session with every ticket it issued; returns nil if it was not there, else
-/// {sealed session, last use, history...}.
+/// {sealed session, last use, its tag, history...}.
 const REMOVE_TGT: &str = r"
-local v = redis.call('HMGET', KEYS[1], 'k', 'd', 'u')
+local v = redis.call('HMGET', KEYS[1], 'k', 'd', 'u', 't')
 local issued = redis.call('LRANGE', KEYS[2], 0, -1)
 for _, entry in ipairs(issued) do
   local dot = string.find(entry, '.', 1, true)
@@ -277,18 +346,37 @@ redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('ZREM', KEYS[4], ARGV[1])
 if v[1] ~= 'tgt' then return false end
 redis.call('DEL', KEYS[1])
-local out = {v[2], v[3] or '0'}
+local out = {v[2], v[3] or '0', v[4] or ''}
 for _, entry in ipairs(issued) do out[#out + 1] = entry end
 return out
 ";
 
-/// KEYS: expiry index. ARGV: now (ms), batch. Takes due sessions out of the index, so
-/// that of several nodes' reapers exactly one handles each.
+/// KEYS: expiry index. ARGV: now (ms), batch, lease end (ms). Leases due sessions to the
+/// caller: they are moved to the lease's end, so another node's reaper leaves them alone
+/// meanwhile, and they come back if this one fails before removing them.
 const DRAIN_EXPIRED: &str = r"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[3], member) end
 return due
 ";
+
+/// KEYS: the claim. ARGV: this call's token, TTL (ms). `1` for the first claimant, and
+/// for the same call sent again after a lost answer; `0` for anyone else.
+const CLAIM: &str = r"
+local held = redis.call('GET', KEYS[1])
+if not held then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if held == ARGV[1] then return 1 end
+return 0
+";
+
+/// The key check value is rewritten by the first node to ask after it expires (ten years).
+const KEY_CHECK_TTL_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
+
+/// How long a reaper holds the expired sessions it took before another may retry them.
+const SWEEP_LEASE: Duration = Duration::from_secs(300);
 
 fn unix_ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
@@ -353,6 +441,7 @@ impl RedisRegistry {
                 slots: (0..options.pool_size.max(1))
                     .map(|_| tokio::sync::Mutex::new(Slot::default()))
                     .collect(),
+                failed_at: std::sync::Mutex::new(None),
                 next: AtomicUsize::new(0),
                 command_timeout: options.command_timeout,
                 deadline: options.connect_timeout + options.command_timeout,
@@ -361,12 +450,14 @@ impl RedisRegistry {
             prefix: options.key_prefix.clone(),
             expiry_margin,
             clock,
+            key_mismatch: std::sync::atomic::AtomicBool::new(false),
             scripts: Arc::new(Scripts {
                 add_ticket: Script::new(&format!("{LIVE_SESSION}{ADD_TICKET}")),
                 add_pgt: Script::new(&format!("{LIVE_SESSION}{ADD_PGT}")),
                 redeem: Script::new(REDEEM),
                 remove_tgt: Script::new(REMOVE_TGT),
                 drain_expired: Script::new(DRAIN_EXPIRED),
+                claim: Script::new(CLAIM),
             }),
         })
     }
@@ -419,9 +510,9 @@ impl RedisRegistry {
     }
 
     /// The session stored under `hash`, live or not, with its last use applied.
-    async fn load_tgt(&self, hash: &str) -> Result<Option<TicketGrantingTicket>, RegistryError> {
+    async fn load_tgt(&self, hash: &str) -> Result<Loaded, RegistryError> {
         let key = self.ticket_key(hash);
-        let (kind, data, used): (Option<String>, Option<String>, Option<i64>) = self
+        let (kind, data, used, tag): Fields4 = self
             .pool
             .run(|mut c| {
                 let key = key.clone();
@@ -431,20 +522,21 @@ impl RedisRegistry {
                         .arg("k")
                         .arg("d")
                         .arg("u")
+                        .arg("t")
                         .query_async(&mut c)
                         .await
                 }
             })
             .await?;
         if kind.as_deref() != Some(TGT) {
-            return Ok(None);
+            return Ok(Loaded::Absent);
         }
         let Some(mut tgt) = data.and_then(|d| self.open::<TicketGrantingTicket>(&d, TGT, hash))
         else {
-            return Ok(None);
+            return Ok(Loaded::Unreadable);
         };
-        apply_last_use(&mut tgt, used);
-        Ok(Some(tgt))
+        self.apply_last_use(&mut tgt, hash, used.as_deref(), tag.as_deref());
+        Ok(Loaded::Tgt(tgt))
     }
 
     async fn live_tgt(
@@ -452,10 +544,139 @@ impl RedisRegistry {
         id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<TicketGrantingTicket>, RegistryError> {
-        let tgt = self.load_tgt(&self.sealer.hash_id(id)).await?;
+        let Loaded::Tgt(tgt) = self.load_tgt(&self.sealer.hash_id(id)).await? else {
+            return Ok(None);
+        };
         // The id inside the payload must be the one asked for: the hash binds them, this
         // makes it explicit.
-        Ok(tgt.filter(|t| t.id == id && !t.is_expired(now)))
+        Ok((tgt.id == id && !tgt.is_expired(now)).then_some(tgt))
+    }
+
+    /// `u`, a session's last use, is stored in clear so that scripts can slide it; its
+    /// tag proves this node's key wrote it. Without a valid tag the sealed value (the
+    /// login time) stands: an edited `u` cannot keep a session alive.
+    fn apply_last_use(
+        &self,
+        tgt: &mut TicketGrantingTicket,
+        hash: &str,
+        used: Option<&str>,
+        tag: Option<&str>,
+    ) {
+        let (Some(used), Some(tag)) = (used, tag) else {
+            return;
+        };
+        if !self.sealer.verify_tag(&format!("u:{hash}"), used, tag) {
+            tracing::warn!(
+                "ticket registry: a session's last-use time in redis carries no valid tag; ignored"
+            );
+            return;
+        }
+        if let Some(at) = used.parse::<i64>().ok().and_then(|ms| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+        }) && at > tgt.last_used_at
+        {
+            tgt.last_used_at = at;
+        }
+    }
+
+    fn last_use_tag(&self, hash: &str, used_ms: i64) -> String {
+        self.sealer.tag(&format!("u:{hash}"), &used_ms.to_string())
+    }
+
+    /// Sessions due at `now`, leased to this node for [`SWEEP_LEASE`].
+    async fn lease_expired(&self, now: OffsetDateTime) -> Result<Vec<String>, RegistryError> {
+        let scripts = self.scripts.clone();
+        let expiry = self.expiry_key();
+        let lease_end = unix_ms(now + SWEEP_LEASE);
+        self.pool
+            .run_once(|mut c| {
+                let (scripts, expiry) = (scripts.clone(), expiry.clone());
+                async move {
+                    scripts
+                        .drain_expired
+                        .key(&expiry)
+                        .arg(unix_ms(now))
+                        .arg(SWEEP_BATCH)
+                        .arg(lease_end)
+                        .invoke_async(&mut c)
+                        .await
+                }
+            })
+            .await
+    }
+
+    /// One leased session: put back if it was used meanwhile (on another node, say), left
+    /// alone if this node cannot read it, else removed with all it holds.
+    async fn sweep_one(
+        &self,
+        hash: &str,
+        now: OffsetDateTime,
+        swept: &mut Swept,
+    ) -> Result<(), RegistryError> {
+        match self.load_tgt(hash).await? {
+            Loaded::Tgt(tgt) if !tgt.is_expired(now) => {
+                let score = unix_ms(session_deadline(&tgt));
+                let expiry = self.expiry_key();
+                self.pool
+                    .run(|mut c| {
+                        let (expiry, hash) = (expiry.clone(), hash.to_owned());
+                        async move {
+                            redis::cmd("ZADD")
+                                .arg(&expiry)
+                                .arg(score)
+                                .arg(&hash)
+                                .query_async::<()>(&mut c)
+                                .await
+                        }
+                    })
+                    .await
+            }
+            Loaded::Unreadable => Ok(()),
+            Loaded::Tgt(_) | Loaded::Absent => {
+                if let Some(tgt) = self.remove_by_hash(hash).await? {
+                    swept.freed += 1 + tgt.issued.len();
+                    swept.expired_sessions.push(tgt);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the entries in Redis were written with this node's registry key. The first
+    /// node to ask records a keyed check value; a node whose key differs is told, and says
+    /// so in its log and on `/health`, instead of silently seeing no session.
+    async fn key_check(&self) -> Result<(), RegistryError> {
+        let name = format!("{}keycheck", self.prefix);
+        let ours = self.sealer.tag("keycheck", "cas-server registry key");
+        let scripts = self.scripts.clone();
+        let matches: i64 = self
+            .pool
+            .run(|mut c| {
+                let (scripts, name, ours) = (scripts.clone(), name.clone(), ours.clone());
+                async move {
+                    scripts
+                        .claim
+                        .key(&name)
+                        .arg(&ours)
+                        .arg(KEY_CHECK_TTL_MS)
+                        .invoke_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        if matches == 1 {
+            self.key_mismatch.store(false, Ordering::Relaxed);
+            return Ok(());
+        }
+        if !self.key_mismatch.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                prefix = %self.prefix,
+                "ticket registry: the tickets in redis were written with another tickets.key; this node cannot read them (every node needs the same key)"
+            );
+        }
+        Err(unavailable(
+            "its tickets were written with another tickets.key",
+        ))
     }
 
     /// Removes the session stored under `hash` with everything it issued.
@@ -473,7 +694,7 @@ impl RedisRegistry {
         let scripts = self.scripts.clone();
         let reply: Option<Vec<String>> = self
             .pool
-            .run(|mut c| {
+            .run_once(|mut c| {
                 let scripts = scripts.clone();
                 let (keys, hash, ticket_prefix) =
                     (keys.clone(), hash.to_owned(), ticket_prefix.clone());
@@ -488,14 +709,14 @@ impl RedisRegistry {
                 }
             })
             .await?;
-        let Some(mut reply) = reply.filter(|r| r.len() >= 2) else {
+        let Some(mut reply) = reply.filter(|r| r.len() >= 3) else {
             return Ok(None);
         };
-        let history = reply.split_off(2);
+        let history = reply.split_off(3);
         let Some(mut tgt) = self.open::<TicketGrantingTicket>(&reply[0], TGT, hash) else {
             return Ok(None);
         };
-        apply_last_use(&mut tgt, reply[1].parse().ok());
+        self.apply_last_use(&mut tgt, hash, Some(&reply[1]), Some(&reply[2]));
         tgt.issued = history
             .iter()
             .filter_map(|entry| {
@@ -507,15 +728,20 @@ impl RedisRegistry {
     }
 }
 
-/// `u` is the authority on a session's last use: the sealed copy is from its creation.
-fn apply_last_use(tgt: &mut TicketGrantingTicket, used_ms: Option<i64>) {
-    if let Some(at) = used_ms
-        .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
-        && at > tgt.last_used_at
-    {
-        tgt.last_used_at = at;
-    }
+/// What is stored under a session's key.
+enum Loaded {
+    Absent,
+    /// There, but not openable with this node's key (another key, or tampered with).
+    Unreadable,
+    Tgt(TicketGrantingTicket),
 }
+
+type Fields4 = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 #[async_trait]
 impl TicketRegistry for RedisRegistry {
@@ -534,14 +760,20 @@ impl TicketRegistry for RedisRegistry {
             .idle
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let score = unix_ms(deadline);
+        let tag = self.last_use_tag(&hash, used);
         self.pool
             .run(|mut c| {
-                let (key, expiry, sealed, hash) =
-                    (key.clone(), expiry.clone(), sealed.clone(), hash.clone());
+                let (key, expiry, sealed, hash, tag) = (
+                    key.clone(),
+                    expiry.clone(),
+                    sealed.clone(),
+                    hash.clone(),
+                    tag.clone(),
+                );
                 async move {
                     redis::pipe()
                         .atomic()
-                        .hset_multiple(&key, &[("k", TGT), ("d", sealed.as_str())])
+                        .hset_multiple(&key, &[("k", TGT), ("d", &sealed), ("t", &tag)])
                         .ignore()
                         .hset_multiple(&key, &[("u", used), ("a", hard), ("i", idle)])
                         .ignore()
@@ -603,6 +835,7 @@ impl TicketRegistry for RedisRegistry {
         } else {
             "0"
         };
+        let tag = self.last_use_tag(&tgt_hash, unix_ms(now));
         let args = [
             unix_ms(now).to_string(),
             slide.to_owned(),
@@ -612,6 +845,8 @@ impl TicketRegistry for RedisRegistry {
             sealed,
             st_ttl.to_string(),
             MAX_ISSUED.to_string(),
+            tag,
+            format!("{}t:", self.prefix),
         ];
         let scripts = self.scripts.clone();
         let added: i64 = self
@@ -646,7 +881,6 @@ impl TicketRegistry for RedisRegistry {
         ];
         let args = [
             unix_ms(now).to_string(),
-            self.margin_ms().to_string(),
             sealed,
             pgt_hash,
             MAX_PGTS.to_string(),
@@ -747,7 +981,7 @@ impl TicketRegistry for RedisRegistry {
         let scripts = self.scripts.clone();
         let reply: Option<Vec<String>> = self
             .pool
-            .run(|mut c| {
+            .run_once(|mut c| {
                 let (scripts, key) = (scripts.clone(), key.clone());
                 async move { scripts.redeem.key(&key).invoke_async(&mut c).await }
             })
@@ -782,73 +1016,41 @@ impl TicketRegistry for RedisRegistry {
         let name = format!("{}c:{}", self.prefix, self.sealer.hash_id(key));
         // Relative to this node's clock, so Redis' own clock does not matter.
         let ttl = ms_until(until, self.clock.now());
-        let set: Option<String> = self
+        let token = crate::crypto::random_base62(22);
+        let scripts = self.scripts.clone();
+        let claimed: i64 = self
             .pool
             .run(|mut c| {
-                let name = name.clone();
+                let (scripts, name, token) = (scripts.clone(), name.clone(), token.clone());
                 async move {
-                    redis::cmd("SET")
-                        .arg(&name)
-                        .arg(1)
-                        .arg("NX")
-                        .arg("PX")
+                    scripts
+                        .claim
+                        .key(&name)
+                        .arg(&token)
                         .arg(ttl)
-                        .query_async(&mut c)
+                        .invoke_async(&mut c)
                         .await
                 }
             })
             .await?;
-        Ok(set.is_some())
+        Ok(claimed == 1)
     }
 
     /// Redis frees expired keys itself; the sweep drains the expiry index, removing what a
     /// dead session still holds and handing it back for single logout.
     async fn sweep(&self, now: OffsetDateTime) -> Result<Swept, RegistryError> {
+        // A node with another key would find every session unreadable: it sweeps nothing.
+        self.key_check().await?;
         let mut swept = Swept::default();
-        let expiry = self.expiry_key();
         for _ in 0..SWEEP_BATCHES {
-            let scripts = self.scripts.clone();
-            let due: Vec<String> = self
-                .pool
-                .run(|mut c| {
-                    let (scripts, expiry) = (scripts.clone(), expiry.clone());
-                    async move {
-                        scripts
-                            .drain_expired
-                            .key(&expiry)
-                            .arg(unix_ms(now))
-                            .arg(SWEEP_BATCH)
-                            .invoke_async(&mut c)
-                            .await
-                    }
-                })
-                .await?;
+            let due = self.lease_expired(now).await?;
             let batch = due.len();
             for hash in due {
-                // Used since it was indexed (by another node, say): put it back.
-                if let Some(tgt) = self.load_tgt(&hash).await?
-                    && !tgt.is_expired(now)
-                {
-                    let score = unix_ms(session_deadline(&tgt));
-                    let expiry = expiry.clone();
-                    self.pool
-                        .run(|mut c| {
-                            let (expiry, hash) = (expiry.clone(), hash.clone());
-                            async move {
-                                redis::cmd("ZADD")
-                                    .arg(&expiry)
-                                    .arg(score)
-                                    .arg(&hash)
-                                    .query_async::<()>(&mut c)
-                                    .await
-                            }
-                        })
-                        .await?;
-                    continue;
-                }
-                if let Some(tgt) = self.remove_by_hash(&hash).await? {
-                    swept.freed += 1 + tgt.issued.len();
-                    swept.expired_sessions.push(tgt);
+                if let Err(e) = self.sweep_one(&hash, now, &mut swept).await {
+                    // What was removed so far is still handed back (single logout); the
+                    // rest of the lease comes back to a later sweep.
+                    tracing::warn!(error = %e, "ticket registry: sweep interrupted");
+                    return Ok(swept);
                 }
             }
             if batch < SWEEP_BATCH {
@@ -894,9 +1096,8 @@ impl TicketRegistry for RedisRegistry {
         "redis"
     }
 
+    /// Redis answers, and holds this node's key (which it cannot read otherwise).
     async fn check(&self) -> Result<(), RegistryError> {
-        self.pool
-            .run(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
-            .await
+        self.key_check().await
     }
 }

@@ -15,9 +15,11 @@ const PLAIN: &str = "j.";
 
 #[derive(Clone)]
 pub struct TicketSealer {
-    /// `None` when encryption at rest is turned off: payloads are then plain JSON.
+    /// `None` when encryption at rest is turned off: payloads are then plain JSON, still
+    /// authenticated.
     sealer: Option<Sealer>,
     id_key: [u8; 32],
+    mac_key: [u8; 32],
 }
 
 impl std::fmt::Debug for TicketSealer {
@@ -40,33 +42,64 @@ impl TicketSealer {
         Self {
             sealer: encrypt.then(|| Sealer::new(&derive(key, "cas-server registry encryption v1"))),
             id_key: derive(key, "cas-server registry ids v1"),
+            mac_key: derive(key, "cas-server registry tags v1"),
         }
     }
 
     /// The name a ticket id is stored under: HMAC-SHA-256, base64url (43 characters).
     pub fn hash_id(&self, id: &str) -> String {
-        #[allow(clippy::expect_used)] // HMAC takes keys of any length
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.id_key).expect("HMAC key");
-        mac.update(id.as_bytes());
-        b64url_encode(&mac.finalize().into_bytes())
+        mac(&self.id_key, &[id.as_bytes()])
+    }
+
+    /// An authentication tag over `parts` (a value stored in clear beside a payload, such
+    /// as a session's last use), bound to `context`.
+    pub fn tag(&self, context: &str, value: &str) -> String {
+        mac(
+            &self.mac_key,
+            &[context.as_bytes(), b"\0", value.as_bytes()],
+        )
+    }
+
+    /// Whether `tag` is [`tag`](Self::tag)`(context, value)`, in constant time.
+    pub fn verify_tag(&self, context: &str, value: &str, tag: &str) -> bool {
+        crate::crypto::ct_eq(self.tag(context, value).as_bytes(), tag.as_bytes())
     }
 
     /// Seals `plaintext`, bound to `context` (the kind and hashed id it is stored under).
     pub fn seal(&self, plaintext: &[u8], context: &str) -> String {
         match &self.sealer {
             Some(sealer) => format!("{SEALED}{}", sealer.seal(plaintext, context.as_bytes())),
-            None => format!("{PLAIN}{}", b64url_encode(plaintext)),
+            None => {
+                let body = b64url_encode(plaintext);
+                let tag = self.tag(context, &body);
+                format!("{PLAIN}{body}.{tag}")
+            }
         }
     }
 
     /// `None` for anything this key did not seal for `context`. With encryption on, a
-    /// plain payload is refused too: anyone who can write to the store could forge one.
+    /// plain payload is refused too; without, a plain one must carry its tag: either
+    /// way, whoever can write to the store cannot forge an entry.
     pub fn open(&self, stored: &str, context: &str) -> Option<Vec<u8>> {
         match &self.sealer {
             Some(sealer) => sealer.open(stored.strip_prefix(SEALED)?, context.as_bytes()),
-            None => crate::crypto::b64url_decode(stored.strip_prefix(PLAIN)?),
+            None => {
+                let (body, tag) = stored.strip_prefix(PLAIN)?.split_once('.')?;
+                self.verify_tag(context, body, tag)
+                    .then(|| crate::crypto::b64url_decode(body))
+                    .flatten()
+            }
         }
     }
+}
+
+fn mac(key: &[u8; 32], parts: &[&[u8]]) -> String {
+    #[allow(clippy::expect_used)] // HMAC takes keys of any length
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC key");
+    for part in parts {
+        mac.update(part);
+    }
+    b64url_encode(&mac.finalize().into_bytes())
 }
 
 #[cfg(test)]
@@ -87,6 +120,27 @@ mod tests {
         );
         let plain = TicketSealer::new(&[1; 32], false).seal(b"x", "tgt:abc");
         assert!(a.open(&plain, "tgt:abc").is_none(), "forged plain payload");
+    }
+
+    #[test]
+    fn plain_payloads_are_still_authenticated() {
+        let a = TicketSealer::new(&[1; 32], false);
+        let stored = a.seal(b"{\"user\":\"alice\"}", "tgt:abc");
+        assert_eq!(a.open(&stored, "tgt:abc").unwrap(), b"{\"user\":\"alice\"}");
+        assert!(a.open(&stored, "tgt:abd").is_none(), "moved to another id");
+        let forged = format!(
+            "j.{}.{}",
+            b64url_encode(b"{\"user\":\"mallory\"}"),
+            stored.rsplit('.').next().unwrap()
+        );
+        assert!(a.open(&forged, "tgt:abc").is_none(), "edited payload");
+        assert!(
+            TicketSealer::new(&[2; 32], false)
+                .open(&stored, "tgt:abc")
+                .is_none()
+        );
+        assert!(a.verify_tag("u:abc", "123", &a.tag("u:abc", "123")));
+        assert!(!a.verify_tag("u:abc", "124", &a.tag("u:abc", "123")));
     }
 
     #[test]

@@ -34,6 +34,18 @@ impl SnapshotFile {
         &self.path
     }
 
+    /// Whether a snapshot could be written at all (checked at startup, so that a wrong
+    /// path is known then rather than at shutdown).
+    pub fn check_writable(&self) -> Result<(), String> {
+        let probe = self.path.with_extension("probe");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|e| format!("cannot write beside {}: {e}", self.path.display()))
+    }
+
     /// Writes the live tickets; returns how many.
     pub fn save(&self, registry: &MemoryRegistry, now: OffsetDateTime) -> Result<usize, String> {
         let contents = registry.export(now);
@@ -42,14 +54,25 @@ impl SnapshotFile {
         let sealed = self.sealer.seal(&json, CONTEXT);
         let tmp = self.path.with_extension("tmp");
         let written = (|| {
+            // A leftover (or planted) temporary file goes first: `create_new` then makes a
+            // fresh one with our mode and never follows a symbolic link.
+            match std::fs::remove_file(&tmp) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
             let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
+            options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             let mut file = options.open(&tmp)?;
             file.write_all(sealed.as_bytes())?;
             file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
+            std::fs::rename(&tmp, &self.path)?;
+            // The rename itself must reach the disk before we report success.
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
         })();
         written.map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
@@ -81,10 +104,15 @@ impl SnapshotFile {
                     self.path.display()
                 )
             })?;
-        let restored = registry.import(contents, now);
-        std::fs::remove_file(&self.path)
-            .map_err(|e| format!("restored, but cannot delete {}: {e}", self.path.display()))?;
-        Ok(Some(restored))
+        // Deleted before anything is restored: a snapshot that stayed behind could bring
+        // back, after a crash, sessions that have ended since.
+        std::fs::remove_file(&self.path).map_err(|e| {
+            format!(
+                "cannot delete {} after reading it: {e}; not restored",
+                self.path.display()
+            )
+        })?;
+        Ok(Some(registry.import(contents, now)))
     }
 }
 
@@ -168,6 +196,40 @@ mod tests {
         );
         assert!(!file.path().exists(), "deleted once restored");
         assert_eq!(file.load(&after, later).unwrap(), None);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn saving_never_follows_a_planted_link_or_keeps_a_wide_mode() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tickets.snapshot");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, path.with_extension("tmp")).unwrap();
+        let now = crate::clock::SystemClock.now();
+        let registry = MemoryRegistry::new();
+        registry.add_tgt(session(now, 300)).await.unwrap();
+        let file = SnapshotFile::new(path.clone(), &[3; 32]);
+
+        file.save(&registry, now).unwrap();
+
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        std::fs::write(path.with_extension("tmp"), "old").unwrap();
+        std::fs::set_permissions(
+            path.with_extension("tmp"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        file.save(&registry, now).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(file.check_writable().is_ok());
+        assert!(
+            SnapshotFile::new(dir.path().join("missing/dir/snap"), &[3; 32])
+                .check_writable()
+                .is_err()
+        );
     }
 
     #[tokio::test]

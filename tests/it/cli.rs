@@ -567,7 +567,7 @@ pattern = "regex:("
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(
         out.stdout.contains(&format!(
-            "{}: ok (1 service, 1 user, 0 LDAP sources)",
+            "{}: ok (1 service, 1 user, 0 LDAP sources, tickets in memory)",
             valid.display()
         )),
         "{out}"

@@ -130,8 +130,9 @@ async fn the_key_flows_work_with_the_redis_store() {
     let left = cluster.redis.keys(&format!("{}*", cluster.prefix)).await;
     assert!(
         left.iter()
-            .all(|k| k.starts_with(&format!("{}c:", cluster.prefix))),
-        "only used login-form claims are left: {left:?}"
+            .all(|k| k.starts_with(&format!("{}c:", cluster.prefix))
+                || *k == format!("{}keycheck", cluster.prefix)),
+        "only used login-form claims and the key check are left: {left:?}"
     );
     let (status, body) = health(&server).await;
     assert_eq!(status, StatusCode::OK);
@@ -438,7 +439,65 @@ async fn a_node_with_another_registry_key_sees_no_ticket() {
         .validate("/serviceValidate", SERVICE, &ticket)
         .await;
     assert_eq!(on_c.code(), "INVALID_TICKET");
+    let (status, body) = health(&c).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "C says it is misconfigured"
+    );
+    assert_eq!(body["tickets"]["reachable"], false);
+    assert_eq!(health(&a).await.0, StatusCode::OK);
     assert_validates_as(&a, SERVICE, &ticket, "alice").await;
+}
+
+/// C's reaper, with another key and a clock far ahead, must not sweep the others'
+/// sessions (it cannot read them, so it cannot tell they are expired).
+#[tokio::test]
+async fn a_node_with_another_key_sweeps_nothing() {
+    let cluster = Cluster::new(false).await;
+    let a = cluster.node().await;
+    let browser = a.signed_in_browser().await;
+    let other = ClusterKeys {
+        registry: ClusterKeys::generate().registry,
+        tgc: cluster.keys.tgc.clone(),
+        flow: cluster.keys.flow.clone(),
+    };
+    let mut settings = other.redis_settings(&cluster.redis.url(), &cluster.prefix);
+    settings.tickets.reaper_interval = Duration::from_millis(20);
+    let c = TestServer::start_settings(settings).await;
+    c.clock.advance(Duration::from_secs(24 * 3600));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert_sso_as(&a, &browser, SERVICE, "alice").await;
+    drop(c);
+}
+
+/// A session's last use is stored in clear (scripts slide it); one edited in Redis
+/// without this node's key carries no valid tag and cannot stretch the session.
+#[tokio::test]
+async fn an_edited_last_use_cannot_keep_a_session_alive() {
+    let cluster = Cluster::new(false).await;
+    let server = cluster.node().await;
+    let browser = server.signed_in_browser().await;
+    let key = cluster.session_key().await;
+    let mut c = cluster.redis.connection().await.unwrap();
+    let used: i64 = ::redis::cmd("HGET")
+        .arg(&key)
+        .arg("u")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: () = ::redis::cmd("HSET")
+        .arg(&key)
+        .arg("u")
+        .arg(used + 3 * 3600 * 1000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+
+    server.clock.advance(Duration::from_secs(2 * 3600 + 60));
+
+    assert_no_sso(&browser, "idle for longer than tgt_idle_ttl").await;
 }
 
 /// The session key's TTL follows the policy: the idle time, refreshed by use, never past
