@@ -482,6 +482,45 @@ impl RedisRegistry {
         format!("{}expiry", self.prefix)
     }
 
+    /// One command, built afresh for each attempt; sent again after a broken connection,
+    /// so only for commands whose repetition answers the same.
+    async fn command<T: redis::FromRedisValue>(
+        &self,
+        build: impl Fn() -> redis::Cmd,
+    ) -> Result<T, RegistryError> {
+        self.pool
+            .run(|mut c| {
+                let cmd = build();
+                async move { cmd.query_async(&mut c).await }
+            })
+            .await
+    }
+
+    /// One of the scripts, on `keys` and `args`; `repeatable` as for [`Pool::run`].
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        pick: fn(&Scripts) -> &Script,
+        keys: &[String],
+        args: &[String],
+        repeatable: bool,
+    ) -> Result<T, RegistryError> {
+        let call = |mut c: MultiplexedConnection| {
+            let scripts = self.scripts.clone();
+            async move {
+                pick(&scripts)
+                    .key(keys)
+                    .arg(args)
+                    .invoke_async(&mut c)
+                    .await
+            }
+        };
+        if repeatable {
+            self.pool.run(call).await
+        } else {
+            self.pool.run_once(call).await
+        }
+    }
+
     fn seal<T: serde::Serialize>(&self, value: &T, kind: &str, hash: &str) -> String {
         #[allow(clippy::expect_used)] // plain structs of strings and numbers
         let json = serde_json::to_vec(value).expect("tickets serialize");
@@ -513,19 +552,10 @@ impl RedisRegistry {
     async fn load_tgt(&self, hash: &str) -> Result<Loaded, RegistryError> {
         let key = self.ticket_key(hash);
         let (kind, data, used, tag): Fields4 = self
-            .pool
-            .run(|mut c| {
-                let key = key.clone();
-                async move {
-                    redis::cmd("HMGET")
-                        .arg(&key)
-                        .arg("k")
-                        .arg("d")
-                        .arg("u")
-                        .arg("t")
-                        .query_async(&mut c)
-                        .await
-                }
+            .command(|| {
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(&key).arg(&["k", "d", "u", "t"][..]);
+                cmd
             })
             .await?;
         if kind.as_deref() != Some(TGT) {
@@ -585,23 +615,12 @@ impl RedisRegistry {
 
     /// Sessions due at `now`, leased to this node for [`SWEEP_LEASE`].
     async fn lease_expired(&self, now: OffsetDateTime) -> Result<Vec<String>, RegistryError> {
-        let scripts = self.scripts.clone();
-        let expiry = self.expiry_key();
-        let lease_end = unix_ms(now + SWEEP_LEASE);
-        self.pool
-            .run_once(|mut c| {
-                let (scripts, expiry) = (scripts.clone(), expiry.clone());
-                async move {
-                    scripts
-                        .drain_expired
-                        .key(&expiry)
-                        .arg(unix_ms(now))
-                        .arg(SWEEP_BATCH)
-                        .arg(lease_end)
-                        .invoke_async(&mut c)
-                        .await
-                }
-            })
+        let args = [
+            unix_ms(now).to_string(),
+            SWEEP_BATCH.to_string(),
+            unix_ms(now + SWEEP_LEASE).to_string(),
+        ];
+        self.script(|s| &s.drain_expired, &[self.expiry_key()], &args, false)
             .await
     }
 
@@ -617,19 +636,12 @@ impl RedisRegistry {
             Loaded::Tgt(tgt) if !tgt.is_expired(now) => {
                 let score = unix_ms(session_deadline(&tgt));
                 let expiry = self.expiry_key();
-                self.pool
-                    .run(|mut c| {
-                        let (expiry, hash) = (expiry.clone(), hash.to_owned());
-                        async move {
-                            redis::cmd("ZADD")
-                                .arg(&expiry)
-                                .arg(score)
-                                .arg(&hash)
-                                .query_async::<()>(&mut c)
-                                .await
-                        }
-                    })
-                    .await
+                self.command(|| {
+                    let mut cmd = redis::cmd("ZADD");
+                    cmd.arg(&expiry).arg(score).arg(hash);
+                    cmd
+                })
+                .await
             }
             Loaded::Unreadable => Ok(()),
             Loaded::Tgt(_) | Loaded::Absent => {
@@ -648,22 +660,8 @@ impl RedisRegistry {
     async fn key_check(&self) -> Result<(), RegistryError> {
         let name = format!("{}keycheck", self.prefix);
         let ours = self.sealer.tag("keycheck", "cas-server registry key");
-        let scripts = self.scripts.clone();
-        let matches: i64 = self
-            .pool
-            .run(|mut c| {
-                let (scripts, name, ours) = (scripts.clone(), name.clone(), ours.clone());
-                async move {
-                    scripts
-                        .claim
-                        .key(&name)
-                        .arg(&ours)
-                        .arg(KEY_CHECK_TTL_MS)
-                        .invoke_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
+        let args = [ours, KEY_CHECK_TTL_MS.to_string()];
+        let matches: i64 = self.script(|s| &s.claim, &[name], &args, true).await?;
         if matches == 1 {
             self.key_mismatch.store(false, Ordering::Relaxed);
             return Ok(());
@@ -690,25 +688,9 @@ impl RedisRegistry {
             self.pgts_key(hash),
             self.expiry_key(),
         ];
-        let ticket_prefix = format!("{}t:", self.prefix);
-        let scripts = self.scripts.clone();
-        let reply: Option<Vec<String>> = self
-            .pool
-            .run_once(|mut c| {
-                let scripts = scripts.clone();
-                let (keys, hash, ticket_prefix) =
-                    (keys.clone(), hash.to_owned(), ticket_prefix.clone());
-                async move {
-                    scripts
-                        .remove_tgt
-                        .key(&keys[..])
-                        .arg(hash)
-                        .arg(ticket_prefix)
-                        .invoke_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
+        let args = [hash.to_owned(), format!("{}t:", self.prefix)];
+        let reply: Option<Vec<String>> =
+            self.script(|s| &s.remove_tgt, &keys, &args, false).await?;
         let Some(mut reply) = reply.filter(|r| r.len() >= 3) else {
             return Ok(None);
         };
@@ -848,21 +830,7 @@ impl TicketRegistry for RedisRegistry {
             tag,
             format!("{}t:", self.prefix),
         ];
-        let scripts = self.scripts.clone();
-        let added: i64 = self
-            .pool
-            .run(|mut c| {
-                let (scripts, keys, args) = (scripts.clone(), keys.clone(), args.clone());
-                async move {
-                    scripts
-                        .add_ticket
-                        .key(&keys[..])
-                        .arg(&args[..])
-                        .invoke_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
+        let added: i64 = self.script(|s| &s.add_ticket, &keys, &args, true).await?;
         Ok(added == 1)
     }
 
@@ -886,21 +854,7 @@ impl TicketRegistry for RedisRegistry {
             MAX_PGTS.to_string(),
             format!("{}t:", self.prefix),
         ];
-        let scripts = self.scripts.clone();
-        let added: i64 = self
-            .pool
-            .run(|mut c| {
-                let (scripts, keys, args) = (scripts.clone(), keys.clone(), args.clone());
-                async move {
-                    scripts
-                        .add_pgt
-                        .key(&keys[..])
-                        .arg(&args[..])
-                        .invoke_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
+        let added: i64 = self.script(|s| &s.add_pgt, &keys, &args, true).await?;
         Ok(added == 1)
     }
 
@@ -912,17 +866,10 @@ impl TicketRegistry for RedisRegistry {
         let hash = self.sealer.hash_id(id);
         let key = self.ticket_key(&hash);
         let (kind, data): (Option<String>, Option<String>) = self
-            .pool
-            .run(|mut c| {
-                let key = key.clone();
-                async move {
-                    redis::cmd("HMGET")
-                        .arg(&key)
-                        .arg("k")
-                        .arg("d")
-                        .query_async(&mut c)
-                        .await
-                }
+            .command(|| {
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(&key).arg("k").arg("d");
+                cmd
             })
             .await?;
         if kind.as_deref() != Some(PGT) {
@@ -945,16 +892,10 @@ impl TicketRegistry for RedisRegistry {
         let hash = self.sealer.hash_id(id);
         let key = self.ticket_key(&hash);
         let data: Option<String> = self
-            .pool
-            .run(|mut c| {
-                let key = key.clone();
-                async move {
-                    redis::cmd("HGET")
-                        .arg(&key)
-                        .arg("d")
-                        .query_async(&mut c)
-                        .await
-                }
+            .command(|| {
+                let mut cmd = redis::cmd("HGET");
+                cmd.arg(&key).arg("d");
+                cmd
             })
             .await?;
         let list = data
@@ -978,14 +919,7 @@ impl TicketRegistry for RedisRegistry {
     async fn redeem(&self, id: &str, now: OffsetDateTime) -> Result<Redeemed, RegistryError> {
         let hash = self.sealer.hash_id(id);
         let key = self.ticket_key(&hash);
-        let scripts = self.scripts.clone();
-        let reply: Option<Vec<String>> = self
-            .pool
-            .run_once(|mut c| {
-                let (scripts, key) = (scripts.clone(), key.clone());
-                async move { scripts.redeem.key(&key).invoke_async(&mut c).await }
-            })
-            .await?;
+        let reply: Option<Vec<String>> = self.script(|s| &s.redeem, &[key], &[], false).await?;
         let Some(reply) = reply else {
             return Ok(Redeemed::Missing);
         };
@@ -1017,21 +951,8 @@ impl TicketRegistry for RedisRegistry {
         // Relative to this node's clock, so Redis' own clock does not matter.
         let ttl = ms_until(until, self.clock.now());
         let token = crate::crypto::random_base62(22);
-        let scripts = self.scripts.clone();
         let claimed: i64 = self
-            .pool
-            .run(|mut c| {
-                let (scripts, name, token) = (scripts.clone(), name.clone(), token.clone());
-                async move {
-                    scripts
-                        .claim
-                        .key(&name)
-                        .arg(&token)
-                        .arg(ttl)
-                        .invoke_async(&mut c)
-                        .await
-                }
-            })
+            .script(|s| &s.claim, &[name], &[token, ttl.to_string()], true)
             .await?;
         Ok(claimed == 1)
     }
@@ -1069,19 +990,14 @@ impl TicketRegistry for RedisRegistry {
         let mut total = 0;
         loop {
             let (next, keys): (u64, Vec<String>) = self
-                .pool
-                .run(|mut c| {
-                    let pattern = pattern.clone();
-                    async move {
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(&pattern)
-                            .arg("COUNT")
-                            .arg(1000)
-                            .query_async(&mut c)
-                            .await
-                    }
+                .command(|| {
+                    let mut cmd = redis::cmd("SCAN");
+                    cmd.arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000);
+                    cmd
                 })
                 .await?;
             total += keys.len();

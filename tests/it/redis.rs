@@ -71,6 +71,26 @@ async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what} did not answer within {BOUND:?}"))
 }
 
+/// `ticket` for `service` is refused at `/serviceValidate` with INVALID_TICKET.
+async fn assert_refused(server: &TestServer, service: &str, ticket: &str, why: &str) {
+    let validation = server
+        .client()
+        .validate("/serviceValidate", service, ticket)
+        .await;
+    assert_eq!(validation.code(), "INVALID_TICKET", "{why}");
+}
+
+/// Polls `/health` (for up to 5 s) until it answers 200: the reconnection backoff is short.
+async fn wait_until_healthy(server: &TestServer, why: &str) {
+    for _ in 0..50 {
+        if health(server).await.0 == StatusCode::OK {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{why}: /health stayed DOWN");
+}
+
 async fn health(server: &TestServer) -> (StatusCode, serde_json::Value) {
     let response = server.raw_get("/health", &[]).await;
     let status = response.status();
@@ -95,11 +115,7 @@ async fn the_key_flows_work_with_the_redis_store() {
         .await;
     assert_eq!(validation.user(), "alice");
     assert!(validation.attribute_names().contains(&"mail".to_owned()));
-    let replay = server
-        .client()
-        .validate("/serviceValidate", SERVICE, &ticket)
-        .await;
-    assert_eq!(replay.code(), "INVALID_TICKET", "TKT-03: one use only");
+    assert_refused(&server, SERVICE, &ticket, "TKT-03: one use only").await;
 
     let sso = browser.sso_ticket(OTHER_SERVICE).await;
     assert_ne!(sso, ticket);
@@ -118,15 +134,13 @@ async fn the_key_flows_work_with_the_redis_store() {
     let response = browser.get("/logout", &[]).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_no_sso(&browser, "logged out").await;
-    let after = server
-        .client()
-        .validate("/serviceValidate", SERVICE, &unused)
-        .await;
-    assert_eq!(
-        after.code(),
-        "INVALID_TICKET",
-        "its tickets went with the session"
-    );
+    assert_refused(
+        &server,
+        SERVICE,
+        &unused,
+        "its tickets went with the session",
+    )
+    .await;
     let left = cluster.redis.keys(&format!("{}*", cluster.prefix)).await;
     assert!(
         left.iter()
@@ -154,15 +168,7 @@ async fn two_nodes_share_sessions_tickets_and_logout() {
     let from_b = on_b.sso_ticket(OTHER_SERVICE).await;
     assert_validates_as(&b, SERVICE, &from_a, "alice").await;
     assert_validates_as(&a, OTHER_SERVICE, &from_b, "alice").await;
-    let replay_on_a = a
-        .client()
-        .validate("/serviceValidate", SERVICE, &from_a)
-        .await;
-    assert_eq!(
-        replay_on_a.code(),
-        "INVALID_TICKET",
-        "used on B, so gone on A too"
-    );
+    assert_refused(&a, SERVICE, &from_a, "used on B, so gone on A too").await;
 
     // A form shown by B is posted to A: the form key is shared too.
     let other = b.browser();
@@ -180,11 +186,7 @@ async fn two_nodes_share_sessions_tickets_and_logout() {
     // Logout cleared the jar; put the cookie back, as a copy of it would be presented.
     on_a.set_tgc(&cookie);
     assert_no_sso(&on_a, "logout on B ends the session on A").await;
-    let after = a
-        .client()
-        .validate("/serviceValidate", SERVICE, &unused)
-        .await;
-    assert_eq!(after.code(), "INVALID_TICKET");
+    assert_refused(&a, SERVICE, &unused, "its tickets went with the session").await;
 }
 
 /// A stolen cookie replayed on the other node after logout is worthless there too.
@@ -344,16 +346,7 @@ async fn redis_down_means_unavailable_and_its_return_means_service() {
 
     cluster.redis.restart().await;
 
-    // The reconnection backoff is short; a few tries at most.
-    let mut healthy = false;
-    for _ in 0..50 {
-        if health(&server).await.0 == StatusCode::OK {
-            healthy = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(healthy, "/health recovers with Redis");
+    wait_until_healthy(&server, "/health recovers with Redis").await;
     let again = server.browser();
     let ticket = again.login_for_ticket(SERVICE).await;
     assert_validates_as(&server, SERVICE, &ticket, "alice").await;
@@ -434,11 +427,7 @@ async fn a_node_with_another_registry_key_sees_no_ticket() {
     let ticket = browser.sso_ticket(SERVICE).await;
 
     assert_no_sso(&browser.on(&c), "the session is not C's to open").await;
-    let on_c = c
-        .client()
-        .validate("/serviceValidate", SERVICE, &ticket)
-        .await;
-    assert_eq!(on_c.code(), "INVALID_TICKET");
+    assert_refused(&c, SERVICE, &ticket, "not C's to redeem").await;
     let (status, body) = health(&c).await;
     assert_eq!(
         status,
@@ -938,14 +927,6 @@ async fn a_redis_that_stops_answering_costs_a_bounded_wait_not_a_hang() {
         waited < Duration::from_millis(4_500),
         "three requests, each at most 1 s (plus slack): {waited:?}"
     );
-    let mut back = false;
-    for _ in 0..50 {
-        if health(&server).await.0 == StatusCode::OK {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(back, "answers again once Redis does");
+    wait_until_healthy(&server, "answers again once Redis does").await;
     assert_sso_as(&server, &browser, OTHER_SERVICE, "alice").await;
 }

@@ -157,51 +157,31 @@ impl RedisServer {
 
     /// Every key and its values as text (hash fields and list items included).
     pub async fn dump(&self) -> String {
-        let mut c = self.connection().await.unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("*")
-            .query_async(&mut c)
-            .await
-            .unwrap();
         let mut out = String::new();
-        for key in keys {
-            let kind: String = redis::cmd("TYPE")
-                .arg(&key)
-                .query_async(&mut c)
-                .await
-                .unwrap();
+        for key in self.keys("*").await {
+            let kind: String = self.query(redis::cmd("TYPE").arg(&key)).await;
             let values: Vec<String> = match kind.as_str() {
-                "hash" => redis::cmd("HGETALL")
-                    .arg(&key)
-                    .query_async(&mut c)
-                    .await
-                    .unwrap(),
-                "list" => redis::cmd("LRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut c)
-                    .await
-                    .unwrap(),
-                "zset" => redis::cmd("ZRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(-1)
-                    .query_async(&mut c)
-                    .await
-                    .unwrap(),
-                "string" => vec![
-                    redis::cmd("GET")
-                        .arg(&key)
-                        .query_async(&mut c)
+                "hash" => self.query(redis::cmd("HGETALL").arg(&key)).await,
+                "list" => {
+                    self.query(redis::cmd("LRANGE").arg(&key).arg(0).arg(-1))
                         .await
-                        .unwrap(),
-                ],
+                }
+                "zset" => {
+                    self.query(redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1))
+                        .await
+                }
+                "string" => vec![self.query(redis::cmd("GET").arg(&key)).await],
                 other => vec![format!("<{other}>")],
             };
             out.push_str(&format!("{key} = {values:?}\n"));
         }
         out
+    }
+
+    /// Runs `cmd` on a fresh connection; panics on any error.
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        let mut c = self.connection().await.unwrap();
+        cmd.query_async(&mut c).await.unwrap()
     }
 
     /// The remaining time to live of `key`, in milliseconds (negative: none or absent).
