@@ -661,7 +661,9 @@ impl RedisRegistry {
         let name = format!("{}keycheck", self.prefix);
         let ours = self.sealer.tag("keycheck", "cas-server registry key");
         let args = [ours, KEY_CHECK_TTL_MS.to_string()];
-        let matches: i64 = self.script(|s| &s.claim, &[name], &args, true).await?;
+        let matches: i64 = self
+            .script(|s| &s.claim, std::slice::from_ref(&name), &args, true)
+            .await?;
         if matches == 1 {
             self.key_mismatch.store(false, Ordering::Relaxed);
             return Ok(());
@@ -669,7 +671,8 @@ impl RedisRegistry {
         if !self.key_mismatch.swap(true, Ordering::Relaxed) {
             tracing::error!(
                 prefix = %self.prefix,
-                "ticket registry: the tickets in redis were written with another tickets.key; this node cannot read them (every node needs the same key)"
+                check_key = %name,
+                "ticket registry: the tickets in redis were written with another tickets.key; this node cannot read them. Every node needs the same key; if the key was changed on purpose on every node, delete the check key in redis"
             );
         }
         Err(unavailable(

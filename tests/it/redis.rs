@@ -416,6 +416,8 @@ async fn redis_holds_no_ticket_id_user_or_service_in_clear() {
 async fn a_node_with_another_registry_key_sees_no_ticket() {
     let cluster = Cluster::new(false).await;
     let a = cluster.node().await;
+    // The first node to check records its key; A is first, so C is the odd one out.
+    assert_eq!(health(&a).await.0, StatusCode::OK);
     let other = ClusterKeys {
         registry: ClusterKeys::generate().registry,
         tgc: cluster.keys.tgc.clone(),
@@ -445,6 +447,7 @@ async fn a_node_with_another_registry_key_sees_no_ticket() {
 async fn a_node_with_another_key_sweeps_nothing() {
     let cluster = Cluster::new(false).await;
     let a = cluster.node().await;
+    assert_eq!(health(&a).await.0, StatusCode::OK);
     let browser = a.signed_in_browser().await;
     let other = ClusterKeys {
         registry: ClusterKeys::generate().registry,
@@ -929,4 +932,60 @@ async fn a_redis_that_stops_answering_costs_a_bounded_wait_not_a_hang() {
     );
     wait_until_healthy(&server, "answers again once Redis does").await;
     assert_sso_as(&server, &browser, OTHER_SERVICE, "alice").await;
+}
+
+/// The protocol suite (login, validation, proxy, logout, single logout, cookies, the
+/// attacker's tests and the pages) once more with every server on the Redis store: this
+/// test binary run again, told by `CAS_TEST_REDIS_URL` to put its servers on a Redis of
+/// this test's own (see `support::on_shared_redis`).
+#[tokio::test]
+async fn the_protocol_suite_passes_on_the_redis_store() {
+    if std::env::var_os("CAS_TEST_REDIS_URL").is_some() {
+        return; // this is the inner run
+    }
+    let redis = RedisServer::start(false).await;
+    let modules = [
+        "login::",
+        "validate::",
+        "proxy::",
+        "logout::",
+        "slo::",
+        "tgc::",
+        "security::",
+        "ui::",
+    ];
+    let run = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(modules)
+        .args(["--test-threads", "1"])
+        .env("CAS_TEST_REDIS_URL", redis.url())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(900), run)
+        .await
+        .expect("the inner run finishes within 15 minutes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the suite fails on Redis:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let passed: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("test result: ok. "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(passed >= 100, "only {passed} tests ran:\n{stdout}");
+    let servers: std::collections::BTreeSet<String> = redis
+        .keys("cas-suite-*")
+        .await
+        .into_iter()
+        .filter_map(|k| k.split(':').next().map(str::to_owned))
+        .collect();
+    assert!(
+        servers.len() >= 50,
+        "servers that stored tickets in Redis: {}",
+        servers.len()
+    );
 }

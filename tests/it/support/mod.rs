@@ -161,6 +161,40 @@ pub fn settings_with(tgc_keys: &str, extra: &str) -> Settings {
     .expect("the test configuration is valid")
 }
 
+/// With `CAS_TEST_REDIS_URL` set (`.ci/run` sets it for a second pass), servers that
+/// would keep their tickets in memory use that Redis instead, each under its own key
+/// prefix: the whole protocol suite then runs against the Redis store.
+fn on_shared_redis(settings: &mut Settings) {
+    use cas_server::config::{TgcKeySource, TicketStore};
+    let Ok(url) = std::env::var("CAS_TEST_REDIS_URL") else {
+        return;
+    };
+    if !matches!(settings.tickets.store, TicketStore::Memory)
+        || settings.tickets.snapshot_file.is_some()
+    {
+        return;
+    }
+    let key = || cas_server::crypto::Secret::new(cas_server::crypto::random_bytes::<32>());
+    settings.tickets.store = TicketStore::Redis(cas_server::tickets::RedisOptions {
+        url: cas_server::crypto::Secret::new(url),
+        username: None,
+        password: None,
+        ca_pem: None,
+        key_prefix: format!("cas-suite-{}:", cas_server::crypto::random_base62(10)),
+        pool_size: 2,
+        connect_timeout: std::time::Duration::from_secs(2),
+        command_timeout: std::time::Duration::from_secs(2),
+        encrypt: true,
+    });
+    settings.tickets.key = Some(key());
+    if matches!(settings.tgc.keys, TgcKeySource::Ephemeral) {
+        settings.tgc.keys = TgcKeySource::Configured(vec![cas_server::tgc::TgcKeys::generate()]);
+    }
+    if settings.login.flow_keys.is_empty() {
+        settings.login.flow_keys = vec![key()];
+    }
+}
+
 /// The keys every node of a test cluster shares: TGC, login form and registry keys.
 pub struct ClusterKeys {
     pub tgc: String,
@@ -279,7 +313,8 @@ impl TestServer {
         Self::launch_settings(settings, None).await
     }
 
-    async fn launch_settings(settings: Settings, ca: Option<reqwest::Certificate>) -> Self {
+    async fn launch_settings(mut settings: Settings, ca: Option<reqwest::Certificate>) -> Self {
+        on_shared_redis(&mut settings);
         let clock = ManualClock::new();
         let app = App::build(settings, Arc::new(clock.clone()))
             .await
