@@ -188,7 +188,21 @@ fn check_config(path: Option<PathBuf>, probe: bool) -> ExitCode {
             );
             match checked {
                 Ok(registry) => match registry.check().await {
-                    Ok(()) => println!("ticket store redis: reachable, authenticated"),
+                    Ok(()) => {
+                        println!("ticket store redis: reachable, authenticated");
+                        match registry.eviction_policy().await.as_deref() {
+                            Some("noeviction") => println!("ticket store redis: maxmemory-policy noeviction"),
+                            Some(policy) => {
+                                failed = true;
+                                eprintln!(
+                                    "cas-server: ticket store redis: maxmemory-policy is {policy}: Redis may evict live sessions under memory pressure; set it to noeviction"
+                                );
+                            }
+                            None => println!(
+                                "ticket store redis: cannot read maxmemory-policy (no permission); make sure it is noeviction"
+                            ),
+                        }
+                    }
                     Err(e) => {
                         failed = true;
                         eprintln!("cas-server: {e}");

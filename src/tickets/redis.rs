@@ -613,6 +613,21 @@ impl RedisRegistry {
         self.sealer.tag(&format!("u:{hash}"), &used_ms.to_string())
     }
 
+    /// Redis' `maxmemory-policy`, if this user may read it: anything but `noeviction`
+    /// lets Redis drop live sessions, used login forms and logout histories under memory
+    /// pressure. For `check-config --probe`.
+    pub async fn eviction_policy(&self) -> Option<String> {
+        let reply: Vec<String> = self
+            .command(|| {
+                let mut cmd = redis::cmd("CONFIG");
+                cmd.arg("GET").arg("maxmemory-policy");
+                cmd
+            })
+            .await
+            .ok()?;
+        reply.get(1).cloned()
+    }
+
     /// Sessions due at `now`, leased to this node for [`SWEEP_LEASE`].
     async fn lease_expired(&self, now: OffsetDateTime) -> Result<Vec<String>, RegistryError> {
         let args = [

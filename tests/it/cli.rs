@@ -896,6 +896,28 @@ async fn check_config_probe_reaches_the_redis_store() {
         "{out}"
     );
 
+    assert!(out.stdout.contains("maxmemory-policy noeviction"), "{out}");
+
+    let evicting = crate::support::redis::RedisServer::start_with(
+        false,
+        &["--maxmemory-policy", "allkeys-lru"],
+    )
+    .await;
+    let lru = write(dir.path(), "lru.toml", &config_for(&evicting.url()));
+    let out = run(
+        dir.path(),
+        Some(&lru),
+        &["check-config", "--probe"],
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr.contains("allkeys-lru") && out.stderr.contains("noeviction"),
+        "{out}"
+    );
+
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
