@@ -190,3 +190,34 @@ async fn a_french_browser_gets_french_pages_that_pass_accessibility_checks() {
     assert_eq!(report, serde_json::json!([]), "accessibility problems");
     chrome.quit().await;
 }
+
+/// Two nodes on one Redis, as behind a load balancer: Chromium signs in on node A, is
+/// recognised by node B without a form, and signing out on B signs it out of A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_moves_between_two_nodes_sharing_one_redis() {
+    let apps = Receiver::start().await;
+    let redis = crate::support::redis::RedisServer::start(false).await;
+    let keys = ClusterKeys::generate();
+    let node = || keys.redis_settings(&redis.url(), "cas-browser:");
+    let a = TestServer::start_settings(node()).await;
+    let b = TestServer::start_settings(node()).await;
+    let profile = tempfile::tempdir().unwrap();
+    let chrome = Chrome::start(profile.path(), "en").await;
+    let one = apps.url("/one/home");
+    let two = apps.url("/two/home");
+
+    chrome.goto(&login_url(&a, &one)).await;
+    chrome.sign_in("alice", PASSWORD, &[]).await;
+    let landed = chrome.wait_for_url(&one).await;
+    assert_validates_as(&b, &one, &ticket_in(&landed), "alice").await;
+
+    chrome.goto(&login_url(&b, &two)).await;
+    let landed = chrome.wait_for_url(&two).await;
+    assert_validates_as(&a, &two, &ticket_in(&landed), "alice").await;
+
+    chrome.goto(&format!("{}/logout", b.base)).await;
+    assert!(chrome.text().await.contains("You have been signed out"));
+    chrome.goto(&login_url(&a, &one)).await;
+    assert!(chrome.has("#password").await, "signed out on A too");
+    chrome.quit().await;
+}
