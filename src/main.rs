@@ -179,7 +179,6 @@ fn check_config(path: Option<PathBuf>, probe: bool) -> ExitCode {
             }
         }
         if let (Some(options), Some(key)) = (redis, &s.tickets.key) {
-            use cas_server::tickets::TicketRegistry as _;
             let checked = cas_server::tickets::RedisRegistry::new(
                 options,
                 key.expose(),
@@ -187,9 +186,20 @@ fn check_config(path: Option<PathBuf>, probe: bool) -> ExitCode {
                 std::sync::Arc::new(cas_server::clock::SystemClock),
             );
             match checked {
-                Ok(registry) => match registry.check().await {
-                    Ok(()) => {
+                Ok(registry) => match registry.key_matches().await {
+                    Ok(Some(false)) => {
+                        failed = true;
+                        eprintln!(
+                            "cas-server: ticket store redis: the tickets there were written with another tickets.key; every node needs the same key"
+                        );
+                    }
+                    Ok(key) => {
                         println!("ticket store redis: reachable, authenticated");
+                        if key.is_none() {
+                            println!(
+                                "ticket store redis: no node has recorded its registry key yet (the first node to start will)"
+                            );
+                        }
                         match registry.eviction_policy().await.as_deref() {
                             Some("noeviction") => println!("ticket store redis: maxmemory-policy noeviction"),
                             Some(policy) => {

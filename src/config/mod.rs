@@ -306,6 +306,17 @@ pub fn load_with_env(
         && matches!(tickets.store, TicketStore::Redis(_))
     {
         // Every node must open every other node's cookies and login forms.
+        if let TgcKeySource::KeyFile(path) = &tgc.keys
+            && !path.exists()
+        {
+            ctx.problem(
+                "tgc.key_file",
+                format!(
+                    "with store = \"redis\" every node needs the same TGC keys, and {} does not exist (this node would generate keys of its own); generate them once with `cas-server keygen` and give every node the same keys or file",
+                    path.display()
+                ),
+            );
+        }
         if matches!(tgc.keys, TgcKeySource::Ephemeral) {
             ctx.problem(
                 "tgc.encryption_key",

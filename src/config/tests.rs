@@ -491,3 +491,25 @@ fn redis_urls_prefixes_and_timeouts_are_checked() {
             .any(|w| w.contains("encrypt is off"))
     );
 }
+
+#[test]
+fn a_redis_node_needs_an_existing_tgc_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cas.toml");
+    std::fs::write(
+        &path,
+        format!("[login]\nflow_key = \"{KEY}\"\n[tickets]\nstore = \"redis\"\nkey = \"{KEY}\"\n"),
+    )
+    .unwrap();
+    let e = load_with_env(Source::File(&path), &HashMap::new()).unwrap_err();
+    assert_eq!(keys(&e), vec!["tgc.key_file"]);
+    assert!(e.problems[0].message.contains("does not exist"), "{e}");
+
+    std::fs::write(
+        dir.path().join("tgc-keys.toml"),
+        crate::tgc::TgcKeys::generate().to_config(),
+    )
+    .unwrap();
+    let s = load_with_env(Source::File(&path), &HashMap::new()).unwrap();
+    assert!(matches!(s.tgc.keys, TgcKeySource::KeyFile(_)));
+}

@@ -613,6 +613,21 @@ impl RedisRegistry {
         self.sealer.tag(&format!("u:{hash}"), &used_ms.to_string())
     }
 
+    /// Whether the key check value in Redis is this node's, without recording one if there
+    /// is none (`None`): for `check-config --probe`, which must not claim an empty Redis
+    /// for a key that may be the wrong one.
+    pub async fn key_matches(&self) -> Result<Option<bool>, RegistryError> {
+        let name = format!("{}keycheck", self.prefix);
+        let held: Option<String> = self
+            .command(|| {
+                let mut cmd = redis::cmd("GET");
+                cmd.arg(&name);
+                cmd
+            })
+            .await?;
+        Ok(held.map(|h| h == self.sealer.tag("keycheck", "cas-server registry key")))
+    }
+
     /// Redis' `maxmemory-policy`, if this user may read it: anything but `noeviction`
     /// lets Redis drop live sessions, used login forms and logout histories under memory
     /// pressure. For `check-config --probe`.

@@ -897,6 +897,29 @@ async fn check_config_probe_reaches_the_redis_store() {
     );
 
     assert!(out.stdout.contains("maxmemory-policy noeviction"), "{out}");
+    assert!(out.stdout.contains("no node has recorded"), "{out}");
+    let recorded: Vec<String> = redis.keys("*keycheck").await;
+    assert!(
+        recorded.is_empty(),
+        "the probe records no key: {recorded:?}"
+    );
+    let _: () = redis
+        .query(
+            redis::cmd("SET")
+                .arg("cas:keycheck")
+                .arg("another key's value"),
+        )
+        .await;
+    let out = run(
+        dir.path(),
+        Some(&good),
+        &["check-config", "--probe"],
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("another tickets.key"), "{out}");
 
     let evicting = crate::support::redis::RedisServer::start_with(
         false,

@@ -407,7 +407,33 @@ async fn redis_holds_no_ticket_id_user_or_service_in_clear() {
     ] {
         assert!(!dump.contains(secret), "`{secret}` in Redis:\n{dump}");
     }
+    // Nor merely encoded: every base64url run in the dump decoded, none of it is readable.
+    let decoded: Vec<u8> = dump
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .filter(|run| run.len() >= 16)
+        .filter_map(cas_server::crypto::b64url_decode)
+        .flatten()
+        .collect();
+    let decoded = String::from_utf8_lossy(&decoded);
+    for secret in ["alice", "TGT-", "ST-", "example.org"] {
+        assert!(!decoded.contains(secret), "`{secret}` in a decoded value");
+    }
     assert_validates_as(&server, SERVICE, &ticket, "alice").await;
+}
+
+/// A CAS node restarted (gracefully or not) on the Redis store loses no session: it
+/// keeps nothing of its own.
+#[tokio::test]
+async fn a_restarted_node_finds_its_sessions_in_redis() {
+    let cluster = Cluster::new(false).await;
+    let first = cluster.node().await;
+    let browser = first.signed_in_browser().await;
+    let ticket = browser.sso_ticket(SERVICE).await;
+    first.stop().await;
+
+    let second = cluster.node().await;
+    assert_validates_as(&second, SERVICE, &ticket, "alice").await;
+    assert_sso_as(&second, &browser.on(&second), OTHER_SERVICE, "alice").await;
 }
 
 /// A node configured with another registry key sees none of the others' tickets (and

@@ -161,7 +161,8 @@ pub fn settings_with(tgc_keys: &str, extra: &str) -> Settings {
     .expect("the test configuration is valid")
 }
 
-/// With `CAS_TEST_REDIS_URL` set (`.ci/run` sets it for a second pass), servers that
+/// With `CAS_TEST_REDIS_URL` set (`redis::the_protocol_suite_passes_on_the_redis_store`
+/// sets it for a second pass of this binary), servers that
 /// would keep their tickets in memory use that Redis instead, each under its own key
 /// prefix: the whole protocol suite then runs against the Redis store.
 fn on_shared_redis(settings: &mut Settings) {
