@@ -16,13 +16,13 @@ use crate::config::{SameSite, Settings, TgcKeySource, TicketStore};
 use crate::crypto::random_bytes;
 use crate::outbound::{self, Outbound, SloQueue};
 use crate::protocol::flow::LoginFlow;
-use crate::protocol::throttle::{Throttle, ThrottlePolicy};
+use crate::protocol::throttle::{LoginThrottle, Throttle, ThrottlePolicy};
 use crate::protocol::{Cas, ProtocolOptions, TicketPolicies};
 use crate::services::ServiceRegistry;
 use crate::tgc::{TgcCodec, TgcKeys};
 use crate::tickets::reaper::{self, OnExpired};
 use crate::tickets::{
-    ExpirationPolicy, MemoryRegistry, RedisRegistry, SnapshotFile, TicketRegistry,
+    AttemptStore, ExpirationPolicy, MemoryRegistry, RedisRegistry, SnapshotFile, TicketRegistry,
 };
 use crate::web::{
     self, AppState, CasListener, Catalogues, CookieSettings, HeaderPolicy, Inner, Limits,
@@ -77,7 +77,11 @@ impl App {
         let keys = tgc_keys(&settings.tgc.keys, shared)?;
         let tgc = TgcCodec::new(&keys, settings.tgc.crypto, settings.tgc.pin_to_session)
             .map_err(|e| StartupError::Keys(e.to_string()))?;
-        let (registry, snapshot) = ticket_registry(&settings, &clock)?;
+        let Registries {
+            tickets: registry,
+            snapshot,
+            attempts,
+        } = ticket_registry(&settings, &clock)?;
         let outbound = Outbound::new(&settings.http_client).map_err(StartupError::Outbound)?;
         let slo = SloQueue::start(outbound.clone(), &settings.slo);
         let cas = Cas {
@@ -88,12 +92,16 @@ impl App {
             proxy_callback: outbound::callback(&outbound),
             logout_sender: slo.clone(),
             throttle: settings.throttle.enabled.then(|| {
-                Arc::new(Throttle::new(ThrottlePolicy {
+                let policy = ThrottlePolicy {
                     threshold: settings.throttle.threshold,
                     ip_threshold: settings.throttle.ip_threshold,
                     window: settings.throttle.window,
                     max_entries: settings.throttle.max_entries,
-                }))
+                };
+                Arc::new(match attempts {
+                    Some(store) => LoginThrottle::Shared { policy, store },
+                    None => LoginThrottle::Local(Throttle::new(policy)),
+                })
             }),
             policies: TicketPolicies {
                 tgt: ExpirationPolicy::sliding(
@@ -334,10 +342,14 @@ fn authenticator(settings: &Settings) -> Result<Arc<dyn Authenticator>, StartupE
     })
 }
 
-type Registries = (
-    Arc<dyn TicketRegistry>,
-    Option<(Arc<MemoryRegistry>, SnapshotFile)>,
-);
+/// The ticket store, and what else lives in it.
+struct Registries {
+    tickets: Arc<dyn TicketRegistry>,
+    /// The in-memory store and where to save it at shutdown, if snapshots are on.
+    snapshot: Option<(Arc<MemoryRegistry>, SnapshotFile)>,
+    /// Login-attempt counters shared by the nodes, with a shared store.
+    attempts: Option<Arc<dyn AttemptStore>>,
+}
 
 /// The configured store; a snapshot, if any, is restored before the first request.
 fn ticket_registry(
@@ -356,7 +368,12 @@ fn ticket_registry(
             };
             let registry = RedisRegistry::new(options, &key, margin, clock.clone())
                 .map_err(StartupError::Keys)?;
-            Ok((Arc::new(registry), None))
+            let registry = Arc::new(registry);
+            Ok(Registries {
+                tickets: registry.clone(),
+                snapshot: None,
+                attempts: Some(registry),
+            })
         }
         (TicketStore::Redis(_), None) => Err(StartupError::Keys(
             "tickets.key: the Redis store needs a registry key".into(),
@@ -384,7 +401,11 @@ fn ticket_registry(
                 }
                 _ => None,
             };
-            Ok((memory, snapshot))
+            Ok(Registries {
+                tickets: memory,
+                snapshot,
+                attempts: None,
+            })
         }
     }
 }

@@ -203,17 +203,22 @@ impl Cas {
 
     /// THR-01..03: how long `username` from `ip` must wait before trying again, if the
     /// recent failures went past the threshold.
-    pub fn login_blocked(&self, ip: IpAddr, username: &str) -> Option<std::time::Duration> {
-        self.throttle
-            .as_ref()
-            .and_then(|t| t.blocked(ip, username, self.clock.now()))
+    pub async fn login_blocked(
+        &self,
+        ip: IpAddr,
+        username: &str,
+    ) -> Result<Option<std::time::Duration>, ProtocolError> {
+        match &self.throttle {
+            Some(t) => Ok(t.blocked(ip, username, self.clock.now()).await?),
+            None => Ok(None),
+        }
     }
 
     /// Counts a failed attempt that never reached the password check (a bad form token,
     /// THR-04).
-    pub fn login_failed(&self, ip: IpAddr, username: &str) {
+    pub async fn login_failed(&self, ip: IpAddr, username: &str) {
         if let Some(t) = &self.throttle {
-            t.record_failure(ip, username, self.clock.now());
+            t.record_failure(ip, username, self.clock.now()).await;
         }
     }
 
@@ -239,7 +244,7 @@ impl Cas {
         // THR-03: checked and counted as a failure in one step, before the password check,
         // so that parallel guesses cannot all pass before the first failure is recorded.
         if let Some(t) = &self.throttle
-            && let Err(retry_after) = t.begin(ip, sub.username, self.clock.now())
+            && let Err(retry_after) = t.begin(ip, sub.username, self.clock.now()).await?
         {
             return Ok(CredentialOutcome::Throttled { retry_after });
         }
@@ -252,7 +257,7 @@ impl Cas {
             Err(AuthError::Unavailable(e)) => {
                 // Not the user's failure: the reserved attempt is given back.
                 if let Some(t) = &self.throttle {
-                    t.release(ip, sub.username);
+                    t.release(ip, sub.username, self.clock.now()).await;
                 }
                 return Err(ProtocolError::AuthUnavailable(e));
             }
@@ -268,7 +273,7 @@ impl Cas {
             }
         };
         if let Some(t) = &self.throttle {
-            t.succeeded(ip, sub.username);
+            t.succeeded(ip, sub.username, self.clock.now()).await;
         }
         // TGC-09: a forced login may be kept out of the SSO session.
         let forced = sub.renewed || registered.is_some_and(|r| !r.sso_enabled);

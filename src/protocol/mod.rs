@@ -143,7 +143,7 @@ pub struct Cas {
     /// Where back-channel logout messages go.
     pub logout_sender: Arc<dyn LogoutSender>,
     /// Failed-login throttling; `None` when turned off.
-    pub throttle: Option<Arc<throttle::Throttle>>,
+    pub throttle: Option<Arc<throttle::LoginThrottle>>,
     pub policies: TicketPolicies,
     pub options: ProtocolOptions,
 }

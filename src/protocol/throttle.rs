@@ -7,11 +7,13 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use lru::LruCache;
 use time::OffsetDateTime;
+
+use crate::tickets::{AttemptOp, AttemptStore, RegistryError};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottlePolicy {
@@ -165,6 +167,111 @@ impl Throttle {
     pub fn len(&self) -> (usize, usize) {
         let tables = self.lock();
         (tables.by_user.len(), tables.by_ip.len())
+    }
+}
+
+/// The throttle the login flow uses: counters in this process, or in the shared ticket
+/// store when several nodes serve one deployment (otherwise each node would grant its
+/// own allowance of guesses).
+#[derive(Debug)]
+pub enum LoginThrottle {
+    Local(Throttle),
+    Shared {
+        policy: ThrottlePolicy,
+        store: Arc<dyn AttemptStore>,
+    },
+}
+
+impl LoginThrottle {
+    /// How long the attempt must wait, if it is blocked.
+    pub async fn blocked(
+        &self,
+        ip: IpAddr,
+        username: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Duration>, RegistryError> {
+        match self {
+            Self::Local(t) => Ok(t.blocked(ip, username, now)),
+            Self::Shared { .. } => self.shared(AttemptOp::Blocked, ip, username, now).await,
+        }
+    }
+
+    /// See [`Throttle::begin`]: `Err(wait)` when blocked.
+    pub async fn begin(
+        &self,
+        ip: IpAddr,
+        username: &str,
+        now: OffsetDateTime,
+    ) -> Result<Result<(), Duration>, RegistryError> {
+        match self {
+            Self::Local(t) => Ok(t.begin(ip, username, now)),
+            Self::Shared { .. } => Ok(
+                match self.shared(AttemptOp::Begin, ip, username, now).await? {
+                    Some(wait) => Err(wait),
+                    None => Ok(()),
+                },
+            ),
+        }
+    }
+
+    /// See [`Throttle::succeeded`]. A store that cannot answer is logged, not fatal: the
+    /// login itself succeeded.
+    pub async fn succeeded(&self, ip: IpAddr, username: &str, now: OffsetDateTime) {
+        match self {
+            Self::Local(t) => t.succeeded(ip, username),
+            Self::Shared { .. } => {
+                self.best_effort(AttemptOp::Succeeded, ip, username, now)
+                    .await;
+            }
+        }
+    }
+
+    /// See [`Throttle::release`].
+    pub async fn release(&self, ip: IpAddr, username: &str, now: OffsetDateTime) {
+        match self {
+            Self::Local(t) => t.release(ip, username),
+            Self::Shared { .. } => {
+                self.best_effort(AttemptOp::Release, ip, username, now)
+                    .await
+            }
+        }
+    }
+
+    /// See [`Throttle::record_failure`].
+    pub async fn record_failure(&self, ip: IpAddr, username: &str, now: OffsetDateTime) {
+        match self {
+            Self::Local(t) => t.record_failure(ip, username, now),
+            Self::Shared { .. } => self.best_effort(AttemptOp::Fail, ip, username, now).await,
+        }
+    }
+
+    async fn shared(
+        &self,
+        op: AttemptOp,
+        ip: IpAddr,
+        username: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Duration>, RegistryError> {
+        let Self::Shared { policy, store } = self else {
+            return Ok(None);
+        };
+        let address = ip_key(ip).to_string();
+        store
+            .attempts(
+                op,
+                &format!("{address}\0{}", key(username)),
+                &address,
+                (policy.threshold, policy.ip_threshold),
+                policy.window,
+                now,
+            )
+            .await
+    }
+
+    async fn best_effort(&self, op: AttemptOp, ip: IpAddr, username: &str, now: OffsetDateTime) {
+        if let Err(e) = self.shared(op, ip, username, now).await {
+            tracing::warn!(error = %e, ?op, "login attempt counter not updated");
+        }
     }
 }
 

@@ -31,6 +31,38 @@ pub use snapshot::SnapshotFile;
 #[error("ticket registry unavailable: {0}")]
 pub struct RegistryError(pub String);
 
+/// What a login-attempt counter is asked to do (see `protocol::throttle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOp {
+    /// How long until the next attempt is allowed, if blocked; counts nothing.
+    Blocked,
+    /// As `Blocked`, and when not blocked counts the attempt as a failure at once.
+    Begin,
+    /// Counts a failure.
+    Fail,
+    /// Clears the per-user count and gives back one per-address failure.
+    Succeeded,
+    /// Gives back one failure of each count.
+    Release,
+}
+
+/// Failed-login counters shared by every node, so that thresholds hold across a
+/// cluster rather than per node.
+#[async_trait]
+pub trait AttemptStore: Send + Sync + std::fmt::Debug {
+    /// Applies `op` at `now` to the counters named `per_user` and `per_address`, which
+    /// start at their first failure and last `window`; returns the wait when blocked.
+    async fn attempts(
+        &self,
+        op: AttemptOp,
+        per_user: &str,
+        per_address: &str,
+        thresholds: (u32, u32),
+        window: std::time::Duration,
+        now: OffsetDateTime,
+    ) -> Result<Option<std::time::Duration>, RegistryError>;
+}
+
 /// The result of redeeming a one-use ticket. Every variant except `Missing` and `WrongKind`
 /// means the ticket has been removed (TKT-03).
 #[derive(Debug)]

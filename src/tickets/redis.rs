@@ -9,6 +9,8 @@
 //!   `<ticket hash>.<sealed IssuedTicket>`, newest last, at most [`MAX_ISSUED`].
 //! - `p:<hash>`: a session's proxy-granting tickets, a list of their hashes.
 //! - `c:<hash>`: a claimed single-use key (login forms).
+//! - `a:<hash>`: a failed-login counter (per address and name, and per address), so the
+//!   throttle's thresholds hold for the cluster.
 //! - `expiry`: a sorted set of sessions by deadline, which the reaper drains (single logout
 //!   on expiry, and the removal of whatever a session still holds).
 //!
@@ -31,8 +33,8 @@ use time::OffsetDateTime;
 use super::model::MAX_PGTS;
 use super::sealing::TicketSealer;
 use super::{
-    Grant, IssuedTicket, LogoutTarget, ProxyGrantingTicket, Redeemed, RegistryError, ServiceTicket,
-    Swept, TicketGrantingTicket, TicketRegistry, model::MAX_ISSUED,
+    AttemptOp, AttemptStore, Grant, IssuedTicket, LogoutTarget, ProxyGrantingTicket, Redeemed,
+    RegistryError, ServiceTicket, Swept, TicketGrantingTicket, TicketRegistry, model::MAX_ISSUED,
 };
 use crate::clock::Clock;
 use crate::crypto::Secret;
@@ -257,6 +259,7 @@ struct Scripts {
     remove_tgt: Script,
     drain_expired: Script,
     claim: Script,
+    attempts: Script,
 }
 
 /// A session is live at `now` (ARGV[1]) if its hash holds kind `tgt`, `now` is before its
@@ -375,6 +378,51 @@ return 0
 /// The key check value is rewritten by the first node to ask after it expires (ten years).
 const KEY_CHECK_TTL_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
 
+/// KEYS: per-user counter, per-address counter. ARGV: operation, user threshold, address
+/// threshold, window (ms), now (ms). Returns the wait in ms when blocked, else 0. Each
+/// counter is a hash `{n: failures, s: first failure}` whose window is judged by the
+/// nodes' clock, as in memory; its TTL only frees it.
+const ATTEMPTS: &str = r"
+local window, now = tonumber(ARGV[4]), tonumber(ARGV[5])
+local function count(k)
+  local v = redis.call('HMGET', k, 'n', 's')
+  local n, s = tonumber(v[1] or '0'), tonumber(v[2] or '0')
+  if now >= s + window then return 0, now end
+  return n, s
+end
+local function wait()
+  local w = 0
+  local n, s = count(KEYS[1])
+  if n >= tonumber(ARGV[2]) then w = math.max(w, s + window - now) end
+  n, s = count(KEYS[2])
+  if n >= tonumber(ARGV[3]) then w = math.max(w, s + window - now) end
+  return w
+end
+local function fail()
+  for _, k in ipairs(KEYS) do
+    local n, s = count(k)
+    redis.call('HSET', k, 'n', string.format('%d', n + 1), 's', string.format('%d', s))
+    redis.call('PEXPIRE', k, string.format('%d', math.max(1, s + window - now)))
+  end
+end
+local function give_back(k)
+  local n = count(k)
+  if n > 0 then redis.call('HSET', k, 'n', string.format('%d', n - 1)) end
+end
+local op = ARGV[1]
+if op == 'blocked' then return wait() end
+if op == 'begin' then
+  local w = wait()
+  if w > 0 then return w end
+  fail()
+  return 0
+end
+if op == 'fail' then fail() return 0 end
+if op == 'succeeded' then redis.call('DEL', KEYS[1]) give_back(KEYS[2]) return 0 end
+if op == 'release' then give_back(KEYS[1]) give_back(KEYS[2]) return 0 end
+return redis.error_reply('unknown operation')
+";
+
 /// How long a reaper holds the expired sessions it took before another may retry them.
 const SWEEP_LEASE: Duration = Duration::from_secs(300);
 
@@ -458,6 +506,7 @@ impl RedisRegistry {
                 remove_tgt: Script::new(REMOVE_TGT),
                 drain_expired: Script::new(DRAIN_EXPIRED),
                 claim: Script::new(CLAIM),
+                attempts: Script::new(ATTEMPTS),
             }),
         })
     }
@@ -1048,5 +1097,48 @@ impl TicketRegistry for RedisRegistry {
     /// Redis answers, and holds this node's key (which it cannot read otherwise).
     async fn check(&self) -> Result<(), RegistryError> {
         self.key_check().await
+    }
+}
+
+/// Counters under `a:<keyed hash>`: neither addresses nor user names in clear. Every
+/// operation is sent once: repeating one would count an attempt twice.
+#[async_trait]
+impl AttemptStore for RedisRegistry {
+    async fn attempts(
+        &self,
+        op: AttemptOp,
+        per_user: &str,
+        per_address: &str,
+        thresholds: (u32, u32),
+        window: Duration,
+        now: OffsetDateTime,
+    ) -> Result<Option<Duration>, RegistryError> {
+        let key = |name: &str| {
+            format!(
+                "{}a:{}",
+                self.prefix,
+                self.sealer.hash_id(&format!("attempts\0{name}"))
+            )
+        };
+        let op = match op {
+            AttemptOp::Blocked => "blocked",
+            AttemptOp::Begin => "begin",
+            AttemptOp::Fail => "fail",
+            AttemptOp::Succeeded => "succeeded",
+            AttemptOp::Release => "release",
+        };
+        let args = [
+            op.to_owned(),
+            thresholds.0.to_string(),
+            thresholds.1.to_string(),
+            window.as_millis().to_string(),
+            unix_ms(now).to_string(),
+        ];
+        let keys = [
+            key(&format!("user\0{per_user}")),
+            key(&format!("addr\0{per_address}")),
+        ];
+        let wait_ms: i64 = self.script(|s| &s.attempts, &keys, &args, false).await?;
+        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms.unsigned_abs())))
     }
 }

@@ -113,7 +113,7 @@ pub async fn post_login(
     let username = params.get("username").unwrap_or_default().trim();
     let password = params.get("password").unwrap_or_default();
     // THR-03: a blocked attempt costs no password check and consumes nothing.
-    if let Some(retry_after) = state.cas.login_blocked(client.ip, username) {
+    if let Some(retry_after) = state.cas.login_blocked(client.ip, username).await? {
         audit::login_throttled(username, client.ip);
         return Err(WebError::Throttled { retry_after });
     }
@@ -131,7 +131,7 @@ pub async fn post_login(
     }
     if let Err(e) = redeem_form(&state, &headers, &params).await? {
         // THR-04: a refused form counts as a failed attempt.
-        state.cas.login_failed(client.ip, username);
+        state.cas.login_failed(client.ip, username).await;
         audit::login_failed(username, service, client.ip, &e.to_string());
         let t = state.catalogues.pick(accept_language(&headers));
         let message = match e {

@@ -143,10 +143,12 @@ async fn the_key_flows_work_with_the_redis_store() {
     .await;
     let left = cluster.redis.keys(&format!("{}*", cluster.prefix)).await;
     assert!(
-        left.iter()
-            .all(|k| k.starts_with(&format!("{}c:", cluster.prefix))
-                || *k == format!("{}keycheck", cluster.prefix)),
-        "only used login-form claims and the key check are left: {left:?}"
+        left.iter().all(|k| {
+            ["c:", "a:", "keycheck"]
+                .iter()
+                .any(|kind| k.starts_with(&format!("{}{kind}", cluster.prefix)))
+        }),
+        "only used login forms, login-attempt counters and the key check are left: {left:?}"
     );
     let (status, body) = health(&server).await;
     assert_eq!(status, StatusCode::OK);
@@ -1014,4 +1016,125 @@ async fn the_protocol_suite_passes_on_the_redis_store() {
         "servers that stored tickets in Redis: {}",
         servers.len()
     );
+}
+
+/// The same throttle steps on the local counters and on the shared ones in Redis: the two
+/// must answer alike (THR-01..05).
+async fn throttle_scenario(make: impl Fn() -> cas_server::protocol::throttle::LoginThrottle) {
+    use cas_server::clock::Clock as _;
+    let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    let t0 = cas_server::clock::SystemClock.now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let t = make();
+    for _ in 0..3 {
+        assert_eq!(t.blocked(ip, "alice", t0).await.unwrap(), None);
+        t.record_failure(ip, "Alice ", t0).await;
+    }
+    assert_eq!(
+        t.blocked(ip, "alice", t0).await.unwrap(),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(t.blocked(ip, "bob", t0).await.unwrap(), None, "per user");
+    assert_eq!(
+        t.blocked(ip, "alice", at(60)).await.unwrap(),
+        None,
+        "window over"
+    );
+
+    // A success clears the user's count; a released attempt is given back whole.
+    let t = make();
+    t.record_failure(ip, "carol", t0).await;
+    t.record_failure(ip, "carol", t0).await;
+    t.begin(ip, "carol", t0).await.unwrap().unwrap();
+    t.succeeded(ip, "carol", t0).await;
+    t.record_failure(ip, "carol", t0).await;
+    assert_eq!(t.blocked(ip, "carol", t0).await.unwrap(), None);
+    for _ in 0..3 {
+        t.begin(ip, "dave", t0).await.unwrap().unwrap();
+        t.release(ip, "dave", t0).await;
+    }
+    assert_eq!(
+        t.blocked(ip, "dave", t0).await.unwrap(),
+        None,
+        "unjudged attempts"
+    );
+
+    // Many users from one address block the address (10 here).
+    let other: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    for i in 0..10 {
+        t.record_failure(other, &format!("user{i}"), t0).await;
+    }
+    assert!(t.blocked(other, "someone-new", t0).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn shared_and_local_throttles_answer_alike() {
+    use cas_server::protocol::throttle::{LoginThrottle, Throttle, ThrottlePolicy};
+    let policy = ThrottlePolicy {
+        threshold: 3,
+        ip_threshold: 10,
+        window: Duration::from_secs(60),
+        max_entries: 1000,
+    };
+    throttle_scenario(|| LoginThrottle::Local(Throttle::new(policy))).await;
+
+    let cluster = Cluster::new(false).await;
+    let cas_server::config::TicketStore::Redis(options) = cluster.settings().tickets.store else {
+        panic!("redis settings");
+    };
+    // Each throttle the scenario makes starts empty, as a new local one does: a prefix
+    // of its own.
+    let store = || {
+        let mut options = options.clone();
+        options.key_prefix = format!(
+            "{}{}:",
+            cluster.prefix,
+            cas_server::crypto::random_base62(6)
+        );
+        std::sync::Arc::new(
+            cas_server::tickets::RedisRegistry::new(
+                &options,
+                &[7; 32],
+                Duration::ZERO,
+                std::sync::Arc::new(cas_server::clock::SystemClock),
+            )
+            .unwrap(),
+        )
+    };
+    throttle_scenario(|| LoginThrottle::Shared {
+        policy,
+        store: store(),
+    })
+    .await;
+    let stored = cluster.redis.dump().await;
+    assert!(
+        !stored.contains("192.0.2.1") && !stored.contains("alice"),
+        "{stored}"
+    );
+}
+
+/// THR-01 across nodes: failures on A and on B add up; the blocked user is refused on
+/// both, without a password check, and another user from the address is not.
+#[tokio::test]
+async fn failed_logins_on_two_nodes_count_together() {
+    let cluster = Cluster::new(false).await;
+    let three = |s: &mut Settings| s.throttle.threshold = 3;
+    let a = cluster.node_with(three).await;
+    let b = cluster.node_with(three).await;
+    let on_a = a.browser();
+    let on_b = on_a.on(&b);
+
+    for (browser, status) in [
+        (&on_a, StatusCode::UNAUTHORIZED),
+        (&on_b, StatusCode::UNAUTHORIZED),
+        (&on_a, StatusCode::UNAUTHORIZED),
+        (&on_b, StatusCode::LOCKED),
+    ] {
+        let r = browser.login(Some(SERVICE), "alice", "wrong").await;
+        assert_eq!(r.status(), status);
+    }
+    let right = on_a.login(Some(SERVICE), "alice", PASSWORD).await;
+    assert_eq!(right.status(), StatusCode::LOCKED, "blocked on A as well");
+    let bob = on_b.login(Some(SERVICE), "bob", BOB_PASSWORD).await;
+    assert_eq!(bob.status(), StatusCode::FOUND);
 }
