@@ -25,8 +25,8 @@ use crate::tickets::{
     AttemptStore, ExpirationPolicy, MemoryRegistry, RedisRegistry, SnapshotFile, TicketRegistry,
 };
 use crate::web::{
-    self, AppState, CasListener, Catalogues, CookieSettings, HeaderPolicy, Inner, Limits,
-    Overrides, PeerAddr,
+    self, AppState, CasListener, Catalogues, ConnectionLimits, CookieSettings, HeaderPolicy, Inner,
+    Limits, Overrides, PeerAddr,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -216,9 +216,13 @@ impl App {
             .map_err(|source| StartupError::Bind { addr, source })?;
         let tls = settings.server.tls.as_ref().map(|t| t.config.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };
-        // Idle connections close well after any request could have finished.
-        let idle = (settings.server.request_timeout * 2).max(std::time::Duration::from_secs(1));
-        let listener = CasListener::new(tcp, tls, settings.server.max_connections, idle)
+        // Idle connections close well after any request could have finished; a request's
+        // head gets as long as the request itself would.
+        let limits = ConnectionLimits {
+            idle: (settings.server.request_timeout * 2).max(std::time::Duration::from_secs(1)),
+            head: settings.server.request_timeout,
+        };
+        let listener = CasListener::new(tcp, tls, settings.server.max_connections, limits)
             .map_err(|source| StartupError::Bind { addr, source })?;
         // The redirect listener gets the same connection cap and idle timeout: an idle
         // client on port 80 must not hold descriptors the HTTPS listener needs.
@@ -228,7 +232,7 @@ impl App {
                     .await
                     .map_err(|source| StartupError::Bind { addr, source })?;
                 Some(
-                    CasListener::new(tcp, None, settings.server.max_connections, idle)
+                    CasListener::new(tcp, None, settings.server.max_connections, limits)
                         .map_err(|source| StartupError::Bind { addr, source })?,
                 )
             }

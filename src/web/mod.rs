@@ -35,7 +35,7 @@ pub use i18n::{Catalogues, locales};
 pub use params::Limits;
 pub use security::{HeaderPolicy, https_redirect};
 pub use state::{AppState, Inner};
-pub use transport::{CasListener, PeerAddr};
+pub use transport::{CasListener, ConnectionLimits, PeerAddr};
 pub use views::Overrides;
 
 /// Every CAS route, in one table.

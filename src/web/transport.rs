@@ -33,29 +33,94 @@ impl Connected<IncomingStream<'_, CasListener>> for PeerAddr {
     }
 }
 
+/// Limits on one connection: how long it may sit idle, and how long a request head
+/// (request line and headers) may take to arrive once it has begun.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub idle: Duration,
+    pub head: Duration,
+}
+
 /// An accepted connection, holding its slot until dropped. A connection on which
 /// nothing is read or written for `idle` is closed, so idle keep-alive clients cannot
-/// hold every slot.
+/// hold every slot; and an HTTP/1 request head that is still incomplete `head` after its
+/// first byte closes it too, so a client trickling header bytes (which keeps the idle
+/// timer at bay, and which the request timeout does not see: it starts once the headers
+/// are in) cannot hold a slot either.
 pub struct Connection {
     stream: Stream,
     _slot: OwnedSemaphorePermit,
-    idle: Duration,
+    limits: ConnectionLimits,
     deadline: Pin<Box<tokio::time::Sleep>>,
+    head: Head,
+    head_deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// Where the connection is in its current HTTP/1 request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Head {
+    /// Nothing read yet (a new connection, or a response has been written since).
+    Awaiting { first: bool },
+    /// Reading a head: `newlines` counts consecutive line ends (`\r` ignored); two end it.
+    Reading { newlines: u8 },
+    /// The head is in; what follows is the body.
+    Complete,
+    /// HTTP/2, whose frames are not watched here.
+    Off,
 }
 
 impl Connection {
-    fn new(stream: Stream, slot: OwnedSemaphorePermit, idle: Duration) -> Self {
+    fn new(stream: Stream, slot: OwnedSemaphorePermit, limits: ConnectionLimits) -> Self {
         Self {
             stream,
             _slot: slot,
-            idle,
-            deadline: Box::pin(tokio::time::sleep(idle)),
+            limits,
+            deadline: Box::pin(tokio::time::sleep(limits.idle)),
+            head: Head::Awaiting { first: true },
+            head_deadline: Box::pin(tokio::time::sleep(limits.head)),
         }
+    }
+
+    /// Follows the request head through the bytes just read.
+    fn watch_head(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Head::Awaiting { first } = self.head {
+            if first && bytes.starts_with(b"PRI ") {
+                // The HTTP/2 connection preface.
+                self.head = Head::Off;
+                return;
+            }
+            self.head = Head::Reading { newlines: 0 };
+            let at = tokio::time::Instant::now() + self.limits.head;
+            self.head_deadline.as_mut().reset(at);
+        }
+        let Head::Reading { mut newlines } = self.head else {
+            return;
+        };
+        for &b in bytes {
+            match b {
+                b'\n' => newlines += 1,
+                b'\r' => {}
+                _ => newlines = 0,
+            }
+            if newlines == 2 {
+                self.head = Head::Complete;
+                return;
+            }
+        }
+        self.head = Head::Reading { newlines };
+    }
+
+    /// With the stream pending: has the current head taken too long?
+    fn head_overdue(&mut self, cx: &mut Context<'_>) -> bool {
+        matches!(self.head, Head::Reading { .. }) && self.head_deadline.as_mut().poll(cx).is_ready()
     }
 
     /// Any progress pushes the deadline back.
     fn progressed(&mut self) {
-        let next = tokio::time::Instant::now() + self.idle;
+        let next = tokio::time::Instant::now() + self.limits.idle;
         self.deadline.as_mut().reset(next);
     }
 
@@ -82,7 +147,7 @@ impl CasListener {
         tcp: TcpListener,
         tls: Option<Arc<rustls::ServerConfig>>,
         max_connections: usize,
-        idle: Duration,
+        limits: ConnectionLimits,
     ) -> io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
@@ -112,7 +177,7 @@ impl CasListener {
                 let _ = tcp_stream.set_nodelay(true);
                 match &acceptor {
                     None => {
-                        let connection = Connection::new(Stream::Plain(tcp_stream), slot, idle);
+                        let connection = Connection::new(Stream::Plain(tcp_stream), slot, limits);
                         if tx.send((connection, peer)).await.is_err() {
                             break;
                         }
@@ -129,7 +194,7 @@ impl CasListener {
                             {
                                 Ok(Ok(tls)) => {
                                     let connection =
-                                        Connection::new(Stream::Tls(Box::new(tls)), slot, idle);
+                                        Connection::new(Stream::Tls(Box::new(tls)), slot, limits);
                                     let _ = tx.send((connection, peer)).await;
                                 }
                                 Ok(Err(e)) => {
@@ -170,6 +235,7 @@ impl AsyncRead for Connection {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         let polled = match &mut this.stream {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -177,8 +243,15 @@ impl AsyncRead for Connection {
         match polled {
             Poll::Ready(result) => {
                 this.progressed();
+                if result.is_ok() {
+                    this.watch_head(&buf.filled()[before..]);
+                }
                 Poll::Ready(result)
             }
+            Poll::Pending if this.head_overdue(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request head not received in time",
+            ))),
             Poll::Pending if this.expired(cx) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "idle connection closed",
@@ -201,6 +274,10 @@ impl AsyncWrite for Connection {
         };
         if polled.is_ready() {
             this.progressed();
+        }
+        // An answer is going out: the next bytes read begin the next request's head.
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) && this.head != Head::Off {
+            this.head = Head::Awaiting { first: false };
         }
         polled
     }

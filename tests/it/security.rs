@@ -546,6 +546,86 @@ async fn a_stalled_request_times_out_with_the_security_headers() {
     assert!(answer.contains("content-security-policy:"), "{answer}");
 }
 
+/// Slowloris: a client that trickles header bytes never lets the connection go idle, and
+/// the request timeout only starts once the head is in. The head must be complete within
+/// the request timeout of its first byte, or the connection is closed and its slot freed.
+#[tokio::test]
+async fn a_request_head_trickled_byte_by_byte_is_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start_with(|s| {
+        s.server.max_connections = 1;
+        s.server.request_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(host_and_port(&server))
+        .await
+        .unwrap();
+    slow.write_all(b"GET /cas/login HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+
+    // One byte every 100 ms for up to 5 s, well inside the 1 s idle limit each time.
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    let mut buf = [0u8; 256];
+    while started.elapsed() < Duration::from_secs(5) {
+        if slow.write_all(b"a").await.is_err() {
+            closed = true;
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(100), slow.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) => panic!("answered a request whose head never ended"),
+            Err(_) => {}
+        }
+    }
+
+    assert!(closed, "the trickling connection was still open after 5 s");
+    let served = health_within(&server, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(served.status(), StatusCode::OK, "its slot was given back");
+}
+
+/// A head sent in pieces but completed in time is served, and keep-alive requests after
+/// it get a fresh allowance each.
+#[tokio::test]
+async fn a_head_in_pieces_within_the_limit_is_served() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start_with(|s| {
+        s.server.request_timeout = Duration::from_millis(800);
+    })
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(host_and_port(&server))
+        .await
+        .unwrap();
+    for round in 0..3 {
+        for piece in [
+            &b"GET /cas/health HTTP/1.1\r\n"[..],
+            b"Host: localhost\r\n",
+            b"\r\n",
+        ] {
+            stream.write_all(piece).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "round {round}: {answer}"
+        );
+        // Each request takes 450 ms of an 800 ms allowance: three in a row would exceed
+        // one allowance, so each must get its own.
+    }
+}
+
 /// An idle connection does not keep its slot: after twice the request timeout with
 /// nothing read or written it is closed, and the next client is served.
 #[tokio::test]
