@@ -873,6 +873,11 @@ async fn sigterm_saves_the_snapshot_and_the_next_start_restores_the_session() {
     server.stop().await;
 }
 
+/// `cas-server check-config --probe` on `config`.
+async fn probe(dir: &Path, config: &Path) -> Output {
+    run(dir, Some(config), &["check-config", "--probe"], &[], "").await
+}
+
 /// `check-config --probe` pings the Redis ticket store with the configured credentials.
 #[tokio::test]
 async fn check_config_probe_reaches_the_redis_store() {
@@ -886,14 +891,7 @@ async fn check_config_probe_reaches_the_redis_store() {
         )
     };
     let good = write(dir.path(), "good.toml", &config_for(&redis.url()));
-    let out = run(
-        dir.path(),
-        Some(&good),
-        &["check-config", "--probe"],
-        &[],
-        "",
-    )
-    .await;
+    let out = probe(dir.path(), &good).await;
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(
         out.stdout.contains("tickets in redis") && out.stdout.contains("reachable"),
@@ -914,14 +912,7 @@ async fn check_config_probe_reaches_the_redis_store() {
                 .arg("another key's value"),
         )
         .await;
-    let out = run(
-        dir.path(),
-        Some(&good),
-        &["check-config", "--probe"],
-        &[],
-        "",
-    )
-    .await;
+    let out = probe(dir.path(), &good).await;
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("another tickets.key"), "{out}");
 
@@ -931,14 +922,7 @@ async fn check_config_probe_reaches_the_redis_store() {
     )
     .await;
     let lru = write(dir.path(), "lru.toml", &config_for(&evicting.url()));
-    let out = run(
-        dir.path(),
-        Some(&lru),
-        &["check-config", "--probe"],
-        &[],
-        "",
-    )
-    .await;
+    let out = probe(dir.path(), &lru).await;
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(
         out.stderr.contains("allkeys-lru") && out.stderr.contains("noeviction"),
@@ -955,14 +939,7 @@ async fn check_config_probe_reaches_the_redis_store() {
         "bad.toml",
         &config_for(&format!("redis://127.0.0.1:{port}")),
     );
-    let out = run(
-        dir.path(),
-        Some(&bad),
-        &["check-config", "--probe"],
-        &[],
-        "",
-    )
-    .await;
+    let out = probe(dir.path(), &bad).await;
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("redis"), "{out}");
 }
