@@ -13,6 +13,10 @@
 //!   throttle's thresholds hold for the cluster.
 //! - `expiry`: a sorted set of sessions by deadline, which the reaper drains (single logout
 //!   on expiry, and the removal of whatever a session still holds).
+//! - `keycheck`: a keyed value recorded by the first node, by which a node configured with
+//!   another registry key finds out and reports it.
+//!
+//! The connections are in [`pool`], the Lua scripts in [`scripts`].
 //!
 //! Every key carries a Redis TTL derived from its policy (a session's slides with use, never
 //! past its hard limit), so Redis frees memory by itself; the policy is still checked on
@@ -21,15 +25,20 @@
 //! script each, which Redis runs atomically. Not for Redis Cluster: a script touches keys
 //! of several hash slots.
 
+mod pool;
+mod scripts;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use redis::Script;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Script};
 use time::OffsetDateTime;
 
+use self::pool::{Pool, unavailable};
+use self::scripts::Scripts;
 use super::model::MAX_PGTS;
 use super::sealing::TicketSealer;
 use super::{
@@ -72,158 +81,9 @@ impl RedisOptions {
     }
 }
 
-/// After a failed connection attempt, requests fail at once for this long instead of each
-/// waiting out its own connect timeout while Redis is down.
-const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 /// Sessions drained from the expiry index per script call, and calls per sweep.
 const SWEEP_BATCH: usize = 500;
 const SWEEP_BATCHES: usize = 200;
-
-/// One multiplexed connection per slot, opened on first use and reopened after a failure,
-/// so the server starts, and recovers, whatever state Redis is in.
-struct Pool {
-    client: redis::Client,
-    config: AsyncConnectionConfig,
-    slots: Vec<tokio::sync::Mutex<Slot>>,
-    failed_at: std::sync::Mutex<Option<Instant>>,
-    next: AtomicUsize,
-    command_timeout: Duration,
-    /// The most any operation may take: one connection attempt and one command.
-    deadline: Duration,
-}
-
-#[derive(Default)]
-struct Slot {
-    connection: Option<MultiplexedConnection>,
-}
-
-fn unavailable(what: impl std::fmt::Display) -> RegistryError {
-    RegistryError(format!("redis: {what}"))
-}
-
-impl Pool {
-    async fn connection(&self, index: usize) -> Result<MultiplexedConnection, RegistryError> {
-        let mut slot = self.slots[index].lock().await;
-        if let Some(c) = &slot.connection {
-            return Ok(c.clone());
-        }
-        if self
-            .failed_at()
-            .is_some_and(|at| at.elapsed() < RECONNECT_BACKOFF)
-        {
-            return Err(unavailable("unreachable (retrying)"));
-        }
-        match self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-        {
-            Ok(c) => {
-                if self.set_failed_at(None).is_some() {
-                    tracing::info!("ticket registry: connected to redis again");
-                }
-                slot.connection = Some(c.clone());
-                Ok(c)
-            }
-            Err(e) => {
-                if self.set_failed_at(Some(Instant::now())).is_none() {
-                    tracing::warn!(error = %e, "ticket registry: cannot connect to redis");
-                }
-                Err(unavailable(e))
-            }
-        }
-    }
-
-    /// When a connection attempt last failed, if none has succeeded since: shared by the
-    /// slots, so that one success ends the backoff for all.
-    fn failed_at(&self) -> Option<Instant> {
-        *self
-            .failed_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn set_failed_at(&self, at: Option<Instant>) -> Option<Instant> {
-        std::mem::replace(
-            &mut *self
-                .failed_at
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-            at,
-        )
-    }
-
-    async fn forget(&self, index: usize) {
-        let mut slot = self.slots[index].lock().await;
-        slot.connection = None;
-    }
-
-    /// Runs an idempotent `command` on a pooled connection. A connection that broke
-    /// (Redis restarted, say) is replaced and the command sent once more, so a restart
-    /// costs no request: only for commands whose repetition answers the same.
-    async fn run<T, F, Fut>(&self, command: F) -> Result<T, RegistryError>
-    where
-        F: Fn(MultiplexedConnection) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        self.within_deadline(self.attempt(command, 2)).await
-    }
-
-    /// Runs a command that must not be repeated (redeeming a ticket, removing a session):
-    /// had the first attempt reached Redis and only its answer been lost, a second one
-    /// would answer differently.
-    async fn run_once<T, F, Fut>(&self, command: F) -> Result<T, RegistryError>
-    where
-        F: Fn(MultiplexedConnection) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        self.within_deadline(self.attempt(command, 1)).await
-    }
-
-    /// However the attempts go, a request waits at most one connection and one command.
-    async fn within_deadline<T>(
-        &self,
-        work: impl std::future::Future<Output = Result<T, RegistryError>>,
-    ) -> Result<T, RegistryError> {
-        tokio::time::timeout(self.deadline, work)
-            .await
-            .unwrap_or_else(|_| Err(unavailable("no answer within the timeouts")))
-    }
-
-    async fn attempt<T, F, Fut>(&self, command: F, attempts: usize) -> Result<T, RegistryError>
-    where
-        F: Fn(MultiplexedConnection) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let mut last = None;
-        for _ in 0..attempts {
-            let connection = self.connection(index).await?;
-            match tokio::time::timeout(self.command_timeout, command(connection)).await {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e))
-                    if e.is_connection_dropped()
-                        || e.is_connection_refusal()
-                        || (e.is_io_error() && !e.is_timeout()) =>
-                {
-                    self.forget(index).await;
-                    last = Some(unavailable(e));
-                }
-                // A slow Redis is not retried: that would only double the wait.
-                Ok(Err(e)) if e.is_io_error() || e.is_timeout() => {
-                    self.forget(index).await;
-                    return Err(unavailable(e));
-                }
-                Ok(Err(e)) => return Err(unavailable(e)),
-                Err(_) => {
-                    self.forget(index).await;
-                    return Err(unavailable("command timed out"));
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| unavailable("unreachable")))
-    }
-}
 
 /// Kinds as stored in the `k` field.
 const TGT: &str = "tgt";
@@ -252,176 +112,8 @@ impl std::fmt::Debug for RedisRegistry {
     }
 }
 
-struct Scripts {
-    add_ticket: Script,
-    add_pgt: Script,
-    redeem: Script,
-    remove_tgt: Script,
-    drain_expired: Script,
-    claim: Script,
-    attempts: Script,
-}
-
-/// A session is live at `now` (ARGV[1]) if its hash holds kind `tgt`, `now` is before its
-/// hard deadline `a` and, with an idle limit `i`, before its last use `u` plus `i`: the
-/// policy check of [`TicketGrantingTicket::is_expired`], on the plain fields stored beside
-/// the sealed payload, so that checking and adding happen in one atomic step. (The fields
-/// are not authenticated here; reads check the sealed policy and the tag of `u` again.)
-/// Numbers computed in Lua go back to Redis through `%d`: some Redis versions print
-/// large whole numbers in exponent form, which `PEXPIRE` refuses.
-const LIVE_SESSION: &str = r"
-local s = redis.call('HMGET', KEYS[1], 'k', 'u', 'a', 'i')
-local now = tonumber(ARGV[1])
-if s[1] ~= 'tgt' then return 0 end
-local u, a, i = tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
-if now >= a or (i > 0 and now >= u + i) then return 0 end
-local function int(x) return string.format('%d', x) end
-";
-
-/// KEYS: session, history, PGT list, expiry index, new ticket.
-/// ARGV: now (ms), slide ("1" or "0"), margin (ms), session hash, history entry, sealed
-/// ticket, ticket TTL (ms), history bound, tag of the new last use, ticket key prefix.
-/// Sent again after a lost answer, it changes nothing: the ticket is already there.
-const ADD_TICKET: &str = r"
-if redis.call('EXISTS', KEYS[5]) == 1 then return 1 end
-if ARGV[2] == '1' and now > u then
-  redis.call('HSET', KEYS[1], 'u', ARGV[1], 't', ARGV[9])
-  local deadline = a
-  if i > 0 and now + i < a then deadline = now + i end
-  local ttl = int(deadline - now + tonumber(ARGV[3]))
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[3], ttl)
-  for _, pgt in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
-    redis.call('PEXPIRE', ARGV[10] .. pgt, ttl)
-  end
-  redis.call('ZADD', KEYS[4], int(deadline), ARGV[4])
-end
-redis.call('RPUSH', KEYS[2], ARGV[5])
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-redis.call('HSET', KEYS[5], 'k', 'st', 'd', ARGV[6])
-redis.call('PEXPIRE', KEYS[5], ARGV[7])
-return 1
-";
-
-/// KEYS: session, PGT list, new PGT. ARGV: now (ms), sealed PGT, PGT hash, bound, ticket
-/// key prefix. A PGT lives exactly as long as its session: it gets the session's TTL,
-/// extended with it when the session slides. Idempotent, like `ADD_TICKET`.
-const ADD_PGT: &str = r"
-if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl <= 0 then return 0 end
-redis.call('HSET', KEYS[3], 'k', 'pgt', 'd', ARGV[2])
-redis.call('PEXPIRE', KEYS[3], ttl)
-redis.call('RPUSH', KEYS[2], ARGV[3])
-while redis.call('LLEN', KEYS[2]) > tonumber(ARGV[4]) do
-  redis.call('DEL', ARGV[5] .. redis.call('LPOP', KEYS[2]))
-end
-redis.call('PEXPIRE', KEYS[2], ttl)
-return 1
-";
-
-/// KEYS: the ticket. Returns nil (absent), {kind} (not one-use: untouched) or
-/// {'st', sealed} (removed).
-const REDEEM: &str = r"
-local v = redis.call('HMGET', KEYS[1], 'k', 'd')
-if not v[1] then return false end
-if v[1] ~= 'st' then return {v[1]} end
-redis.call('DEL', KEYS[1])
-return {v[1], v[2]}
-";
-
-/// KEYS: session, history, PGT list, expiry index. ARGV: session hash, ticket key prefix.
-/// Removes the session with every ticket it issued; returns nil if it was not there, else
-/// {sealed session, last use, its tag, history...}.
-const REMOVE_TGT: &str = r"
-local v = redis.call('HMGET', KEYS[1], 'k', 'd', 'u', 't')
-local issued = redis.call('LRANGE', KEYS[2], 0, -1)
-for _, entry in ipairs(issued) do
-  local dot = string.find(entry, '.', 1, true)
-  if dot then redis.call('DEL', ARGV[2] .. string.sub(entry, 1, dot - 1)) end
-end
-for _, pgt in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
-  redis.call('DEL', ARGV[2] .. pgt)
-end
-redis.call('DEL', KEYS[2], KEYS[3])
-redis.call('ZREM', KEYS[4], ARGV[1])
-if v[1] ~= 'tgt' then return false end
-redis.call('DEL', KEYS[1])
-local out = {v[2], v[3] or '0', v[4] or ''}
-for _, entry in ipairs(issued) do out[#out + 1] = entry end
-return out
-";
-
-/// KEYS: expiry index. ARGV: now (ms), batch, lease end (ms). Leases due sessions to the
-/// caller: they are moved to the lease's end, so another node's reaper leaves them alone
-/// meanwhile, and they come back if this one fails before removing them.
-const DRAIN_EXPIRED: &str = r"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[3], member) end
-return due
-";
-
-/// KEYS: the claim. ARGV: this call's token, TTL (ms). `1` for the first claimant, and
-/// for the same call sent again after a lost answer; `0` for anyone else.
-const CLAIM: &str = r"
-local held = redis.call('GET', KEYS[1])
-if not held then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-if held == ARGV[1] then return 1 end
-return 0
-";
-
 /// The key check value is rewritten by the first node to ask after it expires (ten years).
 const KEY_CHECK_TTL_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
-
-/// KEYS: per-user counter, per-address counter. ARGV: operation, user threshold, address
-/// threshold, window (ms), now (ms). Returns the wait in ms when blocked, else 0. Each
-/// counter is a hash `{n: failures, s: first failure}` whose window is judged by the
-/// nodes' clock, as in memory; its TTL only frees it.
-const ATTEMPTS: &str = r"
-local window, now = tonumber(ARGV[4]), tonumber(ARGV[5])
-local function count(k)
-  local v = redis.call('HMGET', k, 'n', 's')
-  local n, s = tonumber(v[1] or '0'), tonumber(v[2] or '0')
-  if now >= s + window then return 0, now end
-  return n, s
-end
-local function wait()
-  local w = 0
-  local n, s = count(KEYS[1])
-  if n >= tonumber(ARGV[2]) then w = math.max(w, s + window - now) end
-  n, s = count(KEYS[2])
-  if n >= tonumber(ARGV[3]) then w = math.max(w, s + window - now) end
-  return w
-end
-local function fail()
-  for _, k in ipairs(KEYS) do
-    local n, s = count(k)
-    redis.call('HSET', k, 'n', string.format('%d', n + 1), 's', string.format('%d', s))
-    redis.call('PEXPIRE', k, string.format('%d', math.max(1, s + window - now)))
-  end
-end
-local function give_back(k)
-  local n = count(k)
-  if n > 0 then redis.call('HSET', k, 'n', string.format('%d', n - 1)) end
-end
-local op = ARGV[1]
-if op == 'blocked' then return wait() end
-if op == 'begin' then
-  local w = wait()
-  if w > 0 then return w end
-  fail()
-  return 0
-end
-if op == 'fail' then fail() return 0 end
-if op == 'succeeded' then redis.call('DEL', KEYS[1]) give_back(KEYS[2]) return 0 end
-if op == 'release' then give_back(KEYS[1]) give_back(KEYS[2]) return 0 end
-return redis.error_reply('unknown operation')
-";
 
 /// How long a reaper holds the expired sessions it took before another may retry them.
 const SWEEP_LEASE: Duration = Duration::from_secs(300);
@@ -479,35 +171,19 @@ impl RedisRegistry {
             None => redis::Client::open(info),
         }
         .map_err(|e| format!("tickets.redis: {e}"))?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.command_timeout));
         Ok(Self {
-            pool: Pool {
+            pool: Pool::new(
                 client,
-                config,
-                slots: (0..options.pool_size.max(1))
-                    .map(|_| tokio::sync::Mutex::new(Slot::default()))
-                    .collect(),
-                failed_at: std::sync::Mutex::new(None),
-                next: AtomicUsize::new(0),
-                command_timeout: options.command_timeout,
-                deadline: options.connect_timeout + options.command_timeout,
-            },
+                options.pool_size,
+                options.connect_timeout,
+                options.command_timeout,
+            ),
             sealer: TicketSealer::new(key, options.encrypt),
             prefix: options.key_prefix.clone(),
             expiry_margin,
             clock,
             key_mismatch: std::sync::atomic::AtomicBool::new(false),
-            scripts: Arc::new(Scripts {
-                add_ticket: Script::new(&format!("{LIVE_SESSION}{ADD_TICKET}")),
-                add_pgt: Script::new(&format!("{LIVE_SESSION}{ADD_PGT}")),
-                redeem: Script::new(REDEEM),
-                remove_tgt: Script::new(REMOVE_TGT),
-                drain_expired: Script::new(DRAIN_EXPIRED),
-                claim: Script::new(CLAIM),
-                attempts: Script::new(ATTEMPTS),
-            }),
+            scripts: Arc::new(Scripts::new()),
         })
     }
 

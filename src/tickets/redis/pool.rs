@@ -1,0 +1,181 @@
+//! Connections to Redis: one multiplexed connection per slot, opened lazily, replaced
+//! after a failure, with one deadline per call and a shared reconnection backoff.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+
+use crate::tickets::RegistryError;
+
+/// After a failed connection attempt, requests fail at once for this long instead of each
+/// waiting out its own connect timeout while Redis is down.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+
+/// One multiplexed connection per slot, opened on first use and reopened after a failure,
+/// so the server starts, and recovers, whatever state Redis is in.
+pub(super) struct Pool {
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+    slots: Vec<tokio::sync::Mutex<Slot>>,
+    failed_at: std::sync::Mutex<Option<Instant>>,
+    next: AtomicUsize,
+    command_timeout: Duration,
+    /// The most any operation may take: one connection attempt and one command.
+    deadline: Duration,
+}
+
+#[derive(Default)]
+struct Slot {
+    connection: Option<MultiplexedConnection>,
+}
+
+pub(super) fn unavailable(what: impl std::fmt::Display) -> RegistryError {
+    RegistryError(format!("redis: {what}"))
+}
+
+impl Pool {
+    pub(super) fn new(
+        client: redis::Client,
+        size: usize,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    ) -> Self {
+        Self {
+            client,
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(connect_timeout))
+                .set_response_timeout(Some(command_timeout)),
+            slots: (0..size.max(1))
+                .map(|_| tokio::sync::Mutex::new(Slot::default()))
+                .collect(),
+            failed_at: std::sync::Mutex::new(None),
+            next: AtomicUsize::new(0),
+            command_timeout,
+            deadline: connect_timeout + command_timeout,
+        }
+    }
+
+    async fn connection(&self, index: usize) -> Result<MultiplexedConnection, RegistryError> {
+        let mut slot = self.slots[index].lock().await;
+        if let Some(c) = &slot.connection {
+            return Ok(c.clone());
+        }
+        if self
+            .failed_at()
+            .is_some_and(|at| at.elapsed() < RECONNECT_BACKOFF)
+        {
+            return Err(unavailable("unreachable (retrying)"));
+        }
+        match self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+        {
+            Ok(c) => {
+                if self.set_failed_at(None).is_some() {
+                    tracing::info!("ticket registry: connected to redis again");
+                }
+                slot.connection = Some(c.clone());
+                Ok(c)
+            }
+            Err(e) => {
+                if self.set_failed_at(Some(Instant::now())).is_none() {
+                    tracing::warn!(error = %e, "ticket registry: cannot connect to redis");
+                }
+                Err(unavailable(e))
+            }
+        }
+    }
+
+    /// When a connection attempt last failed, if none has succeeded since: shared by the
+    /// slots, so that one success ends the backoff for all.
+    fn failed_at(&self) -> Option<Instant> {
+        *self
+            .failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_failed_at(&self, at: Option<Instant>) -> Option<Instant> {
+        std::mem::replace(
+            &mut *self
+                .failed_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            at,
+        )
+    }
+
+    async fn forget(&self, index: usize) {
+        let mut slot = self.slots[index].lock().await;
+        slot.connection = None;
+    }
+
+    /// Runs an idempotent `command` on a pooled connection. A connection that broke
+    /// (Redis restarted, say) is replaced and the command sent once more, so a restart
+    /// costs no request: only for commands whose repetition answers the same.
+    pub(super) async fn run<T, F, Fut>(&self, command: F) -> Result<T, RegistryError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        self.within_deadline(self.attempt(command, 2)).await
+    }
+
+    /// Runs a command that must not be repeated (redeeming a ticket, removing a session):
+    /// had the first attempt reached Redis and only its answer been lost, a second one
+    /// would answer differently.
+    pub(super) async fn run_once<T, F, Fut>(&self, command: F) -> Result<T, RegistryError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        self.within_deadline(self.attempt(command, 1)).await
+    }
+
+    /// However the attempts go, a request waits at most one connection and one command.
+    async fn within_deadline<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, RegistryError>>,
+    ) -> Result<T, RegistryError> {
+        tokio::time::timeout(self.deadline, work)
+            .await
+            .unwrap_or_else(|_| Err(unavailable("no answer within the timeouts")))
+    }
+
+    async fn attempt<T, F, Fut>(&self, command: F, attempts: usize) -> Result<T, RegistryError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let mut last = None;
+        for _ in 0..attempts {
+            let connection = self.connection(index).await?;
+            match tokio::time::timeout(self.command_timeout, command(connection)).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e))
+                    if e.is_connection_dropped()
+                        || e.is_connection_refusal()
+                        || (e.is_io_error() && !e.is_timeout()) =>
+                {
+                    self.forget(index).await;
+                    last = Some(unavailable(e));
+                }
+                // A slow Redis is not retried: that would only double the wait.
+                Ok(Err(e)) if e.is_io_error() || e.is_timeout() => {
+                    self.forget(index).await;
+                    return Err(unavailable(e));
+                }
+                Ok(Err(e)) => return Err(unavailable(e)),
+                Err(_) => {
+                    self.forget(index).await;
+                    return Err(unavailable("command timed out"));
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| unavailable("unreachable")))
+    }
+}
