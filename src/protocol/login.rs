@@ -451,24 +451,7 @@ mod tests {
             LoginDecision::UnknownService
         ));
         // With a session.
-        let CredentialOutcome::Success {
-            tgt_id, redirect, ..
-        } = cas
-            .submit_credentials(
-                crate::protocol::LoginSubmission {
-                    service: Some(SERVICE),
-                    username: "alice",
-                    password: "pw",
-                    ..Default::default()
-                },
-                None,
-                super::super::testing::IP,
-            )
-            .await
-            .unwrap()
-        else {
-            panic!("login failed");
-        };
+        let (tgt_id, redirect) = super::super::testing::sign_in(&cas, Some(SERVICE)).await;
         assert!(
             redirect
                 .unwrap()

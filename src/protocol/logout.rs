@@ -47,28 +47,13 @@ impl Cas {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{SERVICE, cas};
-    use super::super::{CredentialOutcome, LoginDecision, LoginRequest};
+    use super::super::{LoginDecision, LoginRequest};
     use crate::clock::ManualClock;
 
     #[tokio::test]
     async fn logout_ends_sso_and_redirects_only_when_enabled_and_registered() {
         let mut cas = cas(ManualClock::new());
-        let CredentialOutcome::Success { tgt_id, .. } = cas
-            .submit_credentials(
-                crate::protocol::LoginSubmission {
-                    service: None,
-                    username: "alice",
-                    password: "pw",
-                    ..Default::default()
-                },
-                None,
-                super::super::testing::IP,
-            )
-            .await
-            .unwrap()
-        else {
-            panic!("login failed");
-        };
+        let (tgt_id, _) = super::super::testing::sign_in(&cas, None).await;
         let out = cas.logout(Some(&tgt_id), Some(SERVICE)).await.unwrap();
         assert_eq!(out.principal.as_deref(), Some("alice"));
         assert!(out.redirect.is_none());

@@ -177,6 +177,37 @@ pub(crate) mod testing {
     pub const SERVICE: &str = "https://app.example.org/cas?x=1";
     pub const IP: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
+    /// Alice signs in with her password (for `service`, if any): her session's TGT id and,
+    /// with a service, the redirect URL and its service ticket.
+    pub async fn sign_in(cas: &Cas, service: Option<&str>) -> (String, Option<(String, String)>) {
+        let outcome = cas
+            .submit_credentials(
+                LoginSubmission {
+                    service,
+                    username: "alice",
+                    password: "pw",
+                    ..Default::default()
+                },
+                None,
+                IP,
+            )
+            .await
+            .unwrap();
+        let CredentialOutcome::Success {
+            tgt_id, redirect, ..
+        } = outcome
+        else {
+            panic!("login failed: {outcome:?}");
+        };
+        (tgt_id, redirect)
+    }
+
+    /// `sign_in` for [`SERVICE`]: the TGT id and the service ticket.
+    pub async fn sign_in_for_ticket(cas: &Cas) -> (String, String) {
+        let (tgt_id, redirect) = sign_in(cas, Some(SERVICE)).await;
+        (tgt_id, redirect.expect("a service ticket").1)
+    }
+
     /// A proxy callback that records URLs and fails when `fail` is set.
     #[derive(Debug, Default)]
     pub struct Recorder {
@@ -206,6 +237,34 @@ pub(crate) mod testing {
         }
     }
 
+    /// A `prefix:` service that releases `attributes` and takes PGT callbacks under its
+    /// own `cb/`.
+    fn service(
+        id: u32,
+        name: &str,
+        prefix: &str,
+        attributes: &[&str],
+        accept_proxy_tickets: bool,
+    ) -> RegisteredService {
+        RegisteredService {
+            id,
+            name: name.into(),
+            description: String::new(),
+            pattern: ServicePattern::parse(&format!("prefix:{prefix}")).unwrap(),
+            evaluation_order: 0,
+            enabled: true,
+            attributes: attributes.iter().map(|a| (*a).to_owned()).collect(),
+            proxy_callback: Some(ServicePattern::parse(&format!("prefix:{prefix}cb/")).unwrap()),
+            accept_proxy_tickets,
+            logout: crate::services::LogoutPolicy::default(),
+            response_type: crate::services::ResponseType::Redirect,
+            sso_enabled: true,
+            max_auth_age: None,
+            create_cookie_on_renew: None,
+            theme: None,
+        }
+    }
+
     pub fn cas(clock: ManualClock) -> Cas {
         let mut attributes = BTreeMap::new();
         attributes.insert("mail".to_owned(), vec!["alice@example.org".to_owned()]);
@@ -213,44 +272,8 @@ pub(crate) mod testing {
         Cas {
             tickets: Arc::new(MemoryRegistry::new()),
             services: Arc::new(ServiceRegistry::new(vec![
-                RegisteredService {
-                    id: 1,
-                    name: "App".into(),
-                    description: String::new(),
-                    pattern: ServicePattern::parse("prefix:https://app.example.org/").unwrap(),
-                    evaluation_order: 0,
-                    enabled: true,
-                    attributes: vec!["mail".into()],
-                    proxy_callback: Some(
-                        ServicePattern::parse("prefix:https://app.example.org/cb/").unwrap(),
-                    ),
-                    accept_proxy_tickets: false,
-                    logout: crate::services::LogoutPolicy::default(),
-                    response_type: crate::services::ResponseType::Redirect,
-                    sso_enabled: true,
-                    max_auth_age: None,
-                    create_cookie_on_renew: None,
-                    theme: None,
-                },
-                RegisteredService {
-                    id: 2,
-                    name: "Backend".into(),
-                    description: String::new(),
-                    pattern: ServicePattern::parse("prefix:https://backend.example.org/").unwrap(),
-                    evaluation_order: 0,
-                    enabled: true,
-                    attributes: vec![],
-                    proxy_callback: Some(
-                        ServicePattern::parse("prefix:https://backend.example.org/cb/").unwrap(),
-                    ),
-                    accept_proxy_tickets: true,
-                    logout: crate::services::LogoutPolicy::default(),
-                    response_type: crate::services::ResponseType::Redirect,
-                    sso_enabled: true,
-                    max_auth_age: None,
-                    create_cookie_on_renew: None,
-                    theme: None,
-                },
+                service(1, "App", "https://app.example.org/", &["mail"], false),
+                service(2, "Backend", "https://backend.example.org/", &[], true),
             ])),
             authenticator: Arc::new(StaticUsers::new(
                 vec![UserRecord {

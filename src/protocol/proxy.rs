@@ -175,8 +175,8 @@ impl Cas {
 mod tests {
     use std::sync::Arc;
 
-    use super::super::testing::{Recorder, SERVICE, cas};
-    use super::super::{CredentialOutcome, Endpoint, ValidationRequest};
+    use super::super::testing::{Recorder, SERVICE, cas, sign_in_for_ticket};
+    use super::super::{Endpoint, ValidationRequest};
     use super::*;
     use crate::clock::ManualClock;
 
@@ -192,26 +192,7 @@ mod tests {
     }
 
     async fn st(cas: &Cas) -> String {
-        let CredentialOutcome::Success {
-            redirect: Some((_, st)),
-            ..
-        } = cas
-            .submit_credentials(
-                crate::protocol::LoginSubmission {
-                    service: Some(SERVICE),
-                    username: "alice",
-                    password: "pw",
-                    ..Default::default()
-                },
-                None,
-                super::super::testing::IP,
-            )
-            .await
-            .unwrap()
-        else {
-            panic!("login failed")
-        };
-        st
+        sign_in_for_ticket(cas).await.1
     }
 
     fn with_pgt_url<'a>(

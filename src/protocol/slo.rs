@@ -117,8 +117,8 @@ mod tests {
     use std::io::Read as _;
     use std::sync::Arc;
 
-    use super::super::testing::{Collect, Recorder, SERVICE, cas};
-    use super::super::{CredentialOutcome, Endpoint, ValidationRequest};
+    use super::super::testing::{Collect, Recorder, SERVICE, cas, sign_in_for_ticket};
+    use super::super::{Endpoint, ValidationRequest};
     use super::*;
     use crate::clock::ManualClock;
     use crate::services::{LogoutPolicy, ServicePattern};
@@ -132,34 +132,8 @@ mod tests {
         let mut cas = cas(ManualClock::new());
         cas.logout_sender = collect.clone();
         cas.proxy_callback = recorder.clone();
-        let login = |cas: &Cas| {
-            let cas = cas.clone();
-            async move {
-                let CredentialOutcome::Success {
-                    tgt_id,
-                    redirect: Some((_, st)),
-                    ..
-                } = cas
-                    .submit_credentials(
-                        crate::protocol::LoginSubmission {
-                            service: Some(SERVICE),
-                            username: "alice",
-                            password: "pw",
-                            ..Default::default()
-                        },
-                        None,
-                        super::super::testing::IP,
-                    )
-                    .await
-                    .unwrap()
-                else {
-                    panic!("login failed")
-                };
-                (tgt_id, st)
-            }
-        };
-        let (tgt, st) = login(&cas).await;
-        let (_, other_users_st) = login(&cas).await;
+        let (tgt, st) = sign_in_for_ticket(&cas).await;
+        let (_, other_users_st) = sign_in_for_ticket(&cas).await;
         cas.validate(
             Endpoint::ServiceValidate,
             ValidationRequest {

@@ -248,33 +248,13 @@ pub fn render_cas1(outcome: &Result<ValidationSuccess, Failure>) -> String {
 mod tests {
     use std::time::Duration;
 
-    use super::super::testing::{SERVICE, cas};
-    use super::super::{CredentialOutcome, LoginDecision, LoginRequest};
+    use super::super::testing::{SERVICE, cas, sign_in_for_ticket};
+    use super::super::{LoginDecision, LoginRequest};
     use super::*;
     use crate::clock::ManualClock;
 
     async fn login(cas: &Cas) -> (String, String) {
-        let CredentialOutcome::Success {
-            tgt_id,
-            redirect: Some((_, st)),
-            ..
-        } = cas
-            .submit_credentials(
-                crate::protocol::LoginSubmission {
-                    service: Some(SERVICE),
-                    username: "alice",
-                    password: "pw",
-                    ..Default::default()
-                },
-                None,
-                super::super::testing::IP,
-            )
-            .await
-            .unwrap()
-        else {
-            panic!("login failed");
-        };
-        (tgt_id, st)
+        sign_in_for_ticket(cas).await
     }
 
     fn req<'a>(service: &'a str, ticket: &'a str, renew: bool) -> ValidationRequest<'a> {

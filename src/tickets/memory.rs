@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use super::{
     Grant, IssuedTicket, LogoutTarget, ProxyGrantingTicket, Redeemed, RegistryError, ServiceTicket,
-    Swept, TicketGrantingTicket, TicketRegistry,
+    Swept, TicketGrantingTicket, TicketRegistry, from_unix_ms, unix_ms,
 };
 
 /// Independent locks. Enough that two requests rarely meet, and that the reaper holds
@@ -172,10 +172,6 @@ pub(super) enum Entry {
     ProxyGranting(ProxyGrantingTicket),
 }
 
-fn unix_ms(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 impl MemoryRegistry {
     /// The live contents at `now` (expired entries are left out).
     pub(super) fn export(&self, now: OffsetDateTime) -> Contents {
@@ -236,9 +232,7 @@ impl MemoryRegistry {
             }
         }
         for (digest, until_ms) in contents.claims {
-            let Ok(until) =
-                OffsetDateTime::from_unix_timestamp_nanos(i128::from(until_ms) * 1_000_000)
-            else {
+            let Some(until) = from_unix_ms(until_ms) else {
                 continue;
             };
             if until > now {

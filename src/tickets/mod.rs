@@ -31,6 +31,17 @@ pub use snapshot::SnapshotFile;
 #[error("ticket registry unavailable: {0}")]
 pub struct RegistryError(pub String);
 
+/// Instants as stored outside this process (Redis, the snapshot): Unix milliseconds.
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The instant `ms` Unix milliseconds stand for; `None` outside the representable range
+/// (a corrupt or hostile stored value).
+fn from_unix_ms(ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
 /// What a login-attempt counter is asked to do (see `protocol::throttle`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOp {

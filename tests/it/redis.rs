@@ -35,6 +35,16 @@ impl Cluster {
         self.keys.redis_settings(&self.redis.url(), &self.prefix)
     }
 
+    /// A node of this cluster in all but its registry key: a misconfigured node.
+    fn settings_with_another_registry_key(&self) -> Settings {
+        let other = ClusterKeys {
+            registry: ClusterKeys::generate().registry,
+            tgc: self.keys.tgc.clone(),
+            flow: self.keys.flow.clone(),
+        };
+        other.redis_settings(&self.redis.url(), &self.prefix)
+    }
+
     async fn node(&self) -> TestServer {
         self.node_with(|_| {}).await
     }
@@ -446,13 +456,7 @@ async fn a_node_with_another_registry_key_sees_no_ticket() {
     let a = cluster.node().await;
     // The first node to check records its key; A is first, so C is the odd one out.
     assert_eq!(health(&a).await.0, StatusCode::OK);
-    let other = ClusterKeys {
-        registry: ClusterKeys::generate().registry,
-        tgc: cluster.keys.tgc.clone(),
-        flow: cluster.keys.flow.clone(),
-    };
-    let c = TestServer::start_settings(other.redis_settings(&cluster.redis.url(), &cluster.prefix))
-        .await;
+    let c = TestServer::start_settings(cluster.settings_with_another_registry_key()).await;
     let browser = a.signed_in_browser().await;
     let ticket = browser.sso_ticket(SERVICE).await;
 
@@ -477,12 +481,7 @@ async fn a_node_with_another_key_sweeps_nothing() {
     let a = cluster.node().await;
     assert_eq!(health(&a).await.0, StatusCode::OK);
     let browser = a.signed_in_browser().await;
-    let other = ClusterKeys {
-        registry: ClusterKeys::generate().registry,
-        tgc: cluster.keys.tgc.clone(),
-        flow: cluster.keys.flow.clone(),
-    };
-    let mut settings = other.redis_settings(&cluster.redis.url(), &cluster.prefix);
+    let mut settings = cluster.settings_with_another_registry_key();
     settings.tickets.reaper_interval = Duration::from_millis(20);
     let c = TestServer::start_settings(settings).await;
     c.clock.advance(Duration::from_secs(24 * 3600));

@@ -43,7 +43,8 @@ use super::model::MAX_PGTS;
 use super::sealing::TicketSealer;
 use super::{
     AttemptOp, AttemptStore, Grant, IssuedTicket, LogoutTarget, ProxyGrantingTicket, Redeemed,
-    RegistryError, ServiceTicket, Swept, TicketGrantingTicket, TicketRegistry, model::MAX_ISSUED,
+    RegistryError, ServiceTicket, Swept, TicketGrantingTicket, TicketRegistry, from_unix_ms,
+    model::MAX_ISSUED, unix_ms,
 };
 use crate::clock::Clock;
 use crate::crypto::Secret;
@@ -117,10 +118,6 @@ const KEY_CHECK_TTL_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
 
 /// How long a reaper holds the expired sessions it took before another may retry them.
 const SWEEP_LEASE: Duration = Duration::from_secs(300);
-
-fn unix_ms(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
 
 /// Milliseconds from `now` to `until`, at least 1 (Redis refuses 0, and a key whose time
 /// has come should go at once).
@@ -326,9 +323,8 @@ impl RedisRegistry {
             );
             return;
         }
-        if let Some(at) = used.parse::<i64>().ok().and_then(|ms| {
-            OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-        }) && at > tgt.last_used_at
+        if let Some(at) = used.parse::<i64>().ok().and_then(from_unix_ms)
+            && at > tgt.last_used_at
         {
             tgt.last_used_at = at;
         }
