@@ -112,8 +112,12 @@ impl TgcKeys {
             encryption_key: String,
             signing_key: String,
         }
-        let file: KeyFile =
-            toml::from_str(text).map_err(|e| format!("not a valid key file: {e}"))?;
+        let file: KeyFile = toml::from_str(text).map_err(|e| {
+            format!(
+                "not a valid key file: {}",
+                crate::config::toml_error(&e, text)
+            )
+        })?;
         Self::from_base64(&file.encryption_key, &file.signing_key)
     }
 }

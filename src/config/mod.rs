@@ -209,11 +209,11 @@ pub fn load_with_env(
             .collect(),
         problems: Vec::new(),
     };
-    if let Err(e) = overlay.parse::<toml::Table>() {
+    if let Err(e) = toml::from_str::<toml::Table>(&overlay) {
         return Err(single(
             origin.to_string(),
             "",
-            format!("not valid TOML: {}", e.to_string().trim_end()),
+            format!("not valid TOML: {}", toml_error(&e, &overlay)),
         ));
     }
     let merged = Config::builder()
@@ -235,6 +235,7 @@ pub fn load_with_env(
         Ok(_) => Map::new(),
         Err(e) => return Err(single(origin.to_string(), "", e.to_string())),
     };
+    keep_text_values(&mut root, &ctx.env);
     let (mut encrypted_problems, mut revealed) = (Vec::new(), Vec::new());
     for (section, value) in root.iter_mut() {
         secrets::decrypt_all(
@@ -376,12 +377,85 @@ pub fn load_with_env(
 fn scrub(mut problems: Vec<Problem>, revealed: &[String]) -> Vec<Problem> {
     for problem in &mut problems {
         for secret in revealed.iter().filter(|s| !s.is_empty()) {
-            problem.message = problem
-                .message
-                .replace(secret.as_str(), "(encrypted value)");
+            // Messages quote values; a short secret is replaced only where quoted, or it
+            // would garble every word that happens to contain it.
+            let quoted = [format!("`{secret}`"), format!("\"{secret}\"")];
+            for q in &quoted {
+                problem.message = problem.message.replace(q.as_str(), "`(encrypted value)`");
+            }
+            if secret.len() >= 8 {
+                problem.message = problem
+                    .message
+                    .replace(secret.as_str(), "(encrypted value)");
+            }
         }
     }
     problems
+}
+
+/// Keys whose values are text however they look. Environment overrides are parsed for
+/// type, so `CAS__TICKETS__REDIS__PASSWORD=007` would arrive as the number 7 (and a
+/// refusal would print it): these keys get the variable's text back, as written.
+const TEXT_KEYS: &[&str] = &[
+    "password",
+    "username",
+    "bind_password",
+    "bind_dn",
+    "key",
+    "flow_key",
+    "encryption_key",
+    "signing_key",
+    "name",
+];
+
+fn keep_text_values(root: &mut Map<String, Value>, env: &BTreeMap<String, String>) {
+    for (variable, text) in env {
+        let Some(path) = variable.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let parts: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        let Some((leaf, parents)) = parts.split_last() else {
+            continue;
+        };
+        if !TEXT_KEYS.contains(&leaf.as_str()) {
+            continue;
+        }
+        let mut table = Some(&mut *root);
+        for parent in parents {
+            table = match table.and_then(|t| t.get_mut(parent)) {
+                Some(Value::Object(inner)) => Some(inner),
+                _ => None,
+            };
+        }
+        if let Some(value) = table.and_then(|t| t.get_mut(leaf)) {
+            *value = Value::String(text.clone());
+        }
+    }
+}
+
+/// serde's type errors quote the value they met (`invalid type: integer `123456``): the
+/// value of a password, say. The key and the expected type say enough.
+fn without_values(message: &str) -> String {
+    static VALUE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        #[allow(clippy::expect_used)] // a constant pattern
+        regex::Regex::new(r#"(invalid (?:type|value|length): [a-z ]+?) ?(?:`[^`]*`|"[^"]*"|-?[0-9][^,]*)?, expected"#)
+            .expect("valid pattern")
+    });
+    VALUE.replace_all(message, "$1, expected").into_owned()
+}
+
+/// A TOML syntax error as line, column and message, without the excerpt of the file the
+/// parser would show: that line may hold a secret.
+pub(crate) fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", e.message().trim_end())
+        }
+        None => e.message().trim_end().to_owned(),
+    }
 }
 
 fn single(origin: String, key: &str, message: String) -> ConfigError {
@@ -397,10 +471,19 @@ fn single(origin: String, key: &str, message: String) -> ConfigError {
 /// `section.key` for every key the defaults define, plus the optional ones.
 fn known_keys() -> Vec<String> {
     let mut keys: Vec<String> = OPTIONAL_KEYS.iter().map(|k| (*k).to_owned()).collect();
+    fn walk(prefix: &str, table: &toml::Table, keys: &mut Vec<String>) {
+        for (name, value) in table {
+            let key = format!("{prefix}{name}");
+            if let toml::Value::Table(inner) = value {
+                walk(&format!("{key}."), inner, keys);
+            }
+            keys.push(key);
+        }
+    }
     if let Ok(table) = DEFAULTS.parse::<toml::Table>() {
         for (section, value) in table {
             if let toml::Value::Table(inner) = value {
-                keys.extend(inner.keys().map(|k| format!("{section}.{k}")));
+                walk(&format!("{section}."), &inner, &mut keys);
             }
         }
     }
@@ -506,7 +589,7 @@ impl Ctx {
                 } else {
                     format!("{name}{}", index_path(&path))
                 };
-                let inner = e.into_inner().to_string();
+                let inner = without_values(&e.into_inner().to_string());
                 self.problem(
                     &key,
                     format!("{inner}; see config/example.toml for the expected form"),
@@ -1058,6 +1141,13 @@ impl Ctx {
                 );
                 None
             }
+            Ok(u) if redis::IntoConnectionInfo::into_connection_info(u.as_str()).is_err() => {
+                self.problem(
+                    "tickets.redis.url",
+                    "is not a Redis URL the client accepts (check the port and the database number after the /)",
+                );
+                None
+            }
             Ok(u) if u.scheme() == "redis" && u.host_str().is_some() => Some(false),
             Ok(u) if u.scheme() == "rediss" && u.host_str().is_some() => Some(true),
             // Never quote the URL itself: it may carry a password.
@@ -1151,16 +1241,20 @@ impl Ctx {
         };
         let proxy = match raw.proxy {
             None => Some(None),
+            // Not quoted back: a value with credentials in it (user:pw@host) is refused
+            // without being printed.
             Some(p) => match p.rsplit_once(':') {
                 Some((host, port))
-                    if !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok() =>
+                    if !host.is_empty()
+                        && !host.contains(['/', '@'])
+                        && port.parse::<u16>().is_ok() =>
                 {
                     Some(Some(p))
                 }
                 _ => {
                     self.problem(
                         "http_client.proxy",
-                        format!("`{p}` is not host:port (e.g. \"proxy.example.org:3128\")"),
+                        "is not host:port (e.g. \"proxy.example.org:3128\"); credentials are not supported",
                     );
                     None
                 }
@@ -1557,6 +1651,15 @@ impl Ctx {
             }
         };
         let bind = match (raw.bind_dn, raw.bind_password) {
+            // An empty password is an unauthenticated bind (RFC 4513 5.1.2): LDAP servers
+            // accept it and the search would run anonymously.
+            (Some(_), Some(password)) if password.is_empty() => {
+                self.problem(
+                    &key("bind_password"),
+                    "is empty, which LDAP treats as an anonymous bind; give the service account's password",
+                );
+                None
+            }
             (Some(dn), Some(password)) => Some((dn, Secret::new(password))),
             (None, None) => None,
             (Some(_), None) => {
@@ -1712,12 +1815,18 @@ fn index_path(path: &str) -> String {
     let mut out = String::new();
     // `?` marks an Option level in serde's paths: not part of the key.
     for part in path.split('.').filter(|p| !p.is_empty() && *p != "?") {
-        let part = part.trim_start_matches('[').trim_end_matches(']');
-        if part.chars().all(|c| c.is_ascii_digit()) {
-            out.push_str(&format!("[{part}]"));
-        } else {
+        // `name[3]` (one serde path style) and `[3]` (the other) both become `.name[3]`.
+        let (name, index) = match part.split_once('[') {
+            Some((name, index)) => (name, Some(index.trim_end_matches(']'))),
+            None if part.chars().all(|c| c.is_ascii_digit()) => ("", Some(part)),
+            None => (part, None),
+        };
+        if !name.is_empty() {
             out.push('.');
-            out.push_str(part);
+            out.push_str(name);
+        }
+        if let Some(index) = index {
+            out.push_str(&format!("[{index}]"));
         }
     }
     out

@@ -513,3 +513,72 @@ fn a_redis_node_needs_an_existing_tgc_key_file() {
     let s = load_with_env(Source::File(&path), &HashMap::new()).unwrap();
     assert!(matches!(s.tgc.keys, TgcKeySource::KeyFile(_)));
 }
+
+/// Found in review: secrets reached messages through serde's type errors, TOML excerpts
+/// and proxy values, and numeric-looking passwords from the environment were refused.
+#[test]
+fn mistakes_never_print_the_value_of_a_secret() {
+    let ldap = "[[authn.ldap]]\nname = \"dir\"\nurl = \"ldaps://ldap.example.org\"\nbase_dn = \"dc=example,dc=org\"\nbind_dn = \"cn=cas\"\n";
+    let e = load_text(&format!("{ldap}bind_password = 987654321\n")).unwrap_err();
+    assert_eq!(keys(&e), vec!["authn.ldap[0].bind_password"], "{e}");
+    assert!(!e.to_string().contains("987654321"), "{e}");
+
+    let e = load_text("[tickets]\nkey = s3cretvalue\n").unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("line 2"), "{text}");
+    assert!(!text.contains("s3cretvalue"), "{text}");
+
+    let e =
+        load_text("[http_client]\nproxy = \"user:hunter22@proxy.example.org:3128\"\n").unwrap_err();
+    assert_eq!(keys(&e), vec!["http_client.proxy"]);
+    assert!(!e.to_string().contains("hunter22"), "{e}");
+
+    let e = load_text(&format!("{ldap}bind_password = \"\"\n")).unwrap_err();
+    assert_eq!(keys(&e), vec!["authn.ldap[0].bind_password"], "{e}");
+
+    let tgc = crate::tgc::TgcKeys::generate().to_config();
+    let redis = format!(
+        "[tgc]\n{tgc}[login]\nflow_key = \"{KEY}\"\n[tickets]\nstore = \"redis\"\nkey = \"{KEY}\"\n"
+    );
+    let env = HashMap::from([("CAS__TICKETS__REDIS__PASSWORD".to_owned(), "007".to_owned())]);
+    let s = load_with_env(
+        Source::Text {
+            name: "test.toml",
+            text: &redis,
+        },
+        &env,
+    )
+    .unwrap();
+    let TicketStore::Redis(options) = &s.tickets.store else {
+        panic!("redis");
+    };
+    assert_eq!(
+        options.password.as_ref().map(|p| p.expose().as_str()),
+        Some("007"),
+        "kept as written"
+    );
+}
+
+#[test]
+fn list_entries_and_nested_tables_are_named_and_hinted() {
+    let e = load_text(
+        "[[authn.ldap]]\nname = \"dir\"\nurl = \"ldaps://ldap.example.org\"\nbase_dn = \"dc=x\"\npool_size = \"big\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(keys(&e), vec!["authn.ldap[0].pool_size"], "{e}");
+    assert!(!e.to_string().contains("\"big\""), "{e}");
+
+    let e = load_text("[tickets.redis]\npool_sise = 3\n").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("did you mean `tickets.redis.pool_size`?"),
+        "{e}"
+    );
+
+    let tgc = crate::tgc::TgcKeys::generate().to_config();
+    let e = load_text(&format!(
+        "[tgc]\n{tgc}[login]\nflow_key = \"{KEY}\"\n[tickets]\nstore = \"redis\"\nkey = \"{KEY}\"\n[tickets.redis]\nurl = \"redis://cache.internal:6379/abc\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(keys(&e), vec!["tickets.redis.url"], "{e}");
+}
