@@ -170,7 +170,17 @@ impl App {
                     SameSite::Strict => SameSite::Strict,
                     SameSite::Lax | SameSite::None => SameSite::Lax,
                 },
-                ..cookie("CASFLOW")
+                // With Secure, the `__Host-` prefix: browsers then refuse the cookie from
+                // a sibling domain or a plain-HTTP page, so no one can plant a binding
+                // value they know (which would reopen login CSRF).
+                ..if settings.tgc.secure {
+                    CookieSettings {
+                        path: "/".into(),
+                        ..cookie("__Host-CASFLOW")
+                    }
+                } else {
+                    cookie("CASFLOW")
+                }
             },
             catalogues: Catalogues::builtin(&settings.ui.default_locale)
                 .map_err(StartupError::Keys)?,

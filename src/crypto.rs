@@ -96,8 +96,9 @@ impl Sealer {
     }
 
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> String {
-        let nonce_bytes = random_bytes::<NONCE_LEN>();
-        let nonce = aes_gcm::Nonce::try_from(&nonce_bytes[..]).unwrap_or_default();
+        // A fresh random nonce every time; `from` an array of the right size cannot fail
+        // (no fallback value that could repeat).
+        let nonce = aes_gcm::Nonce::from(random_bytes::<NONCE_LEN>());
         #[allow(clippy::expect_used)] // encryption only fails for inputs of gigabytes
         let sealed = self
             .cipher
@@ -110,7 +111,7 @@ impl Sealer {
             )
             .expect("AES-GCM encryption of a small buffer");
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-        out.extend_from_slice(&nonce_bytes);
+        out.extend_from_slice(nonce.as_slice());
         out.extend_from_slice(&sealed);
         b64url_encode(&out)
     }

@@ -298,15 +298,29 @@ impl LdapSource {
         AuthError::Unavailable(format!("LDAP source `{}`: {why}", self.options.name))
     }
 
-    fn principal(&self, user: String, entry: Option<&SearchEntry>) -> Principal {
+    /// The principal for `user`. With `principal_attribute`, its one value is the id: an
+    /// entry without it, or with several, is refused rather than falling back to the
+    /// login name, which could then equal another person's attribute value.
+    fn principal(&self, user: String, entry: Option<&SearchEntry>) -> Result<Principal, AuthError> {
         let attrs = entry.map(|e| &e.attrs);
-        let id = self
-            .options
-            .principal_attribute
-            .as_ref()
-            .and_then(|name| attrs?.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
-            .and_then(|(_, values)| values.first().cloned())
-            .unwrap_or(user);
+        let id = match &self.options.principal_attribute {
+            None => user,
+            Some(name) => {
+                let values = attrs
+                    .and_then(|a| a.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+                    .map(|(_, values)| values.as_slice())
+                    .unwrap_or_default();
+                match values {
+                    [one] if !one.is_empty() => one.clone(),
+                    _ => {
+                        return Err(self.unavailable(&format!(
+                            "the entry of `{user}` has {} values of principal_attribute `{name}`; exactly one is needed",
+                            values.len()
+                        )));
+                    }
+                }
+            }
+        };
         let mut attributes = BTreeMap::new();
         if let Some(attrs) = attrs {
             for (from, to) in &self.options.attributes {
@@ -317,7 +331,7 @@ impl LdapSource {
                 }
             }
         }
-        Principal { id, attributes }
+        Ok(Principal { id, attributes })
     }
 }
 
@@ -349,7 +363,7 @@ impl Authenticator for LdapSource {
                 };
                 let mut ldap = self.bind_as(&entry.dn, password).await?;
                 let _ = ldap.unbind().await;
-                Ok(self.principal(user, Some(&entry)))
+                self.principal(user, Some(&entry))
             }
             Lookup::Template(template) => {
                 let dn = template.replace("{user}", &ldap3::dn_escape(user.as_str()));
@@ -374,7 +388,7 @@ impl Authenticator for LdapSource {
                         None
                     }
                 };
-                Ok(self.principal(user, entry.as_ref()))
+                self.principal(user, entry.as_ref())
             }
         }
     }

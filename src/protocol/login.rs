@@ -115,7 +115,7 @@ pub enum CredentialOutcome {
 
 impl Cas {
     /// GET `/login`. `session` is the TGT id from a valid TGC, if any.
-    #[tracing::instrument(skip_all, fields(renew = req.renew, gateway = req.gateway))]
+    #[tracing::instrument(level = "debug", skip_all, fields(renew = req.renew, gateway = req.gateway))]
     pub async fn request_login(
         &self,
         req: LoginRequest<'_>,
@@ -224,7 +224,7 @@ impl Cas {
 
     /// POST `/login` with credentials from `ip`. `previous` is the TGT of an existing
     /// session, which a fresh login replaces.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn submit_credentials(
         &self,
         sub: LoginSubmission<'_>,

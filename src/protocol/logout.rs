@@ -16,7 +16,7 @@ pub struct LogoutOutcome {
 impl Cas {
     /// `session` is the TGT id from the TGC, if any. The obsolete `url` parameter is never
     /// passed here (LOGOUT-06).
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn logout(
         &self,
         session: Option<&str>,

@@ -112,7 +112,7 @@ impl Cas {
     }
 
     /// `/proxy` (§2.7): a proxy ticket for `target_service`, from a live PGT.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn proxy(
         &self,
         pgt: Option<&str>,

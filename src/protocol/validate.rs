@@ -98,7 +98,7 @@ pub struct ValidationSuccess {
 }
 
 impl Cas {
-    #[tracing::instrument(skip_all, fields(endpoint = endpoint.path()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(endpoint = endpoint.path()))]
     pub async fn validate(
         &self,
         endpoint: Endpoint,

@@ -337,7 +337,14 @@ impl TicketRegistry for MemoryRegistry {
     }
 
     async fn remove_pgt(&self, id: &str) -> Result<(), RegistryError> {
-        let removed = self.shard(id).tickets.remove(id);
+        let removed = {
+            let mut shard = self.shard(id);
+            match shard.tickets.get(id) {
+                // Another kind of id is left alone.
+                Some(Stored::ProxyGranting(_)) => shard.tickets.remove(id),
+                _ => None,
+            }
+        };
         if let Some(Stored::ProxyGranting(pgt)) = removed {
             let mut shard = self.shard(&pgt.tgt_id);
             if let Some(Stored::Tgt(tgt)) = shard.tickets.get_mut(&pgt.tgt_id) {

@@ -267,13 +267,15 @@ async fn redeem_form(
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Result<(), FlowError>, WebError> {
-    let binding = state.flow_cookie.values(headers).into_iter().next();
+    // Every well-formed value is tried: a cookie planted for a parent domain or a longer
+    // path comes first in the header, and must not shadow this browser's own.
+    let bindings = form_bindings(state, headers);
     state
         .flow
         .redeem(
             params.get("lt").unwrap_or_default(),
             params.get("service"),
-            binding,
+            &bindings,
         )
         .await
         .map_err(|e| WebError::Unavailable(e.to_string()))
@@ -284,15 +286,22 @@ async fn redeem_form(
 /// A login form only posts from the browser that loaded it: the cookie is SameSite=Lax,
 /// so a form another site submits arrives without it (login CSRF).
 fn form_binding(state: &AppState, headers: &HeaderMap) -> (String, bool) {
-    let existing = state
+    match form_bindings(state, headers).first() {
+        Some(value) => ((*value).to_owned(), false),
+        None => (crate::crypto::random_base62(FLOW_BINDING_LEN), true),
+    }
+}
+
+const FLOW_BINDING_LEN: usize = 22;
+
+/// The well-formed `CASFLOW` values the browser sent, in its order.
+fn form_bindings<'h>(state: &AppState, headers: &'h HeaderMap) -> Vec<&'h str> {
+    state
         .flow_cookie
         .values(headers)
         .into_iter()
-        .find(|v| v.len() == 22 && v.bytes().all(|b| b.is_ascii_alphanumeric()));
-    match existing {
-        Some(value) => (value.to_owned(), false),
-        None => (crate::crypto::random_base62(22), true),
-    }
+        .filter(|v| v.len() == FLOW_BINDING_LEN && v.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .collect()
 }
 
 /// Sends the browser to the service with its ticket, as `method` or the service's

@@ -344,6 +344,33 @@ async fn direct_bind_with_a_dn_template_works() {
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// Found in review: an entry without the principal attribute fell back to the login
+/// name, which could equal another person's attribute value (one user id, two people).
+/// Such an entry, or one with several values, cannot sign in.
+#[tokio::test]
+async fn a_missing_or_ambiguous_principal_attribute_refuses_the_login() {
+    let slapd = Slapd::start(None);
+    let mut by_mail = source(&slapd.url());
+    by_mail.principal_attribute = Some("mail".into());
+    let server = TestServer::start_with(|s| s.authn.ldap = vec![by_mail]).await;
+
+    let missing = server
+        .browser()
+        .login(Some(SERVICE), "nomail", LDAP_PASSWORD)
+        .await;
+    assert_eq!(missing.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(location(&missing).is_none());
+
+    let mut by_group = source(&slapd.url());
+    by_group.principal_attribute = Some("memberOf".into());
+    let server = TestServer::start_with(|s| s.authn.ldap = vec![by_group]).await;
+    let ambiguous = server
+        .browser()
+        .login(Some(SERVICE), "jdoe", LDAP_PASSWORD)
+        .await;
+    assert_eq!(ambiguous.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
 /// `cas-server check-config --probe` binds each directory's service account: it passes
 /// while the directory is up and fails, naming the source, when it is down.
 #[tokio::test]

@@ -797,15 +797,33 @@ async fn registry_scenario(registry: &dyn cas_server::tickets::TicketRegistry) {
         registry.redeem(&pgt.id, at(62)).await.unwrap(),
         Redeemed::WrongKind
     ));
+    registry.remove_pgt(&tgt.id).await.unwrap();
+    assert!(
+        registry.get_tgt(&tgt.id, at(62)).await.unwrap().is_some(),
+        "a session's id given as a PGT removes nothing"
+    );
     // Single-use keys.
     assert!(registry.claim_once("LT-1", at(300)).await.unwrap());
     assert!(!registry.claim_once("LT-1", at(300)).await.unwrap());
-    // Removal hands back the history for single logout and takes the rest with it.
+    // Removal hands back the history for single logout and takes the rest with it,
+    // proxy tickets included.
     let unused = st(at(70));
     registry
         .add_service_ticket(unused.clone(), LogoutTarget::None, at(70))
         .await
         .unwrap();
+    let pt = ServiceTicket::proxy(
+        &pgt,
+        "https://backend/",
+        at(70),
+        ExpirationPolicy::fixed(Duration::from_secs(10)),
+    );
+    assert!(
+        registry
+            .add_service_ticket(pt.clone(), LogoutTarget::None, at(70))
+            .await
+            .unwrap()
+    );
     let removed = registry
         .remove_tgt(&tgt.id)
         .await
@@ -819,7 +837,12 @@ async fn registry_scenario(registry: &dyn cas_server::tickets::TicketRegistry) {
         .collect();
     assert_eq!(
         issued,
-        vec![first.id.as_str(), late.id.as_str(), unused.id.as_str()]
+        vec![
+            first.id.as_str(),
+            late.id.as_str(),
+            unused.id.as_str(),
+            pt.id.as_str()
+        ]
     );
     assert!(registry.remove_tgt(&tgt.id).await.unwrap().is_none());
     assert!(matches!(
@@ -827,6 +850,10 @@ async fn registry_scenario(registry: &dyn cas_server::tickets::TicketRegistry) {
         Redeemed::Missing
     ));
     assert!(registry.get_pgt(&pgt.id, at(71)).await.unwrap().is_none());
+    assert!(matches!(
+        registry.redeem(&pt.id, at(71)).await.unwrap(),
+        Redeemed::Missing
+    ));
 }
 
 #[tokio::test]

@@ -355,3 +355,23 @@ async fn a_long_user_agent_still_gets_a_small_working_cookie() {
     assert!(cookie.len() < 1024, "{} bytes", cookie.len());
     assert_sso_as(&server, &browser, SERVICE, "alice").await;
 }
+
+/// Found in review: a binding cookie planted for a longer path (or a parent domain) comes
+/// first in the browser's Cookie header; the form must still be redeemed with the
+/// browser's own value, not fail (and count as a failed attempt) on the planted one.
+#[tokio::test]
+async fn a_planted_binding_cookie_does_not_shadow_the_browsers_own() {
+    let server = TestServer::start().await;
+    let browser = server.browser();
+    let lt = browser.form_token(Some(SERVICE)).await;
+    let url = format!("{}/login", server.base).parse().unwrap();
+    browser
+        .jar
+        .add_cookie_str("CASFLOW=PlantedPlantedPlanted0; Path=/cas/login", &url);
+
+    let response = browser
+        .submit_login(Some(SERVICE), "alice", PASSWORD, &lt, &[])
+        .await;
+
+    assert_eq!(response.status(), StatusCode::FOUND);
+}

@@ -233,3 +233,31 @@ fn certificate_mistakes_are_named_at_startup() {
     let e = load("[server]\nhttp_redirect_bind = \"127.0.0.1:0\"\n").unwrap_err();
     assert_eq!(e.problems[0].key, "server.http_redirect_bind");
 }
+
+/// Found in review: with Secure cookies the form-binding cookie is `__Host-CASFLOW`, which
+/// browsers accept only from this exact host over HTTPS with `Path=/`: no sibling domain
+/// can plant a binding value it knows. Signing in still works.
+#[tokio::test]
+async fn the_form_binding_cookie_is_host_only_when_secure() {
+    let pki = TestPki::new();
+    let server = TestServer::start_tls(&pki, |s| s.tgc.secure = true).await;
+    let browser = server.browser();
+
+    let page = browser.get_login(&[("service", SERVICE)]).await;
+    let flow = set_cookies(&page)
+        .into_iter()
+        .find(|c| c.contains("CASFLOW="))
+        .expect("the form sets its binding cookie");
+
+    assert!(flow.starts_with("__Host-CASFLOW="), "{flow}");
+    assert!(
+        flow.contains("Path=/;") || flow.ends_with("Path=/"),
+        "{flow}"
+    );
+    assert!(
+        flow.contains("Secure") && !flow.contains("Domain"),
+        "{flow}"
+    );
+    let ticket = browser.login_for_ticket(SERVICE).await;
+    assert_validates_as(&server, SERVICE, &ticket, "alice").await;
+}

@@ -645,27 +645,32 @@ impl TicketRegistry for RedisRegistry {
     async fn remove_pgt(&self, id: &str) -> Result<(), RegistryError> {
         let hash = self.sealer.hash_id(id);
         let key = self.ticket_key(&hash);
-        let data: Option<String> = self
+        let (kind, data): (Option<String>, Option<String>) = self
             .command(|| {
-                let mut cmd = redis::cmd("HGET");
-                cmd.arg(&key).arg("d");
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(&key).arg("k").arg("d");
                 cmd
             })
             .await?;
-        let list = data
+        // Only a PGT this node can open is removed, as in memory: another id (a session's,
+        // say) is left alone.
+        let Some(pgt) = data
+            .filter(|_| kind.as_deref() == Some(PGT))
             .and_then(|d| self.open::<ProxyGrantingTicket>(&d, PGT, &hash))
-            .map(|pgt| self.pgts_key(&self.sealer.hash_id(&pgt.tgt_id)));
+            .filter(|p| p.id == id)
+        else {
+            return Ok(());
+        };
+        let list = self.pgts_key(&self.sealer.hash_id(&pgt.tgt_id));
         self.pool
             .run(|mut c| {
-                let (key, list, hash) = (key.clone(), list.clone(), hash.clone());
-                async move {
-                    let mut pipe = redis::pipe();
-                    pipe.del(&key).ignore();
-                    if let Some(list) = &list {
-                        pipe.lrem(list, 0, &hash).ignore();
-                    }
-                    pipe.query_async::<()>(&mut c).await
-                }
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .del(&key)
+                    .ignore()
+                    .lrem(&list, 0, &hash)
+                    .ignore();
+                async move { pipe.query_async::<()>(&mut c).await }
             })
             .await
     }

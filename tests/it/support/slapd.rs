@@ -74,6 +74,13 @@ sn: User
 userPassword: ldap-pass
 pwdAccountLockedTime: 000001010000Z
 
+dn: uid=nomail,ou=people,dc=example,dc=org
+objectClass: inetOrgPerson
+uid: nomail
+cn: No Mail
+sn: Mail
+userPassword: ldap-pass
+
 dn: uid=reset,ou=people,dc=example,dc=org
 objectClass: inetOrgPerson
 uid: reset
