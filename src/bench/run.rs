@@ -650,7 +650,6 @@ pub async fn compare(opts: &CompareOptions) -> Result<Comparison, BenchError> {
         }
         _ => None,
     };
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(Comparison {
         pairs,
         startup_ms: startup.as_secs_f64() * 1000.0,
@@ -827,8 +826,57 @@ async fn reaper_run(
     })
 }
 
-fn tempfile_dir() -> Result<PathBuf, BenchError> {
-    let dir = std::env::temp_dir().join(format!("cas-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| BenchError::Usage(e.to_string()))?;
-    Ok(dir)
+/// A fresh folder only this user can enter (it holds configurations with keys and, with
+/// `--redis`, the Redis URL), removed when the run ends, whichever way it ends.
+struct BenchDir(PathBuf);
+
+impl std::ops::Deref for BenchDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for BenchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> Result<BenchDir, BenchError> {
+    let dir = std::env::temp_dir().join(format!(
+        "cas-bench-{}-{}",
+        std::process::id(),
+        crate::crypto::random_base62(10)
+    ));
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    // `create`, not `create_all`: a folder someone else made first is refused.
+    builder
+        .create(&dir)
+        .map_err(|e| BenchError::Usage(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(BenchDir(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Found in review: the folder holding keys and the Redis URL was predictable,
+    /// world-readable and left behind on errors.
+    #[test]
+    fn the_work_folder_is_private_fresh_and_removed() {
+        let dir = super::tempfile_dir().unwrap();
+        let path = dir.to_path_buf();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        let other = super::tempfile_dir().unwrap();
+        assert_ne!(other.to_path_buf(), path, "a fresh name each run");
+        drop(dir);
+        assert!(!path.exists(), "removed when the run ends");
+    }
 }

@@ -6,7 +6,7 @@
 
 mod pattern;
 
-pub use pattern::{PatternError, ServicePattern, is_well_formed, normalize};
+pub use pattern::{Candidate, PatternError, ServicePattern, is_well_formed, normalize};
 
 /// One `[[services]]` entry, validated.
 #[derive(Debug, Clone)]
@@ -119,9 +119,10 @@ impl ServiceRegistry {
 
     /// The enabled entry responsible for `service`, if any.
     pub fn find(&self, service: &str) -> Option<&RegisteredService> {
+        let candidate = Candidate::new(service)?;
         self.services
             .iter()
-            .find(|s| s.enabled && s.pattern.matches(service))
+            .find(|s| s.enabled && s.pattern.matches_candidate(&candidate))
     }
 
     /// The entry with this `id`, enabled or not.

@@ -13,11 +13,27 @@ use regex::{Regex, RegexBuilder};
 #[derive(Clone)]
 pub enum ServicePattern {
     /// The whole URL, compared after [`normalize`] (CC-01..03).
-    Exact(String),
+    Exact(Literal),
     /// `prefix:` — the normalised URL starts with this normalised prefix.
-    Prefix(String),
+    Prefix(Literal),
     /// `regex:` — anchored at both ends, case-insensitive like Apereo's `serviceId`.
     Regex(Regex),
+}
+
+/// A URL as configured, and normalised once at load rather than at every lookup.
+#[derive(Clone)]
+pub struct Literal {
+    text: String,
+    normalized: String,
+}
+
+impl Literal {
+    fn new(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            normalized: normalize(text),
+        }
+    }
 }
 
 impl fmt::Debug for ServicePattern {
@@ -29,10 +45,27 @@ impl fmt::Debug for ServicePattern {
 impl fmt::Display for ServicePattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Exact(url) => write!(f, "{url}"),
-            Self::Prefix(prefix) => write!(f, "prefix:{prefix}"),
+            Self::Exact(url) => write!(f, "{}", url.text),
+            Self::Prefix(prefix) => write!(f, "prefix:{}", prefix.text),
             Self::Regex(re) => write!(f, "regex:{}", re.as_str()),
         }
+    }
+}
+
+/// A service URL about to be matched: well-formed, and normalised once.
+pub struct Candidate<'a> {
+    raw: &'a str,
+    normalized: String,
+}
+
+impl<'a> Candidate<'a> {
+    /// `None` for a URL that could read differently to a browser than to the matching
+    /// (it compares decoded text, browsers follow the raw URL): never a service.
+    pub fn new(raw: &'a str) -> Option<Self> {
+        is_well_formed(raw).then(|| Self {
+            raw,
+            normalized: normalize(raw),
+        })
     }
 }
 
@@ -45,7 +78,7 @@ impl ServicePattern {
     pub fn parse(text: &str) -> Result<Self, PatternError> {
         if let Some(prefix) = text.strip_prefix("prefix:") {
             check_prefix(prefix)?;
-            Ok(Self::Prefix(prefix.to_owned()))
+            Ok(Self::Prefix(Literal::new(prefix)))
         } else if let Some(re) = text.strip_prefix("regex:") {
             let anchored = format!("^(?:{re})$");
             RegexBuilder::new(&anchored)
@@ -56,27 +89,28 @@ impl ServicePattern {
                 .map_err(|e| PatternError(format!("invalid regular expression: {e}")))
         } else {
             check_absolute_http_url(text)?;
-            Ok(Self::Exact(text.to_owned()))
+            Ok(Self::Exact(Literal::new(text)))
         }
     }
 
     pub fn matches(&self, service: &str) -> bool {
-        // Matching compares decoded text, but browsers and clients follow the raw URL:
-        // anything that could read differently to them is never a service.
-        if !is_well_formed(service) {
-            return false;
-        }
+        Candidate::new(service).is_some_and(|c| self.matches_candidate(&c))
+    }
+
+    /// `matches` for a service URL already checked and normalised (once per lookup,
+    /// however many entries are tried).
+    pub fn matches_candidate(&self, service: &Candidate<'_>) -> bool {
         match self {
-            Self::Exact(url) => normalize(url) == normalize(service),
-            Self::Prefix(prefix) => normalize(service).starts_with(&normalize(prefix)),
-            Self::Regex(re) => re.is_match(service),
+            Self::Exact(url) => url.normalized == service.normalized,
+            Self::Prefix(prefix) => service.normalized.starts_with(&prefix.normalized),
+            Self::Regex(re) => re.is_match(service.raw),
         }
     }
 
     /// The literal text a service URL is compared with, for near-miss reports.
     pub fn literal(&self) -> Option<&str> {
         match self {
-            Self::Exact(s) | Self::Prefix(s) => Some(s),
+            Self::Exact(s) | Self::Prefix(s) => Some(&s.text),
             Self::Regex(_) => None,
         }
     }

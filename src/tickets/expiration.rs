@@ -8,9 +8,10 @@ use time::OffsetDateTime;
 /// A hard lifetime from creation plus an optional sliding idle window from last use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExpirationPolicy {
-    #[serde(with = "secs")]
+    // Stored in milliseconds (Redis, the snapshot): lifetimes may be set below a second.
+    #[serde(rename = "hard_ms", with = "millis")]
     pub hard: Duration,
-    #[serde(with = "opt_secs")]
+    #[serde(rename = "idle_ms", with = "opt_millis")]
     pub idle: Option<Duration>,
 }
 
@@ -50,28 +51,32 @@ impl ExpirationPolicy {
     }
 }
 
-mod secs {
+fn to_millis(d: &Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+mod millis {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_secs())
+        s.serialize_u64(super::to_millis(d))
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_secs)
+        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 
-mod opt_secs {
+mod opt_millis {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
-            Some(d) => s.serialize_some(&d.as_secs()),
+            Some(d) => s.serialize_some(&super::to_millis(d)),
             None => s.serialize_none(),
         }
     }
@@ -79,7 +84,7 @@ mod opt_secs {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Duration>, D::Error> {
-        Option::<u64>::deserialize(d).map(|o| o.map(Duration::from_secs))
+        Option::<u64>::deserialize(d).map(|o| o.map(Duration::from_millis))
     }
 }
 
@@ -96,6 +101,16 @@ mod tests {
         assert!(p.is_expired(t0, t0, s(60)));
         assert!(!p.is_expired(t0, s(250), s(299)));
         assert!(p.is_expired(t0, s(299), s(300)));
+    }
+
+    /// Found in review: policies were stored in whole seconds, so a 500 ms ticket read
+    /// back from Redis or the snapshot had already expired.
+    #[test]
+    fn policies_keep_their_milliseconds_when_stored() {
+        let p = ExpirationPolicy::sliding(Duration::from_millis(1500), Duration::from_millis(2500));
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(json, r#"{"hard_ms":2500,"idle_ms":1500}"#);
+        assert_eq!(serde_json::from_str::<ExpirationPolicy>(&json).unwrap(), p);
     }
 
     #[test]

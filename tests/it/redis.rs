@@ -1164,3 +1164,15 @@ async fn failed_logins_on_two_nodes_count_together() {
     let bob = on_b.login(Some(SERVICE), "bob", BOB_PASSWORD).await;
     assert_eq!(bob.status(), StatusCode::FOUND);
 }
+
+/// Found in review: lifetimes were stored in whole seconds, so with `st_ttl = "500ms"`
+/// every ticket read back from Redis had already expired.
+#[tokio::test]
+async fn sub_second_ticket_lifetimes_survive_the_trip_through_redis() {
+    let cluster = Cluster::new(false).await;
+    let server = cluster
+        .node_with(|s| s.tickets.st_ttl = Duration::from_millis(500))
+        .await;
+    let ticket = server.browser().login_for_ticket(SERVICE).await;
+    assert_validates_as(&server, SERVICE, &ticket, "alice").await;
+}
