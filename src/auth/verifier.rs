@@ -142,6 +142,15 @@ mod tests {
                     use std::sync::atomic::Ordering::SeqCst;
                     let now = running.fetch_add(1, SeqCst) + 1;
                     peak.fetch_max(now, SeqCst);
+                    // Wait (a bounded while) for a second check to start, so the peak does
+                    // not depend on how the machine schedules threads.
+                    for _ in 0..100 {
+                        if running.load(SeqCst) >= 2 {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    peak.fetch_max(running.load(SeqCst), SeqCst);
                     std::thread::sleep(std::time::Duration::from_millis(20));
                     running.fetch_sub(1, SeqCst);
                 })

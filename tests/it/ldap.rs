@@ -87,16 +87,26 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     let server = server_for(&slapd).await;
     let browser = server.browser();
 
-    let started = Instant::now();
-    let wrong = browser
-        .login(Some(SERVICE), "jdoe", "not-the-password")
-        .await;
-    let wrong_time = started.elapsed();
-    let started = Instant::now();
-    let unknown = browser
-        .login(Some(SERVICE), "nobody-here", "not-the-password")
-        .await;
-    let unknown_time = started.elapsed();
+    // The fastest of three tries each: scheduling on a busy machine only ever adds time,
+    // so the minimums compare the work done, not the noise.
+    let mut wrong = None;
+    let mut unknown = None;
+    let (mut wrong_time, mut unknown_time) = (Duration::MAX, Duration::MAX);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let response = browser
+            .login(Some(SERVICE), "jdoe", "not-the-password")
+            .await;
+        wrong_time = wrong_time.min(started.elapsed());
+        wrong = Some(response);
+        let started = Instant::now();
+        let response = browser
+            .login(Some(SERVICE), "nobody-here", "not-the-password")
+            .await;
+        unknown_time = unknown_time.min(started.elapsed());
+        unknown = Some(response);
+    }
+    let (wrong, unknown) = (wrong.unwrap(), unknown.unwrap());
 
     for response in [wrong, unknown] {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);

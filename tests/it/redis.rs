@@ -964,8 +964,13 @@ async fn a_redis_that_stops_answering_costs_a_bounded_wait_not_a_hang() {
     let ticket = browser.sso_ticket(SERVICE).await;
 
     cluster.redis.freeze(true);
+    // Each request gives up after connect_timeout + command_timeout (1 s here); 2.5 s
+    // leaves room for a loaded machine and still tells a bounded wait from a hang.
+    let limit = Duration::from_millis(2_500);
     let started = std::time::Instant::now();
     let sso = bounded("SSO", browser.get_login(&[("service", SERVICE)])).await;
+    let sso_took = started.elapsed();
+    let started = std::time::Instant::now();
     let validation = bounded(
         "validation",
         server
@@ -973,17 +978,22 @@ async fn a_redis_that_stops_answering_costs_a_bounded_wait_not_a_hang() {
             .validate("/serviceValidate", SERVICE, &ticket),
     )
     .await;
+    let validation_took = started.elapsed();
+    let started = std::time::Instant::now();
     let (status, _) = bounded("health", health(&server)).await;
-    let waited = started.elapsed();
+    let health_took = started.elapsed();
     cluster.redis.freeze(false);
 
     assert_eq!(sso.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(validation.code(), "INTERNAL_ERROR");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        waited < Duration::from_millis(4_500),
-        "three requests, each at most 1 s (plus slack): {waited:?}"
-    );
+    for (what, took) in [
+        ("SSO", sso_took),
+        ("validation", validation_took),
+        ("health", health_took),
+    ] {
+        assert!(took < limit, "{what} waited {took:?}");
+    }
     wait_until_healthy(&server, "answers again once Redis does").await;
     assert_sso_as(&server, &browser, OTHER_SERVICE, "alice").await;
 }

@@ -211,7 +211,9 @@ async fn a_hanging_application_does_not_delay_the_logout() {
 
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
-        elapsed < Duration::from_millis(300),
+        // Well under the 2 s a wait for the hanging application would take, with room
+        // for a loaded CI machine.
+        elapsed < Duration::from_secs(1),
         "logout took {elapsed:?}"
     );
     let received = app.wait_for(2).await;
@@ -269,11 +271,12 @@ async fn a_full_queue_drops_messages_with_a_warning_and_the_server_stays_respons
 
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
-        logout_time < Duration::from_millis(300),
+        // The stuck sender would hold it for 5 s.
+        logout_time < Duration::from_secs(2),
         "logout took {logout_time:?}"
     );
     assert!(
-        health_time < Duration::from_millis(300),
+        health_time < Duration::from_secs(2),
         "health took {health_time:?}"
     );
     let health: serde_json::Value = serde_json::from_str(&health.raw).unwrap();
@@ -420,12 +423,29 @@ async fn expiry_is_silent_by_default() {
         s.tickets.reaper_interval = Duration::from_millis(50);
     })
     .await;
+    // The control: the same, with on_expiry. Once it has told its application, the
+    // default server's reaper has had the same time to sweep.
+    let control = TestServer::start_with(|s| {
+        allow_loopback(s);
+        s.slo.on_expiry = true;
+        s.tickets.reaper_interval = Duration::from_millis(50);
+    })
+    .await;
     server.browser().login_for_ticket(&app.url("/one/x")).await;
+    control.browser().login_for_ticket(&app.url("/two/x")).await;
 
     server.clock.advance(Duration::from_secs(2 * 3600));
+    control.clock.advance(Duration::from_secs(2 * 3600));
+    let received = app.wait_for(1).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
 
-    assert!(app.received().is_empty());
+    assert_eq!(received[0].path, "/two/x", "the control's reaper ran");
+    let paths: Vec<String> = app.received().into_iter().map(|m| m.path).collect();
+    assert_eq!(
+        paths,
+        vec!["/two/x".to_owned()],
+        "nothing from the default server"
+    );
 }
 
 /// Front-channel applications are configured per service; a back-channel one is the
