@@ -86,6 +86,8 @@ pub struct LdapSource {
     idle: Mutex<Vec<Ldap>>,
     /// Bounds connections in use at once, searches and user binds alike.
     permits: Semaphore,
+    /// A health probe is running (at most one at a time).
+    probing: std::sync::atomic::AtomicBool,
     /// The last health probe: when, and whether the directory answered.
     health_cache: Mutex<Option<(std::time::Instant, bool)>>,
 }
@@ -103,6 +105,7 @@ impl LdapSource {
             tls: Arc::new(tls),
             idle: Mutex::new(Vec::new()),
             permits,
+            probing: std::sync::atomic::AtomicBool::new(false),
             health_cache: Mutex::new(None),
         })
     }
@@ -110,7 +113,7 @@ impl LdapSource {
     /// Connects and binds the service account, or reports why not (for `check-config
     /// --probe` and `/health`).
     pub async fn probe(&self) -> Result<(), String> {
-        let mut ldap = self.service_connection().await?;
+        let (mut ldap, _) = self.service_connection().await?;
         let found = ldap
             .with_timeout(self.options.operation_timeout)
             .search("", Scope::Base, "(objectClass=*)", vec!["1.1"])
@@ -161,14 +164,16 @@ impl LdapSource {
     }
 
     /// A pooled connection bound as the service account, or a new one.
-    async fn service_connection(&self) -> Result<Ldap, String> {
+    /// A bound service connection, and whether it came from the pool (and so may have
+    /// died since it was last used).
+    async fn service_connection(&self) -> Result<(Ldap, bool), String> {
         let pooled = self
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
         if let Some(ldap) = pooled {
-            return Ok(ldap);
+            return Ok((ldap, true));
         }
         let mut ldap = self.connect().await?;
         if let Some((dn, password)) = &self.options.bind {
@@ -181,7 +186,7 @@ impl LdapSource {
                 .success()
                 .map_err(|e| format!("service account bind refused: {e}"))?;
         }
-        Ok(ldap)
+        Ok((ldap, false))
     }
 
     fn release(&self, ldap: Ldap) {
@@ -217,16 +222,11 @@ impl LdapSource {
     ) -> Result<Option<SearchEntry>, String> {
         let filter = filter.replace("{user}", &ldap3::ldap_escape(user));
         let wanted = self.wanted_attributes();
-        // One retry on a fresh connection: a pooled one may have died with a restart.
-        let mut last_error = String::new();
-        for _ in 0..2 {
-            let mut ldap = match self.service_connection().await {
-                Ok(ldap) => ldap,
-                Err(e) => {
-                    last_error = e;
-                    continue;
-                }
-            };
+        // A pooled connection may have died with a directory restart: a failure on one is
+        // tried once more on a fresh connection. A fresh one that fails is the answer: a
+        // second try would only double the wait while the directory is down.
+        loop {
+            let (mut ldap, pooled) = self.service_connection().await?;
             let searched = ldap
                 .with_timeout(self.options.operation_timeout)
                 .search(base_dn, Scope::Subtree, &filter, wanted.clone())
@@ -245,10 +245,12 @@ impl LdapSource {
                         _ => None,
                     });
                 }
-                Err(e) => last_error = e.to_string(),
+                Err(e) if pooled => {
+                    tracing::debug!(source = %self.options.name, error = %e, "pooled LDAP connection failed; trying a fresh one");
+                }
+                Err(e) => return Err(e.to_string()),
             }
         }
-        Err(last_error)
     }
 
     /// Binds as `dn` on a fresh connection; `Ok(connection)` if the password is right.
@@ -335,6 +337,15 @@ impl LdapSource {
     }
 }
 
+/// Clears a flag when dropped.
+struct ClearOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 #[async_trait]
 impl Authenticator for LdapSource {
     async fn authenticate(&self, username: &str, password: &str) -> Result<Principal, AuthError> {
@@ -343,11 +354,14 @@ impl Authenticator for LdapSource {
         if user.is_empty() || password.is_empty() {
             return Err(AuthError::InvalidCredentials);
         }
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| AuthError::Unavailable("LDAP pool closed".into()))?;
+        // Waiting for a connection counts against the same bound as using one.
+        let _permit = tokio::time::timeout(
+            self.options.connect_timeout + self.options.operation_timeout,
+            self.permits.acquire(),
+        )
+        .await
+        .map_err(|_| self.unavailable("every connection stayed busy"))?
+        .map_err(|_| AuthError::Unavailable("LDAP pool closed".into()))?;
         match &self.options.lookup {
             Lookup::Search { base_dn, filter } => {
                 let Some(entry) = self
@@ -402,7 +416,14 @@ impl Authenticator for LdapSource {
             .unwrap_or_else(PoisonError::into_inner);
         let reachable = match cached {
             Some((at, reachable)) if at.elapsed() < HEALTH_CACHE => reachable,
+            // One probe at a time: a burst of `/health` requests while the answer is stale
+            // gets the last answer, not a connection each.
+            _ if self.probing.swap(true, std::sync::atomic::Ordering::AcqRel) => {
+                cached.is_none_or(|(_, reachable)| reachable)
+            }
             _ => {
+                // Cleared however the probe ends, a dropped request included.
+                let _probing = ClearOnDrop(&self.probing);
                 let reachable = match self.permits.try_acquire() {
                     Ok(_permit) => tokio::time::timeout(
                         self.options.connect_timeout + self.options.operation_timeout,

@@ -233,6 +233,36 @@ async fn starttls_verifies_the_directory_certificate() {
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// A directory that stops answering (frozen, connections accepted): a login waits one
+/// attempt's timeouts, not a second attempt's too, and gets the 503 page; service
+/// resumes when the directory answers again.
+#[tokio::test]
+async fn a_frozen_directory_costs_one_attempt_then_a_503() {
+    let slapd = Slapd::start(None);
+    let mut options = source(&slapd.url());
+    options.operation_timeout = Duration::from_secs(2);
+    let server = TestServer::start_with(|s| s.authn.ldap = vec![options]).await;
+    slapd.freeze(true);
+
+    let started = Instant::now();
+    let response = server
+        .browser()
+        .login(Some(SERVICE), "jdoe", LDAP_PASSWORD)
+        .await;
+    let took = started.elapsed();
+    slapd.freeze(false);
+
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The kernel still accepts connections, so one attempt waits out the 2 s operation
+    // timeout; a retry on a fresh connection would make it 4 s.
+    assert!(took < Duration::from_millis(3_000), "took {took:?}");
+    let ticket = server
+        .browser()
+        .login_for_ticket_as(SERVICE, "jdoe", LDAP_PASSWORD)
+        .await;
+    assert_validates_as(&server, SERVICE, &ticket, "jdoe").await;
+}
+
 /// The directory stops: logins get a 503 page without any LDAP detail, `/health` says
 /// so; it comes back: logins work again without restarting CAS.
 #[tokio::test]

@@ -205,9 +205,25 @@ access to * by dn.exact=\"{SERVICE_DN}\" read by self read by * none
         format!("ldap://127.0.0.1:{}", self.port)
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the directory: connections are accepted by
+    /// the kernel but nothing is answered, as with an overloaded server.
+    pub fn freeze(&self, frozen: bool) {
+        let child = self.child.as_ref().expect("running");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// Stops the directory (the test's "outage").
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A frozen process would not act on SIGTERM.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(child.id().to_string())
