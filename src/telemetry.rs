@@ -181,6 +181,10 @@ pub mod audit {
         outcome: Result<&str, &str>,
         ip: IpAddr,
     ) {
+        // Hashed only when the audit line is written at all.
+        if !tracing::enabled!(target: "cas_audit", tracing::Level::INFO) {
+            return;
+        }
         let ticket = ticket.map(redact);
         match outcome {
             Ok(user) => {

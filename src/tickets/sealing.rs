@@ -18,8 +18,9 @@ pub struct TicketSealer {
     /// `None` when encryption at rest is turned off: payloads are then plain JSON, still
     /// authenticated.
     sealer: Option<Sealer>,
-    id_key: [u8; 32],
-    mac_key: [u8; 32],
+    /// Keyed once: each hash or tag clones the keyed state instead of keying again.
+    id_mac: Hmac<Sha256>,
+    tag_mac: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for TicketSealer {
@@ -31,8 +32,7 @@ impl std::fmt::Debug for TicketSealer {
 }
 
 fn derive(key: &[u8; 32], label: &str) -> [u8; 32] {
-    #[allow(clippy::expect_used)] // HMAC takes keys of any length
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC key");
+    let mut mac = keyed(key);
     mac.update(label.as_bytes());
     mac.finalize().into_bytes().into()
 }
@@ -41,21 +41,21 @@ impl TicketSealer {
     pub fn new(key: &[u8; 32], encrypt: bool) -> Self {
         Self {
             sealer: encrypt.then(|| Sealer::new(&derive(key, "cas-server registry encryption v1"))),
-            id_key: derive(key, "cas-server registry ids v1"),
-            mac_key: derive(key, "cas-server registry tags v1"),
+            id_mac: keyed(&derive(key, "cas-server registry ids v1")),
+            tag_mac: keyed(&derive(key, "cas-server registry tags v1")),
         }
     }
 
     /// The name a ticket id is stored under: HMAC-SHA-256, base64url (43 characters).
     pub fn hash_id(&self, id: &str) -> String {
-        mac(&self.id_key, &[id.as_bytes()])
+        mac(&self.id_mac, &[id.as_bytes()])
     }
 
     /// An authentication tag over `parts` (a value stored in clear beside a payload, such
     /// as a session's last use), bound to `context`.
     pub fn tag(&self, context: &str, value: &str) -> String {
         mac(
-            &self.mac_key,
+            &self.tag_mac,
             &[context.as_bytes(), b"\0", value.as_bytes()],
         )
     }
@@ -93,9 +93,13 @@ impl TicketSealer {
     }
 }
 
-fn mac(key: &[u8; 32], parts: &[&[u8]]) -> String {
+fn keyed(key: &[u8; 32]) -> Hmac<Sha256> {
     #[allow(clippy::expect_used)] // HMAC takes keys of any length
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC key");
+    Hmac::<Sha256>::new_from_slice(key).expect("HMAC key")
+}
+
+fn mac(keyed: &Hmac<Sha256>, parts: &[&[u8]]) -> String {
+    let mut mac = keyed.clone();
     for part in parts {
         mac.update(part);
     }

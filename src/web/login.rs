@@ -46,7 +46,6 @@ fn respond(
     params: &Params,
     decision: LoginDecision,
 ) -> Result<Response, WebError> {
-    let service = params.get("service");
     match decision {
         LoginDecision::UnknownService => Err(WebError::UnknownService),
         LoginDecision::ServiceRequired => Err(WebError::ServiceRequired),
@@ -89,7 +88,8 @@ fn respond(
         LoginDecision::LoggedIn { principal } => Ok(html(
             StatusCode::OK,
             &LoggedInPage {
-                c: state.chrome(headers, service.and_then(|s| state.cas.resolve_service(s))),
+                // Only reached without a service (LOGIN-15), so no theme of one.
+                c: state.chrome(headers, None),
                 user: &principal.id,
             },
         )),
@@ -359,7 +359,7 @@ fn deliver(
     }
 }
 
-fn append_cookie(response: &mut Response, cookie: &str) -> Result<(), WebError> {
+pub(super) fn append_cookie(response: &mut Response, cookie: &str) -> Result<(), WebError> {
     let value = HeaderValue::from_str(cookie)
         .map_err(|_| WebError::Internal("cookie value is not a valid header".into()))?;
     response.headers_mut().append(SET_COOKIE, value);

@@ -1,7 +1,6 @@
 //! GET `/logout` (§2.3).
 
 use axum::extract::State;
-use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
@@ -57,8 +56,6 @@ pub async fn get_logout(
         }
     }
     // LOGOUT-01: always clear the cookie, even one we could not read.
-    let clear = HeaderValue::from_str(&state.cookie.clear())
-        .map_err(|_| WebError::Internal("cookie deletion is not a valid header".into()))?;
-    response.headers_mut().append(SET_COOKIE, clear);
+    super::login::append_cookie(&mut response, &state.cookie.clear())?;
     Ok(response)
 }

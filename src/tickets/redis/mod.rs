@@ -103,6 +103,8 @@ pub struct RedisRegistry {
     clock: Arc<dyn Clock>,
     /// Set while the key check fails, so the error is logged once, not at every probe.
     key_mismatch: std::sync::atomic::AtomicBool,
+    /// When `check` last succeeded.
+    checked_ok_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for RedisRegistry {
@@ -180,6 +182,7 @@ impl RedisRegistry {
             expiry_margin,
             clock,
             key_mismatch: std::sync::atomic::AtomicBool::new(false),
+            checked_ok_at: std::sync::Mutex::new(None),
             scripts: Arc::new(Scripts::new()),
         })
     }
@@ -771,9 +774,27 @@ impl TicketRegistry for RedisRegistry {
         "redis"
     }
 
-    /// Redis answers, and holds this node's key (which it cannot read otherwise).
+    /// Redis answers, and holds this node's key (which it cannot read otherwise). A
+    /// success is reused for a second: `/health` is public and must not become a way to
+    /// load Redis; a failure is never reused, so recovery shows at once.
     async fn check(&self) -> Result<(), RegistryError> {
-        self.key_check().await
+        let fresh = |at: &Option<std::time::Instant>| {
+            at.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1))
+        };
+        if fresh(
+            &self
+                .checked_ok_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ) {
+            return Ok(());
+        }
+        self.key_check().await?;
+        *self
+            .checked_ok_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
+        Ok(())
     }
 }
 
