@@ -90,16 +90,10 @@ impl MemoryRegistry {
         matches!(self.shard(id).tickets.get(id), Some(Stored::Tgt(t)) if !t.is_expired(now))
     }
 
-    /// Removes the tickets a session issued (its service tickets and PGTs).
-    /// One shard's share of a sweep: expired tickets out, live PGTs noted for the
-    /// orphan check.
-    fn sweep_shard(
-        &self,
-        shard: &Mutex<Shard>,
-        now: OffsetDateTime,
-        swept: &mut Swept,
-        orphans: &mut Vec<(String, String)>,
-    ) {
+    /// One shard's share of a sweep: expired tickets out; the children of expired
+    /// sessions go once the shard is released. (PGTs leave with their session: see
+    /// `add_pgt` for the one race, closed there, that could orphan one.)
+    fn sweep_shard(&self, shard: &Mutex<Shard>, now: OffsetDateTime, swept: &mut Swept) {
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
         let before = shard.tickets.len() + shard.claims.len();
         let mut expired_sessions = Vec::new();
@@ -109,11 +103,7 @@ impl MemoryRegistry {
                 false
             }
             Stored::Service(st) => !st.is_expired(now),
-            Stored::ProxyGranting(pgt) => {
-                orphans.push((pgt.id.clone(), pgt.tgt_id.clone()));
-                true
-            }
-            Stored::Tgt(_) => true,
+            Stored::ProxyGranting(_) | Stored::Tgt(_) => true,
         });
         shard.claims.retain(|_, until| *until > now);
         swept.freed += before - shard.tickets.len() - shard.claims.len();
@@ -318,9 +308,19 @@ impl TicketRegistry for MemoryRegistry {
         if let Some(evicted) = evicted {
             self.shard(&evicted).tickets.remove(&evicted);
         }
-        self.shard(&pgt.id)
+        let (id, tgt_id) = (pgt.id.clone(), pgt.tgt_id.clone());
+        self.shard(&id)
             .tickets
-            .insert(pgt.id.clone(), Stored::ProxyGranting(Box::new(pgt)));
+            .insert(id.clone(), Stored::ProxyGranting(Box::new(pgt)));
+        // The session may have been removed between recording this PGT and storing it,
+        // after its children were cleared: then the PGT goes too, or it would be orphaned.
+        if !matches!(
+            self.shard(&tgt_id).tickets.get(&tgt_id),
+            Some(Stored::Tgt(_))
+        ) {
+            self.shard(&id).tickets.remove(&id);
+            return Ok(false);
+        }
         Ok(true)
     }
 
@@ -379,21 +379,11 @@ impl TicketRegistry for MemoryRegistry {
     /// for long; children of expired sessions are removed after their shard is released.
     async fn sweep(&self, now: OffsetDateTime) -> Result<Swept, RegistryError> {
         let mut swept = Swept::default();
-        let mut orphans = Vec::new();
         for shard in self.shards.iter() {
-            self.sweep_shard(shard, now, &mut swept, &mut orphans);
+            self.sweep_shard(shard, now, &mut swept);
             // A sweep of a million tickets takes a while: let requests run between shards
             // instead of stalling this worker thread for all of it.
             tokio::task::yield_now().await;
-        }
-        // A PGT whose session is already gone (removed by another path) goes too.
-        for (pgt, tgt) in orphans {
-            if !self.tgt_is_live(&tgt, now) {
-                let mut shard = self.shard(&pgt);
-                if shard.tickets.remove(&pgt).is_some() {
-                    swept.freed += 1;
-                }
-            }
         }
         Ok(swept)
     }
