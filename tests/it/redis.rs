@@ -615,7 +615,14 @@ async fn a_memory_snapshot_carries_sessions_across_a_graceful_restart() {
     second.stop().await;
 
     std::fs::write(&path, "not a snapshot").unwrap();
+    let (logs, guard) = Captured::install();
     let third = TestServer::start_settings(settings()).await;
+    drop(guard);
+    assert!(
+        logs.text().contains("ticket snapshot not restored"),
+        "the corrupt snapshot is reported: {}",
+        logs.text()
+    );
     assert_no_sso(&browser.on(&third), "a corrupt snapshot restores nothing").await;
     let ticket = third.browser().login_for_ticket(SERVICE).await;
     assert_validates_as(&third, SERVICE, &ticket, "alice").await;

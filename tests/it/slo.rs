@@ -2,7 +2,6 @@
 //! front-channel SAMLRequests on the logout page, and a logout that never waits for them.
 
 use std::io::Read as _;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -220,34 +219,12 @@ async fn a_hanging_application_does_not_delay_the_logout() {
     assert_eq!(received.len(), 2, "both were still sent: {received:?}");
 }
 
-/// A writer that keeps log output for assertions.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// SLO-04: with a tiny queue and one sender stuck on a hanging application, further
 /// messages are dropped with a logged warning and counted; logout and the rest of the
 /// server stay fast.
 #[tokio::test]
 async fn a_full_queue_drops_messages_with_a_warning_and_the_server_stays_responsive() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    // The test runtime is single-threaded, so the server's tasks log through this.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Captured::install();
     let app = Receiver::start().await;
     let server = TestServer::start_with(|s| {
         allow_loopback(s);
@@ -285,7 +262,7 @@ async fn a_full_queue_drops_messages_with_a_warning_and_the_server_stays_respons
         dropped >= 17,
         "20 messages, 1 sending, 1 queued, 1 waiting: {health}"
     );
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(
         text.contains("single-logout queue full; message dropped"),
         "{text}"
