@@ -176,7 +176,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::super::testing::{Recorder, SERVICE, cas, sign_in_for_ticket};
-    use super::super::{Endpoint, ValidationRequest};
+    use super::super::{Endpoint, ValidationRequest, ValidationSuccess};
     use super::*;
     use crate::clock::ManualClock;
 
@@ -208,20 +208,26 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_pgt_reaches_the_callback_and_buys_proxy_tickets_along_a_chain() {
+    /// Alice signs in to the app, which validates her ticket with `pgt_url`: the server,
+    /// the recorder of its callbacks, and the validation.
+    async fn granted(pgt_url: &str) -> (Cas, Arc<Recorder>, ValidationSuccess) {
         let recorder = Arc::new(Recorder::default());
         let mut cas = cas(ManualClock::new());
         cas.proxy_callback = recorder.clone();
         let st = st(&cas).await;
-
         let ok = cas
             .validate(
                 Endpoint::ServiceValidate,
-                with_pgt_url(SERVICE, &st, "https://app.example.org/cb/?x=1"),
+                with_pgt_url(SERVICE, &st, pgt_url),
             )
             .await
             .unwrap();
+        (cas, recorder, ok)
+    }
+
+    #[tokio::test]
+    async fn a_pgt_reaches_the_callback_and_buys_proxy_tickets_along_a_chain() {
+        let (cas, recorder, ok) = granted("https://app.example.org/cb/?x=1").await;
 
         let url = recorder.urls.lock().unwrap()[0].clone();
         assert!(
@@ -297,17 +303,7 @@ mod tests {
     /// A service that may proxy to itself cannot grow a chain without end.
     #[tokio::test]
     async fn proxy_chains_stop_at_their_limit() {
-        let recorder = Arc::new(Recorder::default());
-        let mut cas = cas(ManualClock::new());
-        cas.proxy_callback = recorder.clone();
-        let st = st(&cas).await;
-        let ok = cas
-            .validate(
-                Endpoint::ServiceValidate,
-                with_pgt_url(SERVICE, &st, "https://app.example.org/cb/"),
-            )
-            .await
-            .unwrap();
+        let (cas, recorder, ok) = granted("https://app.example.org/cb/").await;
         assert!(ok.proxy_granting_ticket.is_some());
         let mut pgt = query_value(&recorder.urls.lock().unwrap()[0], "pgtId");
         for depth in 1..=MAX_PROXY_CHAIN {
@@ -391,16 +387,7 @@ mod tests {
 
     #[tokio::test]
     async fn proxy_requests_are_checked_in_order() {
-        let recorder = Arc::new(Recorder::default());
-        let mut cas = cas(ManualClock::new());
-        cas.proxy_callback = recorder.clone();
-        let st = st(&cas).await;
-        cas.validate(
-            Endpoint::ServiceValidate,
-            with_pgt_url(SERVICE, &st, "https://app.example.org/cb/"),
-        )
-        .await
-        .unwrap();
+        let (mut cas, recorder, _) = granted("https://app.example.org/cb/").await;
         let pgt = query_value(&recorder.urls.lock().unwrap()[0], "pgtId");
 
         assert_eq!(

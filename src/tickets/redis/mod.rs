@@ -367,6 +367,28 @@ impl RedisRegistry {
         reply.get(1).cloned()
     }
 
+    /// The PGT `id` (stored under `hash`), live or not; `None` for anything else there.
+    async fn load_pgt(
+        &self,
+        id: &str,
+        hash: &str,
+    ) -> Result<Option<ProxyGrantingTicket>, RegistryError> {
+        let key = self.ticket_key(hash);
+        let (kind, data): (Option<String>, Option<String>) = self
+            .command(|| {
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(&key).arg("k").arg("d");
+                cmd
+            })
+            .await?;
+        if kind.as_deref() != Some(PGT) {
+            return Ok(None);
+        }
+        Ok(data
+            .and_then(|d| self.open::<ProxyGrantingTicket>(&d, PGT, hash))
+            .filter(|p| p.id == id))
+    }
+
     /// Sessions due at `now`, leased to this node for [`SWEEP_LEASE`].
     async fn lease_expired(&self, now: OffsetDateTime) -> Result<Vec<String>, RegistryError> {
         let args = [
@@ -620,22 +642,7 @@ impl TicketRegistry for RedisRegistry {
         id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<ProxyGrantingTicket>, RegistryError> {
-        let hash = self.sealer.hash_id(id);
-        let key = self.ticket_key(&hash);
-        let (kind, data): (Option<String>, Option<String>) = self
-            .command(|| {
-                let mut cmd = redis::cmd("HMGET");
-                cmd.arg(&key).arg("k").arg("d");
-                cmd
-            })
-            .await?;
-        if kind.as_deref() != Some(PGT) {
-            return Ok(None);
-        }
-        let Some(pgt) = data
-            .and_then(|d| self.open::<ProxyGrantingTicket>(&d, PGT, &hash))
-            .filter(|p| p.id == id)
-        else {
+        let Some(pgt) = self.load_pgt(id, &self.sealer.hash_id(id)).await? else {
             return Ok(None);
         };
         Ok(self
@@ -647,23 +654,12 @@ impl TicketRegistry for RedisRegistry {
 
     async fn remove_pgt(&self, id: &str) -> Result<(), RegistryError> {
         let hash = self.sealer.hash_id(id);
-        let key = self.ticket_key(&hash);
-        let (kind, data): (Option<String>, Option<String>) = self
-            .command(|| {
-                let mut cmd = redis::cmd("HMGET");
-                cmd.arg(&key).arg("k").arg("d");
-                cmd
-            })
-            .await?;
         // Only a PGT this node can open is removed, as in memory: another id (a session's,
         // say) is left alone.
-        let Some(pgt) = data
-            .filter(|_| kind.as_deref() == Some(PGT))
-            .and_then(|d| self.open::<ProxyGrantingTicket>(&d, PGT, &hash))
-            .filter(|p| p.id == id)
-        else {
+        let Some(pgt) = self.load_pgt(id, &hash).await? else {
             return Ok(());
         };
+        let key = self.ticket_key(&hash);
         let list = self.pgts_key(&self.sealer.hash_id(&pgt.tgt_id));
         self.pool
             .run(|mut c| {
