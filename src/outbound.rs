@@ -196,6 +196,8 @@ pub struct SloStats {
     pub sent: AtomicU64,
     pub failed: AtomicU64,
     pub dropped: AtomicU64,
+    /// Applications a full session history forgot: never sent a message.
+    pub forgotten: AtomicU64,
 }
 
 /// The back-channel single-logout sender: a bounded queue in front of a bounded pool of
@@ -256,6 +258,10 @@ impl SloQueue {
 }
 
 impl LogoutSender for SloQueue {
+    fn forgotten(&self, _service: &str) {
+        self.stats.forgotten.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn send(&self, message: LogoutMessage) {
         match self.queue.try_send(message) {
             Ok(()) => {}

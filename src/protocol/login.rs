@@ -344,7 +344,8 @@ impl Cas {
         );
         let id = ticket.id.clone();
         let logout = logout_target(registered, service);
-        if !self.tickets.add_service_ticket(ticket, logout, now).await? {
+        let added = self.tickets.add_service_ticket(ticket, logout, now).await?;
+        if !self.stored_for_logout(added) {
             return Ok(None);
         }
         Ok(Some((append_ticket(service, &id), id)))

@@ -156,12 +156,12 @@ impl Cas {
         let logout = super::slo::logout_target(registered, target);
         let ticket = ServiceTicket::proxy(&pgt, target, now, self.policies.proxy_ticket);
         let id = ticket.id.clone();
-        if !self
+        let added = self
             .tickets
             .add_service_ticket(ticket, logout, now)
             .await
-            .map_err(super::validate::internal)?
-        {
+            .map_err(super::validate::internal)?;
+        if !self.stored_for_logout(added) {
             return Err(Failure::new(
                 ErrorCode::InvalidTicket,
                 format!("The SSO session of ticket '{}' has ended", pgt.id),

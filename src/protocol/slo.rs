@@ -14,7 +14,7 @@ use super::login::append_query;
 use super::{Cas, format_date, xml};
 use crate::crypto::random_base62;
 use crate::services::{LogoutType, RegisteredService};
-use crate::tickets::{LogoutTarget, TicketGrantingTicket};
+use crate::tickets::{Added, LogoutTarget, TicketGrantingTicket};
 
 /// One back-channel notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub struct LogoutMessage {
 /// drops with a warning when the queue is full; it never waits on the network.
 pub trait LogoutSender: Send + Sync + std::fmt::Debug {
     fn send(&self, message: LogoutMessage);
+
+    /// A session's history was full of distinct applications and forgot `service`,
+    /// which will not be told when the session ends: counted beside the messages.
+    fn forgotten(&self, _service: &str) {}
 }
 
 /// Sends nothing (single logout off, or unit tests).
@@ -70,6 +74,19 @@ pub fn front_channel_url(url: &str, logout_request: &str, relay_state: &str) -> 
 }
 
 impl Cas {
+    /// Whether a new ticket was stored; an application its session's history had to
+    /// forget (single logout would skip it) is logged and counted.
+    pub(super) fn stored_for_logout(&self, added: Added) -> bool {
+        if let Added::Forgot(entry) = &added {
+            tracing::warn!(
+                service = %entry.service,
+                "an SSO session holds tickets for more distinct applications than its single-logout history keeps; the oldest will not be told of the logout"
+            );
+            self.logout_sender.forgotten(&entry.service);
+        }
+        added.stored()
+    }
+
     /// Notifies the services of an ended session: queues the back-channel messages and
     /// returns the front-channel URLs for the logout page to load.
     pub fn single_logout(&self, tgt: &TicketGrantingTicket) -> Vec<String> {

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    Grant, IssuedTicket, LogoutTarget, ProxyGrantingTicket, Redeemed, RegistryError, ServiceTicket,
-    Swept, TicketGrantingTicket, TicketRegistry, from_unix_ms, unix_ms,
+    Added, Grant, IssuedTicket, LogoutTarget, ProxyGrantingTicket, Redeemed, RegistryError,
+    ServiceTicket, Swept, TicketGrantingTicket, TicketRegistry, from_unix_ms, unix_ms,
 };
 
 /// Independent locks. Enough that two requests rarely meet, and that the reaper holds
@@ -258,7 +258,7 @@ impl TicketRegistry for MemoryRegistry {
         ticket: ServiceTicket,
         logout: LogoutTarget,
         now: OffsetDateTime,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<Added, RegistryError> {
         let recorded = self.with_live_tgt(&ticket.tgt_id, now, |tgt| {
             if ticket.grant == Grant::Service {
                 tgt.last_used_at = now;
@@ -267,15 +267,15 @@ impl TicketRegistry for MemoryRegistry {
                 ticket_id: ticket.id.clone(),
                 service: ticket.service.clone(),
                 logout,
-            });
+            })
         });
-        if recorded.is_none() {
-            return Ok(false);
-        }
+        let Some(forgotten) = recorded else {
+            return Ok(Added::SessionEnded);
+        };
         self.shard(&ticket.id)
             .tickets
             .insert(ticket.id.clone(), Stored::Service(Box::new(ticket)));
-        Ok(true)
+        Ok(forgotten.map_or(Added::Recorded, Added::Forgot))
     }
 
     async fn redeem(&self, id: &str, now: OffsetDateTime) -> Result<Redeemed, RegistryError> {
@@ -447,6 +447,7 @@ mod tests {
             reg.add_service_ticket(s.clone(), LogoutTarget::None, now)
                 .await
                 .unwrap()
+                .stored()
         );
         assert!(matches!(
             reg.redeem(&s.id, now).await.unwrap(),
@@ -517,6 +518,7 @@ mod tests {
             !reg.add_service_ticket(st(&t, now), LogoutTarget::None, now)
                 .await
                 .unwrap()
+                .stored()
         );
     }
 

@@ -85,6 +85,24 @@ pub enum Redeemed {
     Valid(ServiceTicket),
 }
 
+/// What storing a ticket under its session did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added {
+    /// Stored, and recorded for single logout.
+    Recorded,
+    /// Stored; the session's history was full of distinct applications, so the oldest
+    /// one was forgotten: it will not be told of the logout.
+    Forgot(IssuedTicket),
+    /// Not stored: the parent session is gone.
+    SessionEnded,
+}
+
+impl Added {
+    pub fn stored(&self) -> bool {
+        !matches!(self, Self::SessionEnded)
+    }
+}
+
 /// What a sweep removed.
 #[derive(Debug, Default)]
 pub struct Swept {
@@ -106,13 +124,13 @@ pub trait TicketRegistry: Send + Sync + std::fmt::Debug {
 
     /// Stores `ticket` under its live parent TGT and records it there for single logout,
     /// as one step; a service ticket (the user's own activity) also slides the parent's
-    /// idle window, a proxy ticket does not. `false` if the parent is gone.
+    /// idle window, a proxy ticket does not.
     async fn add_service_ticket(
         &self,
         ticket: ServiceTicket,
         logout: LogoutTarget,
         now: OffsetDateTime,
-    ) -> Result<bool, RegistryError>;
+    ) -> Result<Added, RegistryError>;
 
     /// Stores a PGT under its live parent TGT; `false` if the parent is gone.
     async fn add_pgt(

@@ -65,6 +65,13 @@ pub struct IssuedTicket {
     pub logout: LogoutTarget,
 }
 
+impl IssuedTicket {
+    /// Whether single logout would tell the same application at the same address.
+    pub fn same_destination(&self, other: &Self) -> bool {
+        self.service == other.service && self.logout == other.logout
+    }
+}
+
 /// The SSO session (TKT-08).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TicketGrantingTicket {
@@ -110,18 +117,40 @@ impl TicketGrantingTicket {
 
     /// Remembers a ticket for single logout and for removal with the session. Every
     /// ticket counts (SLO-06 [REC]: each application session is told, even two behind
-    /// one URL), up to [`MAX_ISSUED`], newest kept, so a session that asks for tickets
-    /// in a loop cannot grow without bound.
-    pub fn record_issued(&mut self, issued: IssuedTicket) {
-        if self.issued.len() >= MAX_ISSUED {
-            self.issued.remove(0);
-        }
+    /// one URL), up to [`MAX_ISSUED`], so a session that asks for tickets in a loop cannot
+    /// grow without bound. When full, what is let go first is what single logout can
+    /// spare: the oldest repeat of a destination (its application is still told through
+    /// the newer one), then the oldest entry that tells no one. Only when every entry is
+    /// a distinct destination is the oldest forgotten; it is returned, so the caller can
+    /// log and count an application that will not hear of the logout.
+    pub fn record_issued(&mut self, issued: IssuedTicket) -> Option<IssuedTicket> {
         // Most sessions only ever visit one service: room for exactly one (80 bytes)
         // rather than the four a first push would reserve.
         if self.issued.is_empty() {
             self.issued.reserve_exact(1);
         }
         self.issued.push(issued);
+        if self.issued.len() <= MAX_ISSUED {
+            return None;
+        }
+        let spare = |i: usize| {
+            let entry = &self.issued[i];
+            self.issued[i + 1..]
+                .iter()
+                .any(|later| later.same_destination(entry))
+        };
+        let at = (0..self.issued.len()).find(|&i| spare(i)).or_else(|| {
+            self.issued
+                .iter()
+                .position(|e| e.logout == LogoutTarget::None)
+        });
+        match at {
+            Some(at) => {
+                self.issued.remove(at);
+                None
+            }
+            None => Some(self.issued.remove(0)),
+        }
     }
 
     /// Remembers a PGT; returns the oldest one when more than [`MAX_PGTS`] are held,
@@ -284,6 +313,64 @@ mod tests {
             .collect();
         assert_eq!(evicted, vec!["PGT-0", "PGT-1", "PGT-2", "PGT-3"]);
         assert_eq!(tgt.proxy_granting.len(), MAX_PGTS);
+    }
+
+    /// Security review (issue 13, item 3): a full history lets go of repeats and of
+    /// entries that tell no one before it forgets an application, and reports that.
+    #[test]
+    fn a_full_history_keeps_one_entry_per_destination() {
+        let mut tgt = TicketGrantingTicket::new(
+            Principal {
+                id: "a".into(),
+                attributes: BTreeMap::new(),
+            },
+            OffsetDateTime::UNIX_EPOCH,
+            ExpirationPolicy::fixed(std::time::Duration::from_secs(60)),
+            false,
+        );
+        let back = |n: usize, service: &str| IssuedTicket {
+            ticket_id: format!("ST-{n}"),
+            service: service.into(),
+            logout: LogoutTarget::BackChannel {
+                url: service.into(),
+            },
+        };
+        let first = "https://first.example/";
+        assert_eq!(tgt.record_issued(back(0, first)), None);
+        // A busy application asks for many tickets, then a quiet one...
+        for n in 1..40 {
+            assert_eq!(tgt.record_issued(back(n, "https://busy.example/")), None);
+        }
+        tgt.record_issued(IssuedTicket {
+            logout: LogoutTarget::None,
+            ..back(40, "https://quiet.example/")
+        });
+        // ...then distinct ones until the history overflows many times.
+        for n in 41..103 {
+            assert_eq!(
+                tgt.record_issued(back(n, &format!("https://s{n}.example/"))),
+                None,
+                "{n}: repeats and silent entries go first"
+            );
+        }
+        assert_eq!(tgt.issued.len(), MAX_ISSUED);
+        assert_eq!(
+            tgt.issued[0].service, first,
+            "the first application is kept"
+        );
+        assert_eq!(
+            tgt.issued
+                .iter()
+                .filter(|e| e.service == "https://busy.example/")
+                .count(),
+            1,
+            "one entry of the busy application is kept"
+        );
+        assert!(tgt.issued.iter().all(|e| e.logout != LogoutTarget::None));
+        // Only distinct destinations are left: the next one forgets the oldest, and says so.
+        let forgotten = tgt.record_issued(back(103, "https://s103.example/"));
+        assert_eq!(forgotten.map(|e| e.service).as_deref(), Some(first));
+        assert_eq!(tgt.issued.len(), MAX_ISSUED);
     }
 
     #[test]

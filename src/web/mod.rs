@@ -130,6 +130,7 @@ async fn health(State(state): State<AppState>) -> Response {
             "sent": load(&state.slo.sent),
             "failed": load(&state.slo.failed),
             "dropped": load(&state.slo.dropped),
+            "forgotten": load(&state.slo.forgotten),
         },
     });
     (

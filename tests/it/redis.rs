@@ -760,6 +760,7 @@ async fn registry_scenario(registry: &dyn cas_server::tickets::TicketRegistry) {
             .add_service_ticket(first.clone(), LogoutTarget::None, at(50))
             .await
             .unwrap()
+            .stored()
     );
     assert!(
         registry.get_tgt(&tgt.id, at(100)).await.unwrap().is_some(),
@@ -788,6 +789,7 @@ async fn registry_scenario(registry: &dyn cas_server::tickets::TicketRegistry) {
             .add_service_ticket(st(at(125)), LogoutTarget::None, at(125))
             .await
             .unwrap()
+            .stored()
     );
     let pgt = ProxyGrantingTicket::new(&tgt.id, "https://p/", vec!["https://p/cb".into()], at(61));
     assert!(
@@ -830,6 +832,7 @@ async fn registry_scenario(registry: &dyn cas_server::tickets::TicketRegistry) {
             .add_service_ticket(pt.clone(), LogoutTarget::None, at(70))
             .await
             .unwrap()
+            .stored()
     );
     let removed = registry
         .remove_tgt(&tgt.id)

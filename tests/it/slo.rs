@@ -137,6 +137,63 @@ async fn two_tickets_for_one_service_get_two_logout_requests() {
     assert_eq!(indexes, expected);
 }
 
+/// Security review (issue 13, item 3): a session keeps 64 tickets for single logout. When
+/// it collects more, repeats of one application go first, so the application entered
+/// first is still told (before, it was the first to be skipped, silently).
+#[tokio::test]
+async fn many_tickets_for_one_application_do_not_push_the_first_out_of_single_logout() {
+    let app = Receiver::start().await;
+    let server = TestServer::start_with(allow_loopback).await;
+    let browser = server.browser();
+    let first = browser.login_for_ticket(&app.url("/one/first")).await;
+    for _ in 0..80 {
+        browser.sso_ticket(&app.url("/two/busy")).await;
+    }
+
+    browser.get("/logout", &[]).await;
+
+    let received = app.wait_for(64).await;
+    let to_first: Vec<String> = received
+        .iter()
+        .filter(|m| m.path == "/one/first")
+        .map(session_index)
+        .collect();
+    assert_eq!(to_first, vec![first], "the first application is told");
+    assert_eq!(received.len(), 64, "one per ticket the history kept");
+    let health = server.client().get("/health", &[]).await;
+    let health: serde_json::Value = serde_json::from_str(&health.raw).unwrap();
+    assert_eq!(health["single_logout"]["forgotten"], 0, "{health}");
+}
+
+/// Security review (issue 13, item 3): when all 64 entries are distinct applications, the
+/// oldest must go; that is logged and counted on `/health`, never silent.
+#[tokio::test]
+async fn an_application_a_full_history_forgets_is_logged_and_counted() {
+    let (logs, _guard) = Captured::install();
+    let app = Receiver::start().await;
+    let server = TestServer::start_with(allow_loopback).await;
+    let browser = server.browser();
+    browser.login_for_ticket(&app.url("/one/first")).await;
+    for n in 0..64 {
+        browser.sso_ticket(&app.url(&format!("/two/{n}"))).await;
+    }
+
+    let health = server.client().get("/health", &[]).await;
+    browser.get("/logout", &[]).await;
+
+    let health: serde_json::Value = serde_json::from_str(&health.raw).unwrap();
+    assert_eq!(health["single_logout"]["forgotten"], 1, "{health}");
+    assert!(
+        logs.text()
+            .contains("the oldest will not be told of the logout"),
+        "{}",
+        logs.text()
+    );
+    let received = app.wait_for(64).await;
+    assert_eq!(received.len(), 64);
+    assert!(received.iter().all(|m| m.path != "/one/first"));
+}
+
 /// SLO-07: `logout_url` replaces the service URL as the destination.
 #[tokio::test]
 async fn the_logout_url_is_honoured() {

@@ -375,3 +375,61 @@ async fn a_planted_binding_cookie_does_not_shadow_the_browsers_own() {
 
     assert_eq!(response.status(), StatusCode::FOUND);
 }
+
+/// The login page for `SERVICE` with exactly this `Cookie` header, from a client with
+/// the harness's User-Agent (no cookie jar: the header is sent as written).
+async fn login_page_with_cookie_header(server: &TestServer, cookie: &str) -> reqwest::Response {
+    server
+        .http()
+        .user_agent(USER_AGENT)
+        .build()
+        .unwrap()
+        .get(server.url("/login"))
+        .query(&[("service", SERVICE)])
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Security review (issue 13, item 7): a cookie tossed from a sibling subdomain arrives
+/// beside the browser's own. When two valid values name different sessions, neither is
+/// used (otherwise the planted one could sign the victim into the attacker's account):
+/// the form is shown and the conflict logged. One value sent twice is no conflict.
+#[tokio::test]
+async fn two_valid_cookies_for_different_sessions_give_no_sso() {
+    let (logs, _guard) = Captured::install();
+    let server = TestServer::start().await;
+    let victim = server.signed_in_browser().await;
+    let attacker = server.browser();
+    attacker.login(None, "bob", BOB_PASSWORD).await;
+    let (own, planted) = (victim.tgc().unwrap(), attacker.tgc().unwrap());
+
+    for header in [
+        format!("TGC={planted}; TGC={own}"),
+        format!("TGC={own}; TGC={planted}"),
+    ] {
+        let response = login_page_with_cookie_header(&server, &header).await;
+        assert_shows_the_form(response, "two sessions in one request").await;
+    }
+
+    assert!(
+        logs.text()
+            .contains("two valid SSO cookies name different sessions"),
+        "{}",
+        logs.text()
+    );
+    let same_twice = login_page_with_cookie_header(&server, &format!("TGC={own}; TGC={own}")).await;
+    assert_eq!(
+        same_twice.status(),
+        StatusCode::FOUND,
+        "one session, sent twice"
+    );
+    let with_garbage =
+        login_page_with_cookie_header(&server, &format!("TGC=garbage; TGC={own}")).await;
+    assert_eq!(
+        with_garbage.status(),
+        StatusCode::FOUND,
+        "an invalid value is ignored"
+    );
+}

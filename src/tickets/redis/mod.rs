@@ -6,7 +6,8 @@
 //!   hard deadline `a` (Unix milliseconds) and idle limit `i` (milliseconds, 0 for none)
 //!   in clear, so that a script can check and slide it without the key.
 //! - `h:<hash>`: a session's ticket history (single logout), a list of
-//!   `<ticket hash>.<sealed IssuedTicket>`, newest last, at most [`MAX_ISSUED`].
+//!   `<ticket hash>:<destination tag>.<sealed IssuedTicket>`, newest last, at most
+//!   [`MAX_ISSUED`] (see the `ADD_TICKET` script for what a full history lets go).
 //! - `p:<hash>`: a session's proxy-granting tickets, a list of their hashes.
 //! - `c:<hash>`: a claimed single-use key (login forms).
 //! - `a:<hash>`: a failed-login counter (per address and name, and per address), so the
@@ -42,9 +43,9 @@ use self::scripts::Scripts;
 use super::model::MAX_PGTS;
 use super::sealing::TicketSealer;
 use super::{
-    AttemptOp, AttemptStore, Grant, IssuedTicket, LogoutTarget, ProxyGrantingTicket, Redeemed,
-    RegistryError, ServiceTicket, Swept, TicketGrantingTicket, TicketRegistry, from_unix_ms,
-    model::MAX_ISSUED, unix_ms,
+    Added, AttemptOp, AttemptStore, Grant, IssuedTicket, LogoutTarget, ProxyGrantingTicket,
+    Redeemed, RegistryError, ServiceTicket, Swept, TicketGrantingTicket, TicketRegistry,
+    from_unix_ms, model::MAX_ISSUED, unix_ms,
 };
 use crate::clock::Clock;
 use crate::crypto::Secret;
@@ -562,11 +563,22 @@ impl TicketRegistry for RedisRegistry {
         ticket: ServiceTicket,
         logout: LogoutTarget,
         now: OffsetDateTime,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<Added, RegistryError> {
         let tgt_hash = self.sealer.hash_id(&ticket.tgt_id);
         let st_hash = self.sealer.hash_id(&ticket.id);
+        // The destination in clear (keyed), so that the script can tell repeats apart
+        // without opening the entries.
+        let destination = match &logout {
+            LogoutTarget::None => "-".to_owned(),
+            LogoutTarget::BackChannel { url } => self
+                .sealer
+                .tag("destination", &format!("b\0{}\0{url}", ticket.service)),
+            LogoutTarget::FrontChannel { url } => self
+                .sealer
+                .tag("destination", &format!("f\0{}\0{url}", ticket.service)),
+        };
         let entry = format!(
-            "{st_hash}.{}",
+            "{st_hash}:{destination}.{}",
             self.seal(
                 &IssuedTicket {
                     ticket_id: ticket.id.clone(),
@@ -601,7 +613,7 @@ impl TicketRegistry for RedisRegistry {
             unix_ms(now).to_string(),
             slide.to_owned(),
             self.margin_ms().to_string(),
-            tgt_hash,
+            tgt_hash.clone(),
             entry,
             sealed,
             st_ttl.to_string(),
@@ -609,8 +621,24 @@ impl TicketRegistry for RedisRegistry {
             tag,
             format!("{}t:", self.prefix),
         ];
-        let added: i64 = self.script(|s| &s.add_ticket, &keys, &args, true).await?;
-        Ok(added == 1)
+        let added: redis::Value = self.script(|s| &s.add_ticket, &keys, &args, true).await?;
+        Ok(match added {
+            redis::Value::Int(1) => Added::Recorded,
+            redis::Value::Array(reply) => match reply.as_slice() {
+                [redis::Value::Int(2), redis::Value::BulkString(entry)] => {
+                    let forgotten = std::str::from_utf8(entry)
+                        .ok()
+                        .and_then(|entry| entry.split_once('.'))
+                        .and_then(|(_, sealed)| self.open(sealed, "issued", &tgt_hash));
+                    match forgotten {
+                        Some(forgotten) => Added::Forgot(forgotten),
+                        None => Added::Recorded,
+                    }
+                }
+                _ => return Err(unavailable("an unexpected answer to adding a ticket")),
+            },
+            _ => Added::SessionEnded,
+        })
     }
 
     async fn add_pgt(

@@ -33,6 +33,11 @@ local function int(x) return string.format('%d', x) end
 /// ARGV: now (ms), slide ("1" or "0"), margin (ms), session hash, history entry, sealed
 /// ticket, ticket TTL (ms), history bound, tag of the new last use, ticket key prefix.
 /// Sent again after a lost answer, it changes nothing: the ticket is already there.
+/// A history entry is `<ticket hash>:<destination tag>.<sealed entry>` (the tag is `-`
+/// for a service told nothing; entries of older versions have no tag). When the history
+/// overflows, the oldest repeat of a destination goes first, then the oldest entry that
+/// tells no one; only then the oldest entry, which is returned as `{2, entry}` so the
+/// caller can report the application forgotten.
 const ADD_TICKET: &str = r"
 if redis.call('EXISTS', KEYS[5]) == 1 then return 1 end
 if ARGV[2] == '1' and now > u then
@@ -48,11 +53,42 @@ if ARGV[2] == '1' and now > u then
   redis.call('ZADD', KEYS[4], int(deadline), ARGV[4])
 end
 redis.call('RPUSH', KEYS[2], ARGV[5])
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[8]), -1)
+local forgot = nil
+if redis.call('LLEN', KEYS[2]) > tonumber(ARGV[8]) then
+  local entries = redis.call('LRANGE', KEYS[2], 0, -1)
+  local function dest(e)
+    local dot = string.find(e, '.', 1, true)
+    if not dot then return nil end
+    local colon = string.find(string.sub(e, 1, dot - 1), ':', 1, true)
+    if not colon then return nil end
+    return string.sub(e, colon + 1, dot - 1)
+  end
+  local last = {}
+  for n, e in ipairs(entries) do
+    local d = dest(e)
+    if d then last[d] = n end
+  end
+  local victim = nil
+  for n, e in ipairs(entries) do
+    local d = dest(e)
+    if d and last[d] ~= n then victim = e break end
+  end
+  if not victim then
+    for _, e in ipairs(entries) do
+      if dest(e) == '-' then victim = e break end
+    end
+  end
+  if not victim then
+    victim = entries[1]
+    forgot = victim
+  end
+  redis.call('LREM', KEYS[2], 1, victim)
+end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 redis.call('HSET', KEYS[5], 'k', 'st', 'd', ARGV[6])
 redis.call('PEXPIRE', KEYS[5], ARGV[7])
+if forgot then return {2, forgot} end
 return 1
 ";
 
@@ -91,7 +127,12 @@ local v = redis.call('HMGET', KEYS[1], 'k', 'd', 'u', 't')
 local issued = redis.call('LRANGE', KEYS[2], 0, -1)
 for _, entry in ipairs(issued) do
   local dot = string.find(entry, '.', 1, true)
-  if dot then redis.call('DEL', ARGV[2] .. string.sub(entry, 1, dot - 1)) end
+  if dot then
+    local id = string.sub(entry, 1, dot - 1)
+    local colon = string.find(id, ':', 1, true)
+    if colon then id = string.sub(id, 1, colon - 1) end
+    redis.call('DEL', ARGV[2] .. id)
+  end
 end
 for _, pgt in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
   redis.call('DEL', ARGV[2] .. pgt)
