@@ -77,7 +77,8 @@ impl Cas {
         proxies.push(pgt_url.to_owned());
         proxies.extend(ticket.proxies.iter().cloned());
         let now = self.clock.now();
-        let pgt = ProxyGrantingTicket::new(&ticket.tgt_id, &ticket.service, proxies, now);
+        let mut pgt = ProxyGrantingTicket::new(&ticket.tgt_id, &ticket.service, proxies, now);
+        pgt.proxied_by.clone_from(&ticket.proxied_by);
         let pgt_id = pgt.id.clone();
         let iou = new_pgt_iou();
         // Stored before the call so the client may use the PGT as soon as it has it.
@@ -108,6 +109,29 @@ impl Cas {
                     ),
                 ))
             }
+        }
+    }
+
+    /// VAL-12, PROXY-03: every service whose PGT a chain went through is still
+    /// registered, enabled and allowed to proxy. The failure names none of them: a
+    /// client learns nothing about the services a ticket passed through.
+    pub(super) fn proxy_chain_authorized<'a>(
+        &self,
+        services: impl IntoIterator<Item = &'a String>,
+    ) -> Result<(), Failure> {
+        let allowed = |service: &String| {
+            self.options.proxy_authn_enabled
+                && self
+                    .resolve_service(service)
+                    .is_some_and(|r| r.proxy_callback.is_some())
+        };
+        if services.into_iter().all(allowed) {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                ErrorCode::UnauthorizedService,
+                "A service of this ticket's proxy chain is no longer authorized to proxy",
+            ))
         }
     }
 
@@ -143,6 +167,9 @@ impl Cas {
                 format!("Ticket '{pgt}' is not a valid proxy-granting ticket"),
             ));
         };
+        // A service removed, disabled or no longer allowed to proxy loses its PGTs with
+        // it, and so does every chain that went through it.
+        self.proxy_chain_authorized(std::iter::once(&pgt.service).chain(&pgt.proxied_by))?;
         // PROXY-03.
         let Some(registered) = self
             .resolve_service(target)

@@ -140,10 +140,9 @@ impl Cas {
         if normalize(&st.service) != normalize(service) {
             return Err(Failure::new(
                 ErrorCode::InvalidService,
-                format!(
-                    "Ticket '{ticket}' does not match supplied service. The original service was '{}' and the supplied service was '{service}'.",
-                    st.service
-                ),
+                // Never the service the ticket was issued for: a client holding a stray
+                // ticket must not learn where its user was going.
+                format!("Ticket '{ticket}' does not match the supplied service"),
             ));
         }
         // VAL-08: renew demands a ticket issued from primary credentials.
@@ -161,6 +160,7 @@ impl Cas {
                 format!("Service '{service}' is no longer authorized to use CAS"),
             ));
         };
+        self.proxy_chain_authorized(&st.proxied_by)?;
         // The ticket dies with its SSO session (logout or expiry).
         let Some(tgt) = self
             .tickets

@@ -175,6 +175,10 @@ pub struct ProxyGrantingTicket {
     pub service: String,
     /// The proxy chain this PGT extends, most recent (its own `pgtUrl`) first.
     pub proxies: Vec<String>,
+    /// The services whose PGTs the chain went through before this one, most recent
+    /// first: each must still be allowed to proxy whenever the chain is used.
+    #[serde(default)]
+    pub proxied_by: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -186,6 +190,7 @@ impl ProxyGrantingTicket {
             tgt_id: tgt_id.to_owned(),
             service: service.to_owned(),
             proxies,
+            proxied_by: Vec::new(),
             created_at: now,
         }
     }
@@ -215,6 +220,10 @@ pub struct ServiceTicket {
     pub grant: Grant,
     /// Proxy chain, most recent first (PVAL-02); empty for service tickets.
     pub proxies: Vec<String>,
+    /// The services whose PGTs issued this ticket, most recent first; empty for service
+    /// tickets. Each must still be allowed to proxy when the ticket is validated.
+    #[serde(default)]
+    pub proxied_by: Vec<String>,
 }
 
 impl ServiceTicket {
@@ -234,6 +243,7 @@ impl ServiceTicket {
             from_new_login,
             grant: Grant::Service,
             proxies: Vec::new(),
+            proxied_by: Vec::new(),
         }
     }
 
@@ -258,6 +268,9 @@ impl ServiceTicket {
             from_new_login: false,
             grant: Grant::Proxy,
             proxies: pgt.proxies.clone(),
+            proxied_by: std::iter::once(pgt.service.clone())
+                .chain(pgt.proxied_by.iter().cloned())
+                .collect(),
         }
     }
 }

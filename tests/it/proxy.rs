@@ -11,16 +11,16 @@ use crate::support::callback::{CallbackSink, TestPki, untrusted_leaf};
 use crate::support::*;
 
 /// Trusts the test CA and lets the server call the loopback callback endpoint.
-fn trust(settings: &mut Settings, pki: &TestPki) {
+pub(crate) fn trust(settings: &mut Settings, pki: &TestPki) {
     settings.http_client.extra_roots = vec![pki.ca_der()];
     settings.http_client.allow_local_urls = true;
     settings.http_client.read_timeout = Duration::from_millis(500);
 }
 
-struct Setup {
-    server: TestServer,
-    sink: CallbackSink,
-    browser: Browser,
+pub(crate) struct Setup {
+    pub server: TestServer,
+    pub sink: CallbackSink,
+    pub browser: Browser,
 }
 
 async fn setup() -> Setup {
@@ -126,6 +126,123 @@ impl Setup {
         assert_eq!(response.status, StatusCode::OK, "GEN-04");
         assert!(response.content_type.starts_with("application/xml"));
         parse_proxy(&response.raw)
+    }
+}
+
+/// What a user's proxy chain holds: the portal's PGT, the back-end's PGT (obtained
+/// through the portal) and a proxy ticket from the portal not validated yet.
+pub(crate) struct Chain {
+    portal_pgt: String,
+    backend_pgt: String,
+    pending_pt: String,
+}
+
+impl Setup {
+    /// Alice signs in to the portal, which proxies to the back-end, which proxies on.
+    pub(crate) async fn chain(&self) -> Chain {
+        let portal_pgt = self.portal_pgt("/cb/portal").await;
+        let pt = self.proxy(&portal_pgt, BACKEND).await.unwrap();
+        let step = self
+            .client()
+            .validate_with(
+                "/proxyValidate",
+                &[
+                    ("service", BACKEND),
+                    ("ticket", &pt),
+                    ("pgtUrl", &self.sink.url("/cb/backend")),
+                ],
+            )
+            .await;
+        assert_eq!(step.user(), "alice");
+        let (_, backend_pgt) = self.sink.pgt_delivered_to("/cb/backend");
+        let pending_pt = self.proxy(&portal_pgt, BACKEND).await.unwrap();
+        Chain {
+            portal_pgt,
+            backend_pgt,
+            pending_pt,
+        }
+    }
+
+    /// The same store and callback endpoint, served by `server` (a restarted or second
+    /// node), for the same browser.
+    pub(crate) fn served_by(self, server: TestServer) -> Self {
+        Self {
+            browser: self.browser.on(&server),
+            server,
+            sink: self.sink,
+        }
+    }
+
+    /// With the portal withdrawn, everything that went through it is refused with
+    /// UNAUTHORIZED_SERVICE, naming no service; the back-end's own tickets still work.
+    pub(crate) async fn assert_chain_refused(&self, chain: &Chain) {
+        let (code, text) = self.proxy(&chain.portal_pgt, BACKEND).await.unwrap_err();
+        assert_eq!(code, "UNAUTHORIZED_SERVICE", "{text}");
+        assert!(!text.contains("portal.example.org"), "{text}");
+        let pending = self.backend_validates(&chain.pending_pt).await;
+        assert_eq!(pending.code(), "UNAUTHORIZED_SERVICE");
+        assert!(!pending.description().contains("portal.example.org"));
+        let (code, _) = self.proxy(&chain.backend_pgt, DATABASE).await.unwrap_err();
+        assert_eq!(
+            code, "UNAUTHORIZED_SERVICE",
+            "the chain went through the portal"
+        );
+    }
+}
+
+/// A change of the registry, named.
+pub(crate) type Change = (&'static str, fn(&mut Settings));
+
+/// The ways an operator withdraws the portal from proxying.
+pub(crate) const WITHDRAWALS: [Change; 3] = [
+    ("disabled", |s| service_mut(s, 4).enabled = false),
+    ("removed", |s| s.services.retain(|r| r.id != 4)),
+    ("no longer proxying", |s| {
+        service_mut(s, 4).proxy_callback = None
+    }),
+];
+
+/// Security review (issue 13, item 4): a service disabled or removed from the registry,
+/// or no longer allowed to proxy, loses its PGTs, and so does every chain that went
+/// through it, at `/proxy` and at validation. The registry changes across a restart that
+/// keeps the tickets (the memory store's snapshot; `redis.rs` does it with two nodes).
+#[tokio::test]
+async fn a_service_withdrawn_from_the_registry_loses_its_proxy_granting_tickets() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("tickets.snapshot");
+    let keys = cas_server::tgc::TgcKeys::generate();
+    let key = cas_server::crypto::random_bytes::<32>();
+    let same_store = |s: &mut Settings| {
+        s.tgc.keys = cas_server::config::TgcKeySource::Configured(vec![keys.clone()]);
+        s.login.flow_keys = vec![cas_server::crypto::Secret::new(key)];
+        s.tickets.key = Some(cas_server::crypto::Secret::new(key));
+        s.tickets.snapshot_file = Some(snapshot.clone());
+    };
+    for (how, withdraw) in WITHDRAWALS {
+        let before = setup_with(same_store).await;
+        let chain = before.chain().await;
+        assert!(
+            before.proxy(&chain.portal_pgt, BACKEND).await.is_ok(),
+            "{how}: works before"
+        );
+        let Setup {
+            server,
+            sink,
+            browser,
+        } = before;
+        server.stop().await;
+        let server = TestServer::start_with(|s| {
+            same_store(s);
+            withdraw(s);
+        })
+        .await;
+        let after = Setup {
+            browser: browser.on(&server),
+            server,
+            sink,
+        };
+
+        after.assert_chain_refused(&chain).await;
     }
 }
 

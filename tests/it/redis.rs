@@ -1196,3 +1196,29 @@ async fn sub_second_ticket_lifetimes_survive_the_trip_through_redis() {
     let ticket = server.browser().login_for_ticket(SERVICE).await;
     assert_validates_as(&server, SERVICE, &ticket, "alice").await;
 }
+
+/// Security review (issue 13, item 4): node B runs a registry where the portal is
+/// withdrawn (disabled, removed, or no longer proxying) while node A still has it: on B,
+/// the portal's PGT, the PGT that went through it and its pending proxy ticket are all
+/// refused, whichever node issued them.
+#[tokio::test]
+async fn a_node_whose_registry_withdrew_a_service_refuses_its_proxy_chain() {
+    use crate::proxy::{Setup, WITHDRAWALS, trust};
+    let cluster = Cluster::new(false).await;
+    let pki = TestPki::new();
+    for (how, withdraw) in WITHDRAWALS {
+        let a = cluster.node_with(|s| trust(s, &pki)).await;
+        let on_a = Setup {
+            browser: a.browser(),
+            server: a,
+            sink: CallbackSink::start(&pki.leaf(&["localhost"])).await,
+        };
+        let chain = on_a.chain().await;
+        let b = cluster.node_with(withdraw).await;
+
+        let on_b = on_a.served_by(b);
+
+        eprintln!("portal {how} on node B");
+        on_b.assert_chain_refused(&chain).await;
+    }
+}
