@@ -298,6 +298,23 @@ impl Settings {
                     .to_owned(),
             );
         }
+        for (i, service) in self.services.iter().enumerate() {
+            let loose = [
+                ("pattern", Some(&service.pattern)),
+                ("proxy_callback", service.proxy_callback.as_ref()),
+            ];
+            for (key, pattern) in loose {
+                if pattern.is_some_and(crate::services::ServicePattern::has_loose_host) {
+                    warnings.push(format!(
+                        "services[{i}].{key} (`{}`): the host part of this regex can match `/`, `?`, `#`, `@` or `\\` \
+                         (an unescaped `.`, `.*` or a class such as `[^/]` before the domain), so a URL on \
+                         another host matches it, e.g. `https://evil.example?.your.domain/`; spell the host \
+                         out, e.g. `[a-z0-9-]+\\.example\\.org`",
+                        service.name
+                    ));
+                }
+            }
+        }
         if let TicketStore::Redis(redis) = &self.tickets.store
             && !redis.encrypt
         {

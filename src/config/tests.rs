@@ -582,3 +582,25 @@ fn list_entries_and_nested_tables_are_named_and_hinted() {
     .unwrap_err();
     assert_eq!(keys(&e), vec!["tickets.redis.url"], "{e}");
 }
+
+/// Security review (issue 13, item 5): a regex whose host part can leave the host loads,
+/// with a warning naming the entry (at startup and in `check-config`).
+#[test]
+fn a_regex_with_a_loose_host_part_is_a_warning() {
+    let settings = load_text(
+        "[[services]]\nid = 1\nname = \"Sloppy\"\npattern = 'regex:https://.*\\.sloppy\\.example\\.org/.*'\n\
+         [[services]]\nid = 2\nname = \"Tight\"\npattern = 'regex:https://[a-z0-9-]+\\.tight\\.example\\.org/.*'\n\
+         proxy_callback = 'regex:https://[^/]+\\.tight\\.example\\.org/cb'\n",
+    )
+    .unwrap();
+    let warnings = settings.warnings();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("services[0].pattern (`Sloppy`)"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with("services[1].proxy_callback (`Tight`)"),
+        "{warnings:?}"
+    );
+}

@@ -28,7 +28,7 @@ pub struct Literal {
 }
 
 impl Literal {
-    fn new(text: &str) -> Self {
+    fn new(text: &str, normalize: fn(&str) -> String) -> Self {
         Self {
             text: text.to_owned(),
             normalized: normalize(text),
@@ -54,8 +54,12 @@ impl fmt::Display for ServicePattern {
 
 /// A service URL about to be matched: well-formed, and normalised once.
 pub struct Candidate<'a> {
+    /// As sent, without its `#fragment` (which never reaches the application's server,
+    /// and behind which `regex:` patterns could be fooled: `https://evil.example#.app…`).
     raw: &'a str,
     normalized: String,
+    /// Decoded, scheme and host lower-cased, path and query as written (prefixes).
+    confined: String,
 }
 
 impl<'a> Candidate<'a> {
@@ -63,8 +67,9 @@ impl<'a> Candidate<'a> {
     /// (it compares decoded text, browsers follow the raw URL): never a service.
     pub fn new(raw: &'a str) -> Option<Self> {
         is_well_formed(raw).then(|| Self {
-            raw,
+            raw: without_fragment(raw),
             normalized: normalize(raw),
+            confined: normalize_origin(raw),
         })
     }
 }
@@ -78,7 +83,7 @@ impl ServicePattern {
     pub fn parse(text: &str) -> Result<Self, PatternError> {
         if let Some(prefix) = text.strip_prefix("prefix:") {
             check_prefix(prefix)?;
-            Ok(Self::Prefix(Literal::new(prefix)))
+            Ok(Self::Prefix(Literal::new(prefix, normalize_origin)))
         } else if let Some(re) = text.strip_prefix("regex:") {
             let anchored = format!("^(?:{re})$");
             RegexBuilder::new(&anchored)
@@ -89,7 +94,7 @@ impl ServicePattern {
                 .map_err(|e| PatternError(format!("invalid regular expression: {e}")))
         } else {
             check_absolute_http_url(text)?;
-            Ok(Self::Exact(Literal::new(text)))
+            Ok(Self::Exact(Literal::new(text, normalize)))
         }
     }
 
@@ -102,8 +107,30 @@ impl ServicePattern {
     pub fn matches_candidate(&self, service: &Candidate<'_>) -> bool {
         match self {
             Self::Exact(url) => url.normalized == service.normalized,
-            Self::Prefix(prefix) => service.normalized.starts_with(&prefix.normalized),
+            // Paths are case-sensitive on most servers: `/APP/` may be another
+            // application than `/app/`, so a prefix confines them as written.
+            Self::Prefix(prefix) => service.confined.starts_with(&prefix.normalized),
             Self::Regex(re) => re.is_match(service.raw),
+        }
+    }
+
+    /// Whether a `regex:` pattern's host part can match `/`, `?`, `#`, `@` or `\` (an
+    /// unescaped `.`, `.*` or a class such as `[^/]` before the domain): then a URL on
+    /// another host matches it (`https://evil.example?.app.example.org/`). A pattern
+    /// whose host part cannot be found is reported too.
+    pub fn has_loose_host(&self) -> bool {
+        match self {
+            Self::Regex(re) => {
+                let inner = re.as_str();
+                let inner = inner
+                    .strip_prefix("^(?:")
+                    .and_then(|r| r.strip_suffix(")$"))
+                    .unwrap_or(inner);
+                regex_syntax::Parser::new()
+                    .parse(inner)
+                    .map_or(true, |hir| loose_host(&hir))
+            }
+            Self::Exact(_) | Self::Prefix(_) => false,
         }
     }
 
@@ -147,6 +174,102 @@ fn check_prefix(prefix: &str) -> Result<(), PatternError> {
     }
 }
 
+/// Characters that end or hide a host: a regex that can match one of them in the host
+/// part can be satisfied by a URL on another host.
+const HOST_BREAKERS: [char; 5] = ['/', '?', '#', '@', '\\'];
+
+/// One step of a pattern, flattened out of its concatenations.
+enum Step<'h> {
+    Char(char),
+    Other(&'h regex_syntax::hir::Hir),
+}
+
+fn flatten<'h>(hir: &'h regex_syntax::hir::Hir, out: &mut Vec<Step<'h>>) {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Concat(parts) => parts.iter().for_each(|p| flatten(p, out)),
+        HirKind::Capture(capture) => match capture.sub.kind() {
+            HirKind::Concat(_) | HirKind::Literal(_) => flatten(&capture.sub, out),
+            _ => out.push(Step::Other(hir)),
+        },
+        HirKind::Literal(literal) => match std::str::from_utf8(&literal.0) {
+            Ok(text) => out.extend(text.chars().map(Step::Char)),
+            Err(_) => out.push(Step::Other(hir)),
+        },
+        _ => out.push(Step::Other(hir)),
+    }
+}
+
+/// Whether anything but a literal in `hir` can match a [`HOST_BREAKERS`] character.
+fn can_break_host(hir: &regex_syntax::hir::Hir) -> bool {
+    use regex_syntax::hir::{Class, HirKind};
+    match hir.kind() {
+        HirKind::Empty | HirKind::Literal(_) | HirKind::Look(_) => false,
+        HirKind::Class(Class::Unicode(class)) => class.iter().any(|r| {
+            HOST_BREAKERS
+                .iter()
+                .any(|c| (r.start()..=r.end()).contains(c))
+        }),
+        HirKind::Class(Class::Bytes(class)) => class.iter().any(|r| {
+            HOST_BREAKERS
+                .iter()
+                .any(|&c| (r.start()..=r.end()).contains(&(c as u8)))
+        }),
+        HirKind::Repetition(rep) => can_break_host(&rep.sub),
+        HirKind::Capture(capture) => can_break_host(&capture.sub),
+        HirKind::Concat(parts) | HirKind::Alternation(parts) => parts.iter().any(can_break_host),
+    }
+}
+
+/// See [`ServicePattern::has_loose_host`]: the steps after `://` up to the first literal
+/// `/`, `?` or `#` are the host part. A pattern that is one alternation is judged branch
+/// by branch.
+fn loose_host(hir: &regex_syntax::hir::Hir) -> bool {
+    use regex_syntax::hir::HirKind;
+    let mut steps = Vec::new();
+    flatten(hir, &mut steps);
+    if let [Step::Other(only)] = steps.as_slice() {
+        let alternatives = match only.kind() {
+            HirKind::Alternation(branches) => Some(branches),
+            HirKind::Capture(c) => match c.sub.kind() {
+                HirKind::Alternation(branches) => Some(branches),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(branches) = alternatives {
+            return branches.iter().any(loose_host);
+        }
+    }
+    let scheme_end = steps
+        .windows(3)
+        .position(|w| matches!(w, [Step::Char(':'), Step::Char('/'), Step::Char('/')]));
+    let Some(at) = scheme_end else {
+        return true;
+    };
+    steps[at + 3..]
+        .iter()
+        .take_while(|s| match s {
+            Step::Char(c) => !matches!(c, '/' | '?' | '#'),
+            Step::Other(hir) => !starts_a_path(hir),
+        })
+        .any(|s| matches!(s, Step::Other(hir) if can_break_host(hir)))
+}
+
+/// Whether whatever `hir` matches begins with a literal `/`, `?` or `#` (an optional
+/// path such as `(/.*)?`): the host part ends before it.
+fn starts_a_path(hir: &regex_syntax::hir::Hir) -> bool {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Literal(literal) => matches!(literal.0.first(), Some(b'/' | b'?' | b'#')),
+        HirKind::Concat(parts) => parts.first().is_some_and(starts_a_path),
+        HirKind::Capture(capture) => starts_a_path(&capture.sub),
+        HirKind::Repetition(rep) => starts_a_path(&rep.sub),
+        HirKind::Alternation(branches) => branches.iter().all(starts_a_path),
+        HirKind::Empty | HirKind::Class(_) | HirKind::Look(_) => false,
+    }
+}
+
 /// A URL that means the same to every reader: absolute http(s), an authority with no
 /// userinfo and no escapes (`%`, `@`, `\`), no dot-segments in its path (raw or decoded).
 ///
@@ -180,9 +303,61 @@ pub fn is_well_formed(service: &str) -> bool {
     }
     let after = &rest[authority_end..];
     let raw_path = after.split(['?', '#']).next().unwrap_or_default();
-    let decoded = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
-    let dotted = |path: &str| path.split(['/', '\\']).any(|seg| seg == "." || seg == "..");
-    !dotted(raw_path) && !dotted(&decoded)
+    !has_dot_segment(raw_path)
+}
+
+/// Whether `path` holds a `.` or `..` segment in any form a server may resolve: raw,
+/// percent-encoded once or several times (`%252e%252e`), or with path parameters
+/// (`..;/`, which Tomcat reads as `..`). Each decoding is checked, up to the point
+/// where decoding changes nothing.
+fn has_dot_segment(path: &str) -> bool {
+    let dotted = |path: &str| {
+        path.split(['/', '\\']).any(|segment| {
+            let name = segment.split(';').next().unwrap_or_default();
+            name == "." || name == ".."
+        })
+    };
+    let mut current = std::borrow::Cow::Borrowed(path);
+    // Three decodings reach `%25252e`; a fourth level would have to survive three
+    // servers decoding in turn.
+    for _ in 0..4 {
+        if dotted(&current) {
+            return true;
+        }
+        let decoded = percent_encoding::percent_decode_str(&current)
+            .decode_utf8_lossy()
+            .into_owned();
+        if decoded == current {
+            return false;
+        }
+        current = std::borrow::Cow::Owned(decoded);
+    }
+    dotted(&current) || current.contains('%')
+}
+
+fn without_fragment(service: &str) -> &str {
+    service.split_once('#').map_or(service, |(head, _)| head)
+}
+
+/// The comparison form for prefixes: as [`normalize`], but only the scheme and host are
+/// lower-cased; path and query keep their case.
+pub fn normalize_origin(service: &str) -> String {
+    let without_fragment = without_fragment(service);
+    let decoded = match percent_encoding::percent_decode_str(without_fragment).decode_utf8() {
+        Ok(decoded) => decoded.into_owned(),
+        Err(_) => without_fragment.to_owned(),
+    };
+    let authority_end = decoded
+        .find("://")
+        .map(|at| at + 3)
+        .and_then(|start| {
+            decoded[start..]
+                .find(['/', '?', '#'])
+                .map(|end| start + end)
+        })
+        .unwrap_or(decoded.len());
+    let (origin, rest) = decoded.split_at(authority_end);
+    format!("{}{rest}", origin.to_lowercase())
 }
 
 /// The comparison form of a service URL (CC-01, CC-03, CC-05): decoded once, without
@@ -190,7 +365,7 @@ pub fn is_well_formed(service: &str) -> bool {
 /// Escapes that do not decode to UTF-8 are compared as written: a lossy decoding would
 /// make `%FE` and `%FF` the same character.
 pub fn normalize(service: &str) -> String {
-    let without_fragment = service.split_once('#').map_or(service, |(head, _)| head);
+    let without_fragment = without_fragment(service);
     match percent_encoding::percent_decode_str(without_fragment).decode_utf8() {
         Ok(decoded) => decoded.to_lowercase(),
         Err(_) => without_fragment.to_lowercase(),
@@ -259,6 +434,73 @@ mod tests {
         assert!(p.matches("HTTPS://app.example.org/ok?next=%2Fhome&x=%40"));
         let exact = ServicePattern::parse("https://app.example.org/").unwrap();
         assert!(!exact.matches("https://app.example.org%2F/"));
+    }
+
+    /// Security review (issue 13, item 5): a sloppy regex is matched without the
+    /// fragment, so `#` cannot carry its domain; the host-part check flags it anyway.
+    #[test]
+    fn a_regex_never_matches_through_the_fragment() {
+        let sloppy = ServicePattern::parse(r"regex:https://.*\.sloppy\.example\.org/.*").unwrap();
+        assert!(!sloppy.matches("https://evil.com#.sloppy.example.org/"));
+        assert!(sloppy.matches("https://app.sloppy.example.org/x#top"));
+        assert!(sloppy.has_loose_host());
+    }
+
+    #[test]
+    fn a_regex_whose_host_part_can_leave_the_host_is_flagged() {
+        for loose in [
+            r"regex:https://.*\.example\.org/.*",
+            r"regex:https://[^/]+\.example\.org/.*",
+            r"regex:https://app.example.org.*",
+            r"regex:https?://(.+)\.example\.org/.*",
+            r"regex:(https://a\.example\.org/.*|https://.*b\.example\.org/.*)",
+            r"regex:.*",
+            r"regex:https://[\w.@-]+/",
+        ] {
+            let p = ServicePattern::parse(loose).unwrap();
+            assert!(p.has_loose_host(), "{loose}");
+        }
+        for tight in [
+            r"regex:https://app\.example\.org/.*",
+            r"regex:https://[a-z0-9-]+\.example\.org/.*",
+            r"regex:https?://(localhost|127\.0\.0\.1):\d+/cb/.*",
+            r"regex:(https://a\.example\.org/.*|https://b\.example\.org/)",
+            r"regex:http://127\.0\.0\.1:\d+/one/.*",
+            r"regex:https?://(localhost|127\.0\.0\.1|\[::1\])(:\d{1,5})?(/[^\s]*)?",
+            "https://app.example.org/",
+            "prefix:https://app.example.org/",
+        ] {
+            let p = ServicePattern::parse(tight).unwrap();
+            assert!(!p.has_loose_host(), "{tight}");
+        }
+    }
+
+    /// Security review (issue 13, item 6): a prefix confines paths. Only the scheme and
+    /// host are case-insensitive, and dot segments in any encoding never match.
+    #[test]
+    fn a_prefix_confines_its_path() {
+        let p = ServicePattern::parse("prefix:https://host.example/app/").unwrap();
+        assert!(p.matches("https://host.example/app/page"));
+        assert!(p.matches("HTTPS://HOST.example/app/Page?Q=1"));
+        for outside in [
+            "https://host.example/APP/",
+            "https://host.example/App/x",
+            "https://host.example/app/..;/admin",
+            "https://host.example/app/..;jsessionid=1/admin",
+            "https://host.example/app/%252e%252e/admin",
+            "https://host.example/app/%25252e%25252e/admin",
+            "https://host.example/app/%2e%2e%2fadmin",
+            "https://host.example/app/.%2e/admin",
+            "https://host.example/app/..\\admin",
+            "https://host.example/app/;/../admin",
+        ] {
+            assert!(!p.matches(outside), "{outside}");
+        }
+        assert!(p.matches("https://host.example/app/a;jsessionid=1/b"));
+        assert!(
+            p.matches("https://host.example/app/x?next=/../y"),
+            "the query is not a path"
+        );
     }
 
     #[test]

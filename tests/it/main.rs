@@ -7,6 +7,7 @@ mod support;
 mod bench;
 mod browser;
 mod cli;
+mod hardening;
 mod ldap;
 mod login;
 mod logout;
