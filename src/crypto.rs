@@ -75,6 +75,66 @@ pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// Whether `key` could not have come from a random generator: fewer distinct bytes than
+/// half its length (32 random bytes hold about 30), a short pattern repeated, or a
+/// counting sequence. Such a key (all zeros, a password typed twice, `0x00..0x1f`) is
+/// guessable whatever its length.
+pub fn is_degenerate(key: &[u8]) -> bool {
+    let mut seen = [false; 256];
+    let mut distinct = 0;
+    for &b in key {
+        if !std::mem::replace(&mut seen[usize::from(b)], true) {
+            distinct += 1;
+        }
+    }
+    let periodic = (1..=key.len() / 2).any(|p| key.iter().skip(p).zip(key).all(|(a, b)| a == b));
+    let counting = key
+        .windows(2)
+        .map(|w| w[1].wrapping_sub(w[0]))
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+        <= 1;
+    distinct < key.len().min(256) / 2 || periodic || counting
+}
+
+/// Refuses a file holding secrets that group or others may read (Unix), with the fix.
+pub fn check_private_file(path: &std::path::Path) -> Result<(), String> {
+    check_mode(path, 0o077, "group or others", "600")
+}
+
+/// Refuses a private key file that anyone may read. A group may: Debian gives TLS keys
+/// to the `ssl-cert` group (mode 0640).
+pub fn check_not_world_readable(path: &std::path::Path) -> Result<(), String> {
+    check_mode(path, 0o007, "others", "o-rwx")
+}
+
+fn check_mode(
+    path: &std::path::Path,
+    forbidden: u32,
+    who: &str,
+    chmod: &str,
+) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & forbidden != 0 {
+            return Err(format!(
+                "{} holds secret keys but is readable by {who} (mode {:o}); run `chmod {chmod} {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, forbidden, who, chmod);
+    Ok(())
+}
+
 /// AES-256-GCM sealing of small blobs (login-flow tokens). The output is
 /// base64url(nonce || ciphertext || tag); the associated data binds a blob to its purpose.
 #[derive(Clone)]
@@ -133,6 +193,25 @@ impl Sealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn degenerate_keys_are_recognised_and_random_ones_never() {
+        assert!(is_degenerate(&[0u8; 32]));
+        assert!(is_degenerate(&[0xff; 64]));
+        assert!(is_degenerate(b"passwordpasswordpasswordpassword"));
+        assert!(is_degenerate(&(0u8..32).collect::<Vec<_>>()));
+        assert!(is_degenerate(&(0u8..64).rev().collect::<Vec<_>>()));
+        let period16: Vec<u8> = (0u8..16)
+            .map(|b| b.wrapping_mul(37))
+            .cycle()
+            .take(32)
+            .collect();
+        assert!(is_degenerate(&period16));
+        for _ in 0..10_000 {
+            assert!(!is_degenerate(&random_bytes::<32>()));
+            assert!(!is_degenerate(&random_bytes::<64>()));
+        }
+    }
 
     #[test]
     fn base62_has_requested_length_and_alphabet() {

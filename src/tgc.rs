@@ -76,9 +76,12 @@ impl TgcKeys {
     /// Returns the keys and whether the file was created.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), String> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse_key_file(&text)
-                .map(|k| (k, false))
-                .map_err(|e| format!("{}: {e}", path.display())),
+            Ok(text) => {
+                crate::crypto::check_private_file(path)?;
+                Self::parse_key_file(&text)
+                    .map(|k| (k, false))
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let keys = Self::generate();
                 let mut file = std::fs::OpenOptions::new();
@@ -125,13 +128,19 @@ impl TgcKeys {
 fn decode_key<const N: usize>(text: &str, name: &str) -> Result<[u8; N], String> {
     let bytes = b64url_decode(text)
         .ok_or_else(|| format!("{name} is not base64url; generate one with `cas-server keygen`"))?;
-    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| {
+    let key = <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| {
         format!(
             "{name} must be {N} bytes ({} bits) but is {} bytes; generate one with `cas-server keygen`",
             N * 8,
             bytes.len()
         )
-    })
+    })?;
+    if crate::crypto::is_degenerate(&key) {
+        return Err(format!(
+            "{name} is not a random key (all one byte, a repeated pattern or a sequence); generate one with `cas-server keygen`"
+        ));
+    }
+    Ok(key)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -40,6 +40,8 @@ pub const DEMO: &str = include_str!("../../config/demo.toml");
 pub const DEMO_PASSWORD: &str = "Mellon";
 
 const ENV_PREFIX: &str = "CAS__";
+/// The problem reported for a key that no random generator would produce.
+const DEGENERATE: &str = "is not a random key (all one byte, a repeated pattern or a sequence); generate one with `cas-server keygen`";
 /// Ten years: the longest any duration setting may be.
 const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
 const SECTIONS: &[&str] = &[
@@ -697,6 +699,21 @@ impl Ctx {
                 }
             },
         };
+        // All CAS traffic over HTTPS (the CAS security guide): plain HTTP is for loopback,
+        // or behind the TLS-terminating proxies listed as trusted.
+        if let (Some(addr), Some(None)) = (bind, &tls)
+            && !addr.ip().is_loopback()
+            && trusted_proxies.is_empty()
+            && !raw.allow_plain_http
+            && self.origin != Origin::Demo
+        {
+            self.problem(
+                "server.bind",
+                format!(
+                    "{addr} is not loopback and serves plain HTTP: passwords and SSO cookies would cross the network in clear; configure [server.tls], or bind to loopback behind a TLS proxy (listed in server.trusted_proxies), or set server.allow_plain_http = true if the network is protected otherwise"
+                ),
+            );
+        }
         Some(Server {
             bind: bind?,
             base_path: base_ok.then_some(base_path)?,
@@ -739,6 +756,10 @@ impl Ctx {
             },
         };
         let key = match std::fs::read(&key_path) {
+            Ok(_) if let Err(e) = crate::crypto::check_not_world_readable(&key_path) => {
+                self.problem("server.tls.key_file", e);
+                None
+            }
             Err(e) => {
                 self.problem(
                     "server.tls.key_file",
@@ -1003,6 +1024,12 @@ impl Ctx {
             (Some(v), None) => Ok(Some(v)),
             (None, Some(file)) => {
                 let path = self.resolve(&file);
+                if let Err(e) = crate::crypto::check_private_file(&path)
+                    && path.exists()
+                {
+                    self.problem(&format!("{key}_file"), e);
+                    return Err(());
+                }
                 match std::fs::read_to_string(&path) {
                     Ok(text) => Ok(Some(text.trim().to_owned())),
                     Err(e) => {
@@ -1061,6 +1088,10 @@ impl Ctx {
             Ok(None) => Some(None),
             Ok(Some(text)) => {
                 match b64url_decode(&text).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()) {
+                    Some(bytes) if crate::crypto::is_degenerate(&bytes) => {
+                        self.problem("tickets.key", DEGENERATE);
+                        None
+                    }
                     Some(bytes) => Some(Some(Secret::new(bytes))),
                     None => {
                         self.problem(
@@ -1436,6 +1467,10 @@ impl Ctx {
             );
         for (key, text) in keys {
             match b64url_decode(text).and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok()) {
+                Some(bytes) if crate::crypto::is_degenerate(&bytes) => {
+                    self.problem(&key, DEGENERATE);
+                    return None;
+                }
                 Some(bytes) => flow_keys.push(Secret::new(bytes)),
                 None => {
                     self.problem(

@@ -21,6 +21,11 @@ pub fn parse_key(text: &str) -> Result<Sealer, String> {
             "{KEY_VARIABLE} must be 32 bytes in base64url; generate one with `cas-server keygen`"
         )
     })?;
+    if crate::crypto::is_degenerate(&key) {
+        return Err(format!(
+            "{KEY_VARIABLE} is not a random key (all one byte, a repeated pattern or a sequence); generate one with `cas-server keygen`"
+        ));
+    }
     Ok(Sealer::new(&key))
 }
 

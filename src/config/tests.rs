@@ -140,7 +140,10 @@ fn environment_overrides_the_file() {
 
 #[test]
 fn insecure_cookie_needs_a_loopback_bind() {
-    let e = load_text("[server]\nbind = \"0.0.0.0:8080\"\n[tgc]\nsecure = false\n").unwrap_err();
+    let e = load_text(
+        "[server]\nbind = \"0.0.0.0:8080\"\nallow_plain_http = true\n[tgc]\nsecure = false\n",
+    )
+    .unwrap_err();
     assert_eq!(keys(&e), vec!["tgc.secure"]);
     assert!(load_text("[tgc]\nsecure = false\n").is_ok());
 }
@@ -364,8 +367,8 @@ fn nested_keys_are_named_exactly_and_get_hints() {
     );
     assert!(text.contains("`server.tls.extra`: unknown key"), "{text}");
 
-    let enc = crate::crypto::b64url_encode(&[7u8; 32]);
-    let sign = crate::crypto::b64url_encode(&[7u8; 64]);
+    let enc = crate::crypto::b64url_encode(&crate::crypto::random_bytes::<32>());
+    let sign = crate::crypto::b64url_encode(&crate::crypto::random_bytes::<64>());
     let e = load_text(&format!(
         "[tgc]\nencryption_key = \"{enc}\"\nsigning_key = \"{sign}\"\n\
          [[tgc.previous_keys]]\nencryption_key = \"short\"\nsigning_key = \"{sign}\"\n"
@@ -374,7 +377,8 @@ fn nested_keys_are_named_exactly_and_get_hints() {
     assert_eq!(keys(&e), vec!["tgc.previous_keys[0].encryption_key"], "{e}");
 }
 
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+/// A registry and login-flow key (random, as `keygen` makes them).
+const KEY: &str = "EUK4Ne-6M6PvacShpsIXLRpHcqAmoTG9UVMt58Raw2Q";
 
 #[test]
 fn the_redis_store_needs_shared_keys_configured() {

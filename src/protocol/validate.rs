@@ -142,7 +142,7 @@ impl Cas {
                 ErrorCode::InvalidService,
                 // Never the service the ticket was issued for: a client holding a stray
                 // ticket must not learn where its user was going.
-                format!("Ticket '{ticket}' does not match the supplied service"),
+                format!("Ticket '{ticket}' was not issued for the supplied service '{service}'"),
             ));
         }
         // VAL-08: renew demands a ticket issued from primary credentials.

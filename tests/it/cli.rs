@@ -47,14 +47,14 @@ fn command(dir: &Path, config: Option<&Path>, args: &[&str], env: &[(&str, &str)
 }
 
 /// What a finished (non-server) run printed.
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Output {
-    fn code(&self) -> Option<i32> {
+    pub fn code(&self) -> Option<i32> {
         self.status.code()
     }
 }
@@ -71,7 +71,7 @@ impl std::fmt::Display for Output {
 
 /// Runs the binary to completion with `stdin` piped in; a run that outlives [`LIMIT`] is
 /// killed (dropping the future drops the `kill_on_drop` child) and fails the test.
-async fn run(
+pub(crate) async fn run(
     dir: &Path,
     config: Option<&Path>,
     args: &[&str],
@@ -108,13 +108,13 @@ async fn run(
 }
 
 /// `cas-server hash-password` with `password` on stdin.
-async fn hash_password(dir: &Path, password: &str) -> String {
+pub(crate) async fn hash_password(dir: &Path, password: &str) -> String {
     let out = run(dir, None, &["hash-password"], &[], &format!("{password}\n")).await;
     assert!(out.status.success(), "hash-password fails:\n{out}");
     out.stdout.trim().to_owned()
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
@@ -345,7 +345,7 @@ async fn assert_redirected_with_a_ticket_for(
 }
 
 /// A minimal operator config: loopback on port 0, one user, one exactly matched service.
-fn operator_config(password_hash: &str) -> String {
+pub(crate) fn operator_config(password_hash: &str) -> String {
     format!(
         r#"[server]
 bind = "127.0.0.1:0"

@@ -3,9 +3,35 @@
 //! server shapes outside its handlers. (Connection slots: `connections.rs`; login
 //! throttling: `security.rs`.)
 
+use std::collections::HashMap;
+
+use cas_server::config::{self, Source};
+use cas_server::crypto::{b64url_encode, random_bytes};
 use reqwest::StatusCode;
 
+use crate::cli::{operator_config, run, write};
 use crate::support::*;
+
+/// The configuration `text`, loaded as an operator's file named `cas.toml` would be.
+fn load(text: &str) -> Result<config::Settings, config::ConfigError> {
+    config::load_with_env(
+        Source::Text {
+            name: "cas.toml",
+            text,
+        },
+        &HashMap::new(),
+    )
+}
+
+/// The keys of a configuration error's problems, in order.
+fn problem_keys(e: &config::ConfigError) -> Vec<&str> {
+    e.problems.iter().map(|p| p.key.as_str()).collect()
+}
+
+fn mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
 
 /// Registered by a sloppy regex (an unescaped `.*` before the domain) and by a prefix
 /// with a path, beside the test configuration's own services.
@@ -80,4 +106,125 @@ async fn a_prefix_pattern_confines_the_path() {
     let inside = "HTTPS://HOST.example.org/app/Page?Next=%2Fhome";
     let ticket = browser.sso_ticket(inside).await;
     assert_validates_as(&server, inside, &ticket, "alice").await;
+}
+
+/// Item 5: `check-config` names a regex whose host part can leave the host.
+#[tokio::test]
+async fn check_config_warns_about_a_regex_with_a_loose_host_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "cas.toml",
+        "[[services]]\nid = 1\nname = \"Sloppy\"\npattern = 'regex:https://.*\\.sloppy\\.example\\.org/.*'\n",
+    );
+
+    let out = run(dir.path(), Some(&config), &["check-config"], &[], "").await;
+
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "a warning, not an error:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains("warning: services[0].pattern (`Sloppy`): the host part of this regex"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// Item 8: keys no random generator would make are refused, each named with the fix;
+/// the same keys from `keygen`'s generator load.
+#[test]
+fn degenerate_keys_are_refused() {
+    let zeros = b64url_encode(&[0u8; 32]);
+    let sequence = b64url_encode(&(0u8..64).collect::<Vec<_>>());
+    let pattern = b64url_encode(b"correct horse correct horse corr");
+    let e = load(&format!(
+        "[tgc]\nencryption_key = \"{zeros}\"\nsigning_key = \"{sequence}\"\n\
+         [login]\nflow_key = \"{pattern}\"\n[tickets]\nkey = \"{zeros}\"\n"
+    ))
+    .unwrap_err();
+
+    assert_eq!(
+        problem_keys(&e),
+        vec!["tgc.encryption_key", "tickets.key", "login.flow_key"],
+        "{e}"
+    );
+    assert!(e.to_string().contains("cas-server keygen"), "{e}");
+    assert!(!e.to_string().contains(&zeros), "no key in the message");
+    let good = |n| b64url_encode(&random_bytes::<64>()[..n]);
+    load(&format!(
+        "[tgc]\nencryption_key = \"{}\"\nsigning_key = \"{}\"\n[login]\nflow_key = \"{}\"\n[tickets]\nkey = \"{}\"\n",
+        good(32),
+        good(64),
+        good(32),
+        good(32)
+    ))
+    .expect("random keys load");
+}
+
+/// Item 8: a key file that group or others may read is refused with the `chmod` to run,
+/// at load (`*_file` keys) and at startup (the generated TGC key file), in the real
+/// binary; once private, the same file is used.
+#[tokio::test]
+async fn a_key_file_others_may_read_is_refused_with_the_chmod_to_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = write(
+        dir.path(),
+        "registry.key",
+        &b64url_encode(&random_bytes::<32>()),
+    );
+    mode(&key_file, 0o644);
+    let e = load(&format!(
+        "[tickets]\nkey_file = \"{}\"\n",
+        key_file.display()
+    ))
+    .unwrap_err();
+    assert_eq!(problem_keys(&e), vec!["tickets.key_file"]);
+    assert!(
+        e.to_string()
+            .contains(&format!("run `chmod 600 {}`", key_file.display())),
+        "{e}"
+    );
+    mode(&key_file, 0o600);
+    assert!(
+        load(&format!(
+            "[tickets]\nkey_file = \"{}\"\n",
+            key_file.display()
+        ))
+        .is_ok()
+    );
+
+    let hash = crate::cli::hash_password(dir.path(), "a password").await;
+    let config = write(dir.path(), "cas.toml", &operator_config(&hash));
+    let tgc_keys = write(
+        dir.path(),
+        "tgc-keys.toml",
+        &cas_server::tgc::TgcKeys::generate().to_config(),
+    );
+    mode(&tgc_keys, 0o640);
+    let out = run(dir.path(), Some(&config), &[], &[], "").await;
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "readable by group or others (mode 640); run `chmod 600 {}`",
+            tgc_keys.display()
+        )),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Item 8: plain HTTP on an address other than loopback is refused unless a TLS proxy is
+/// listed in front (trusted_proxies) or the operator sets `allow_plain_http`.
+#[test]
+fn plain_http_off_loopback_needs_a_proxy_or_an_explicit_switch() {
+    let e = load("[server]\nbind = \"0.0.0.0:8080\"\n").unwrap_err();
+    assert_eq!(problem_keys(&e), vec!["server.bind"]);
+    assert!(e.to_string().contains("allow_plain_http"), "{e}");
+    assert!(load("[server]\nbind = \"0.0.0.0:8080\"\ntrusted_proxies = [\"10.0.0.2\"]\n").is_ok());
+    assert!(load("[server]\nbind = \"0.0.0.0:8080\"\nallow_plain_http = true\n").is_ok());
+    assert!(load("[server]\nbind = \"127.0.0.1:8080\"\n").is_ok());
 }

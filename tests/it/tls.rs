@@ -182,9 +182,15 @@ fn certificate_mistakes_are_named_at_startup() {
     let other_key = dir.path().join("other-key.pem");
     let garbage = dir.path().join("garbage.pem");
     std::fs::write(&cert, &leaf.cert_pem).unwrap();
-    std::fs::write(&key, &leaf.key_pem).unwrap();
-    std::fs::write(&other_key, &other.key_pem).unwrap();
-    std::fs::write(&garbage, "not a certificate").unwrap();
+    write_private(&key, &leaf.key_pem);
+    write_private(&other_key, &other.key_pem);
+    write_private(&garbage, "not a certificate");
+    let readable = dir.path().join("readable-key.pem");
+    std::fs::write(&readable, &leaf.key_pem).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let tls = |c: &std::path::Path, k: &std::path::Path| {
         format!(
             "[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
@@ -219,6 +225,12 @@ fn certificate_mistakes_are_named_at_startup() {
             tls(&cert, &other_key),
             "server.tls.key_file",
             "does not fit the certificate",
+        ),
+        // Security review (issue 13, item 8): a private key anyone may read.
+        (
+            tls(&cert, &readable),
+            "server.tls.key_file",
+            "readable by others (mode 644); run `chmod o-rwx",
         ),
     ];
     for (text, key_path, words) in cases {

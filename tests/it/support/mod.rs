@@ -252,6 +252,16 @@ pub struct TestServer {
     running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
+/// Writes a file only its owner may read, as secrets and private keys must be.
+pub fn write_private(path: &std::path::Path, contents: &str) {
+    std::fs::write(path, contents).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
 /// A server certificate for 127.0.0.1 and localhost from `pki`, loaded through the
 /// configuration exactly as an operator's `[server.tls]` would be.
 pub fn tls_settings(pki: &callback::TestPki) -> (cas_server::config::Tls, tempfile::TempDir) {
@@ -260,7 +270,7 @@ pub fn tls_settings(pki: &callback::TestPki) -> (cas_server::config::Tls, tempfi
     let cert = dir.path().join("cert.pem");
     let key = dir.path().join("key.pem");
     std::fs::write(&cert, &leaf.cert_pem).unwrap();
-    std::fs::write(&key, &leaf.key_pem).unwrap();
+    write_private(&key, &leaf.key_pem);
     let text = format!(
         "[server.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
         cert.display(),
