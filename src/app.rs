@@ -25,8 +25,8 @@ use crate::tickets::{
     AttemptStore, ExpirationPolicy, MemoryRegistry, RedisRegistry, SnapshotFile, TicketRegistry,
 };
 use crate::web::{
-    self, AppState, CasListener, Catalogues, ConnectionLimits, CookieSettings, HeaderPolicy, Inner,
-    Limits, Overrides, PeerAddr,
+    self, AppState, CasListener, Catalogues, ConnectionLimits, ConnectionStats, CookieSettings,
+    HeaderPolicy, InFlight, Inner, Limits, Overrides, PeerAddr, Slots,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,8 @@ pub struct App {
     listener: CasListener,
     local_addr: SocketAddr,
     scheme: &'static str,
-    redirect: Option<CasListener>,
+    /// The plain-HTTP listener that redirects to HTTPS, and the certificate it names.
+    redirect: Option<(CasListener, crate::config::Tls)>,
     router: axum::Router,
     registry: Arc<dyn TicketRegistry>,
     /// The in-memory store and where to save it at shutdown, if snapshots are on.
@@ -161,6 +162,23 @@ impl App {
             .http_headers
             .content_security_policy
             .then(|| HeaderPolicy::default_csp(&settings.http_headers.frame_ancestors));
+        let headers = HeaderPolicy {
+            hsts: settings
+                .http_headers
+                .hsts
+                .as_deref()
+                .and_then(|v| HeaderValue::from_str(v).ok()),
+            frame_options: settings.http_headers.frame_options
+                && settings.http_headers.frame_ancestors.is_empty(),
+            content_type_options: settings.http_headers.content_type_options,
+            referrer_policy: settings.http_headers.referrer_policy,
+            csp: csp.clone(),
+            csp_header: csp.as_deref().and_then(|v| HeaderValue::from_str(v).ok()),
+            max_header_bytes: settings.server.max_header_bytes,
+            tls: settings.server.tls.is_some(),
+        };
+        let error_headers: Arc<str> = headers.static_lines().into();
+        let connections = Arc::new(ConnectionStats::default());
         let state = AppState::new(Inner {
             warn_cookie: cookie("CASPRIVACY"),
             // The login-CSRF binding must never travel on a cross-site POST, whatever
@@ -191,7 +209,9 @@ impl App {
             tgc,
             cookie: cookie(&settings.tgc.name),
             trusted_proxies: settings.server.trusted_proxies.clone(),
+            in_flight: InFlight::new(settings.server.max_connections_per_client),
             slo: slo.stats(),
+            connections: connections.clone(),
             assets: format!("{base_path}/"),
             limits: Limits {
                 ticket: settings.request_filter.max_ticket_length,
@@ -200,21 +220,7 @@ impl App {
                 other: settings.request_filter.max_value_length,
                 body: settings.server.max_body_bytes,
             },
-            headers: HeaderPolicy {
-                hsts: settings
-                    .http_headers
-                    .hsts
-                    .as_deref()
-                    .and_then(|v| HeaderValue::from_str(v).ok()),
-                frame_options: settings.http_headers.frame_options
-                    && settings.http_headers.frame_ancestors.is_empty(),
-                content_type_options: settings.http_headers.content_type_options,
-                referrer_policy: settings.http_headers.referrer_policy,
-                csp: csp.clone(),
-                csp_header: csp.as_deref().and_then(|v| HeaderValue::from_str(v).ok()),
-                max_header_bytes: settings.server.max_header_bytes,
-                tls: settings.server.tls.is_some(),
-            },
+            headers,
         });
         let router = web::router(state, settings.server.request_timeout);
         let addr = settings.server.bind;
@@ -231,22 +237,41 @@ impl App {
         let limits = ConnectionLimits {
             idle: (settings.server.request_timeout * 2).max(std::time::Duration::from_secs(1)),
             head: settings.server.request_timeout,
+            error_headers,
         };
-        let listener = CasListener::new(tcp, tls, settings.server.max_connections, limits)
+        let slots = |stats| {
+            Slots::new(
+                settings.server.max_connections,
+                settings.server.max_connections_per_client,
+                settings.server.trusted_proxies.clone(),
+                stats,
+            )
+        };
+        let listener = CasListener::new(tcp, tls, slots(connections), limits.clone())
             .map_err(|source| StartupError::Bind { addr, source })?;
-        // The redirect listener gets the same connection cap and idle timeout: an idle
+        // The redirect listener gets the same connection caps and idle timeout: an idle
         // client on port 80 must not hold descriptors the HTTPS listener needs.
-        let redirect = match settings.server.http_redirect_bind {
-            Some(addr) => {
+        let redirect = match (settings.server.http_redirect_bind, &settings.server.tls) {
+            (Some(addr), Some(tls)) => {
                 let tcp = TcpListener::bind(addr)
                     .await
                     .map_err(|source| StartupError::Bind { addr, source })?;
-                Some(
-                    CasListener::new(tcp, None, settings.server.max_connections, limits)
-                        .map_err(|source| StartupError::Bind { addr, source })?,
-                )
+                let plain = HeaderPolicy {
+                    frame_options: true,
+                    content_type_options: true,
+                    referrer_policy: true,
+                    csp: Some("default-src 'none'; frame-ancestors 'none'".into()),
+                    ..HeaderPolicy::default()
+                };
+                let limits = ConnectionLimits {
+                    error_headers: plain.static_lines().into(),
+                    ..limits
+                };
+                let listener = CasListener::new(tcp, None, slots(Arc::default()), limits)
+                    .map_err(|source| StartupError::Bind { addr, source })?;
+                Some((listener, tls.clone()))
             }
-            None => None,
+            _ => None,
         };
         Ok(Self {
             listener,
@@ -271,7 +296,7 @@ impl App {
     pub fn redirect_addr(&self) -> Option<SocketAddr> {
         self.redirect
             .as_ref()
-            .and_then(|l| axum::serve::Listener::local_addr(l).ok())
+            .and_then(|(l, _)| axum::serve::Listener::local_addr(l).ok())
     }
 
     /// `http(s)://addr/base`: the URL CAS clients are configured with.
@@ -299,10 +324,10 @@ impl App {
             self.on_expired,
             stop_rx.clone(),
         );
-        let redirect = self.redirect.map(|listener| {
+        let redirect = self.redirect.map(|(listener, tls)| {
             let https_port = self.local_addr.port();
             tokio::spawn(
-                axum::serve(listener, web::https_redirect(https_port))
+                axum::serve(listener, web::https_redirect(https_port, &tls))
                     .with_graceful_shutdown(stopped(stop_rx.clone()))
                     .into_future(),
             )

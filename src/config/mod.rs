@@ -675,6 +675,11 @@ impl Ctx {
         self.within("server.max_body_bytes", raw.max_body_bytes, 1..=64 << 20);
         self.within("server.max_header_bytes", raw.max_header_bytes, 1..=1 << 20);
         self.within("server.max_connections", raw.max_connections, 1..=1_000_000);
+        self.within(
+            "server.max_connections_per_client",
+            raw.max_connections_per_client,
+            1..=1_000_000,
+        );
         let tls = match raw.tls {
             None => Some(None),
             Some(tls) => self.tls(&tls).map(Some),
@@ -722,6 +727,7 @@ impl Ctx {
             max_body_bytes: raw.max_body_bytes,
             max_header_bytes: raw.max_header_bytes,
             max_connections: raw.max_connections,
+            max_connections_per_client: raw.max_connections_per_client.min(raw.max_connections),
             tls: tls?,
             http_redirect_bind: http_redirect_bind?,
         })
@@ -782,6 +788,7 @@ impl Ctx {
             },
         };
         let (chain, key) = (chain?, key?);
+        let leaf = chain[0].clone();
         let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -792,6 +799,7 @@ impl Ctx {
                 config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
                 Some(Tls {
                     config: std::sync::Arc::new(config),
+                    leaf,
                 })
             }
             Err(e) => {

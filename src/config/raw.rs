@@ -16,6 +16,7 @@ pub struct Server {
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
     pub max_connections: usize,
+    pub max_connections_per_client: usize,
     pub allow_plain_http: bool,
     pub http_redirect_bind: Option<String>,
     pub tls: Option<Tls>,

@@ -61,8 +61,12 @@ pub struct Server {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
-    /// Connections served at once; more wait in the kernel's accept queue.
+    /// Connections served at once; more wait in the kernel's accept queue, and idle ones
+    /// are closed to let them in.
     pub max_connections: usize,
+    /// Connections one client address may hold (requests in flight, for clients behind
+    /// a trusted proxy); at most `max_connections`.
+    pub max_connections_per_client: usize,
     /// Native HTTPS; `None` serves plain HTTP (behind a TLS-terminating proxy).
     pub tls: Option<Tls>,
     /// A plain-HTTP listener that only redirects to HTTPS.
@@ -73,6 +77,41 @@ pub struct Server {
 #[derive(Clone)]
 pub struct Tls {
     pub config: std::sync::Arc<rustls::ServerConfig>,
+    /// The server certificate, for the names it is valid for.
+    pub leaf: rustls_pki_types::CertificateDer<'static>,
+}
+
+impl Tls {
+    /// The host names the certificate names exactly (no wildcards), lower-case, in its
+    /// order: the names this server is reached by.
+    pub fn host_names(&self) -> Vec<String> {
+        webpki::EndEntityCert::try_from(&self.leaf)
+            .map(|cert| {
+                cert.valid_dns_names()
+                    .filter(|name| !name.starts_with('*'))
+                    .map(str::to_ascii_lowercase)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `host` (a name or an IP address, without a port) is one the certificate
+    /// names exactly: a wildcard would also cover other hosts of the domain.
+    pub fn names_exactly(&self, host: &str) -> bool {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        match bare.parse::<std::net::IpAddr>() {
+            Ok(ip) => webpki::EndEntityCert::try_from(&self.leaf).is_ok_and(|cert| {
+                cert.verify_is_valid_for_subject_name(&rustls_pki_types::ServerName::IpAddress(
+                    ip.into(),
+                ))
+                .is_ok()
+            }),
+            Err(_) => self
+                .host_names()
+                .iter()
+                .any(|name| name.eq_ignore_ascii_case(bare)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Tls {

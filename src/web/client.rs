@@ -4,7 +4,9 @@
 //! is read from the right, skipping trusted hops, and the first untrusted address is the
 //! client. An untrusted peer's `X-Forwarded-For` is ignored, or anyone could claim any IP.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::USER_AGENT;
@@ -27,15 +29,7 @@ impl FromRequestParts<AppState> for ClientInfo {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
         let peer = peer_ip(&parts.extensions)
             .ok_or_else(|| WebError::Internal("no peer address on the connection".into()))?;
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect::<Vec<_>>();
-        let ip = client_ip(peer, &forwarded, &state.trusted_proxies);
+        let ip = forwarded_client(peer, &parts.headers, &state.trusted_proxies);
         let user_agent = parts
             .headers
             .get(USER_AGENT)
@@ -56,6 +50,76 @@ pub fn peer_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
 
 pub fn is_trusted(ip: &IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(ip))
+}
+
+/// The client behind `peer`: the peer itself, or what a trusted proxy reports.
+pub fn forwarded_client(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[IpNet],
+) -> IpAddr {
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    client_ip(peer, &forwarded, trusted)
+}
+
+/// Requests in flight per client forwarded by a trusted proxy. A proxy's connections
+/// carry many clients, so the per-address connection cap cannot apply to it; this is
+/// the same cap, counted in requests of each client it forwards.
+#[derive(Debug)]
+pub struct InFlight {
+    limit: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One request counted in [`InFlight`] until dropped.
+pub struct Entered<'a> {
+    table: &'a InFlight,
+    client: IpAddr,
+}
+
+impl InFlight {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a request of `client`; `None` when it already has `limit` in flight.
+    pub fn enter(&self, client: IpAddr) -> Option<Entered<'_>> {
+        let mut counts = self.lock();
+        let count = counts.entry(client).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(Entered {
+            table: self,
+            client,
+        })
+    }
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        let mut counts = self.table.lock();
+        if let Some(count) = counts.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
 }
 
 fn client_ip(peer: IpAddr, forwarded: &[&str], trusted: &[IpNet]) -> IpAddr {

@@ -29,13 +29,14 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+pub use client::InFlight;
 pub use cookies::CookieSettings;
 pub use error::WebError;
 pub use i18n::{Catalogues, locales};
 pub use params::Limits;
 pub use security::{HeaderPolicy, https_redirect};
 pub use state::{AppState, Inner};
-pub use transport::{CasListener, ConnectionLimits, PeerAddr};
+pub use transport::{CasListener, ConnectionLimits, ConnectionStats, PeerAddr, Slots};
 pub use views::Overrides;
 
 /// Every CAS route, in one table.
@@ -126,6 +127,11 @@ async fn health(State(state): State<AppState>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "tickets": { "store": state.cas.tickets.store(), "reachable": registry_ok },
         "directories": directories,
+        "connections": {
+            "open": load(&state.connections.open),
+            "refused": load(&state.connections.refused),
+            "reclaimed": load(&state.connections.reclaimed),
+        },
         "single_logout": {
             "sent": load(&state.slo.sent),
             "failed": load(&state.slo.failed),

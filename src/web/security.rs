@@ -10,14 +10,17 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::{
     ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_SECURITY_POLICY, EXPIRES, PRAGMA, REFERRER_POLICY,
-    STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    RETRY_AFTER, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
-use super::client::{is_trusted, peer_ip};
+use std::sync::Arc;
+
+use super::client::{forwarded_client, is_trusted, peer_ip};
 use super::state::AppState;
+use crate::config::Tls;
 
 /// The operator's header choices, resolved once.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +54,34 @@ impl HeaderPolicy {
         )
     }
 
+    /// The headers of every answer, as `name: value\r\n` lines, for the answers the HTTP
+    /// library writes by itself (a malformed or oversized request), which no middleware
+    /// sees. HSTS is included when served over native TLS.
+    pub fn static_lines(&self) -> String {
+        let mut lines = String::from(
+            "cache-control: no-store\r\npragma: no-cache\r\nexpires: Thu, 01 Jan 1970 00:00:00 GMT\r\n",
+        );
+        let mut add = |on: bool, name: &str, value: &str| {
+            if on {
+                lines.push_str(&format!("{name}: {value}\r\n"));
+            }
+        };
+        add(self.frame_options, "x-frame-options", "DENY");
+        add(
+            self.content_type_options,
+            "x-content-type-options",
+            "nosniff",
+        );
+        add(self.referrer_policy, "referrer-policy", "no-referrer");
+        if let Some(csp) = &self.csp {
+            add(true, "content-security-policy", csp);
+        }
+        if let Some(hsts) = self.hsts.as_ref().and_then(|v| v.to_str().ok()) {
+            add(self.tls, "strict-transport-security", hsts);
+        }
+        lines
+    }
+
     /// The page's policy, also allowing frames from `origins` (front-channel logout).
     pub fn csp_with_frames(&self, origins: &[String]) -> Option<String> {
         let base = self.csp.as_ref()?;
@@ -72,6 +103,14 @@ pub async fn envelope(State(state): State<AppState>, req: Request, next: Next) -
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
+    let peer = peer_ip(req.extensions());
+    let proxied = peer.filter(|peer| is_trusted(peer, &state.trusted_proxies));
+    // Behind a trusted proxy, each forwarded client's requests in flight are capped as a
+    // direct client's connections are (see `server.max_connections_per_client`).
+    let entered = proxied.map(|proxy| {
+        let client = forwarded_client(proxy, req.headers(), &state.trusted_proxies);
+        state.in_flight.enter(client)
+    });
     let (https, language, response) = if header_bytes > policy.max_header_bytes {
         let refused = (
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -79,6 +118,14 @@ pub async fn envelope(State(state): State<AppState>, req: Request, next: Next) -
         )
             .into_response();
         // Native TLS is known without reading the (oversized) headers.
+        (policy.tls, None, refused)
+    } else if matches!(entered, Some(None)) {
+        let refused = (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(RETRY_AFTER, HeaderValue::from_static("1"))],
+            "Too many requests at once from this address",
+        )
+            .into_response();
         (policy.tls, None, refused)
     } else {
         let https = policy.tls || forwarded_https(&state, &req);
@@ -134,43 +181,80 @@ fn forwarded_https(state: &AppState, req: &Request) -> bool {
             .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
-/// The router of the plain-HTTP listener: every request is sent to the same URL over
-/// HTTPS on `https_port`.
-pub fn https_redirect(https_port: u16) -> Router {
-    Router::new().fallback(move |req: Request| async move { to_https(&req, https_port) })
+/// The router of the plain-HTTP listener: every request is sent to the same path over
+/// HTTPS on `https_port`, at a host the certificate names exactly. The `Host` header is
+/// only believed when it is one of those names; anything else goes to the certificate's
+/// first name, so the listener is never an open redirect. Its answers carry no-store and
+/// the static security headers, like every other answer.
+pub fn https_redirect(https_port: u16, tls: &Tls) -> Router {
+    let target = Arc::new(RedirectTarget {
+        https_port,
+        canonical: tls.host_names().into_iter().next(),
+        tls: tls.clone(),
+    });
+    Router::new()
+        .fallback(move |req: Request| {
+            let target = target.clone();
+            async move { target.redirect(&req) }
+        })
+        .layer(middleware::map_response(plain_headers))
 }
 
-fn to_https(req: &Request, https_port: u16) -> Response {
-    let host = req
-        .headers()
-        .get(axum::http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    // Keep the name, drop any port; refuse anything that is not a host name or address.
+struct RedirectTarget {
+    https_port: u16,
+    canonical: Option<String>,
+    tls: Tls,
+}
+
+impl RedirectTarget {
+    fn redirect(&self, req: &Request) -> Response {
+        let asked = req
+            .headers()
+            .get(axum::http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .and_then(host_without_port)
+            .filter(|host| self.tls.names_exactly(host));
+        let Some(host) = asked.or(self.canonical.as_deref()) else {
+            return (StatusCode::BAD_REQUEST, "Use HTTPS").into_response();
+        };
+        let port = if self.https_port == 443 {
+            String::new()
+        } else {
+            format!(":{}", self.https_port)
+        };
+        let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        match HeaderValue::from_str(&format!("https://{host}{port}{path}")) {
+            Ok(location) => (
+                StatusCode::MOVED_PERMANENTLY,
+                [(axum::http::header::LOCATION, location)],
+            )
+                .into_response(),
+            Err(_) => (StatusCode::BAD_REQUEST, "Bad request").into_response(),
+        }
+    }
+}
+
+/// `name` or `[v6]` from a `Host` value, without its port.
+fn host_without_port(host: &str) -> Option<&str> {
     let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split_once(']').map(|(v6, _)| format!("[{v6}]")),
-        None => host.split(':').next().map(str::to_owned),
-    }
-    .filter(|n| {
-        !n.is_empty()
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c))
-    });
-    let Some(name) = name else {
-        return (StatusCode::BAD_REQUEST, "A Host header is required").into_response();
+        Some(rest) => &host[..rest.find(']')? + 2],
+        None => host.split(':').next()?,
     };
-    let port = if https_port == 443 {
-        String::new()
-    } else {
-        format!(":{https_port}")
-    };
-    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    match HeaderValue::from_str(&format!("https://{name}{port}{path}")) {
-        Ok(location) => (
-            StatusCode::MOVED_PERMANENTLY,
-            [(axum::http::header::LOCATION, location)],
-        )
-            .into_response(),
-        Err(_) => (StatusCode::BAD_REQUEST, "Bad request").into_response(),
-    }
+    (!name.is_empty()).then_some(name)
+}
+
+/// What every answer the server shapes outside the CAS routes carries: nothing may be
+/// cached, sniffed, framed or sent on as a referrer.
+async fn plain_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    headers.insert(X_FRAME_OPTIONS, DENY);
+    headers.insert(REFERRER_POLICY, NO_REFERRER);
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    response
 }

@@ -7,10 +7,12 @@ use ipnet::IpNet;
 
 use axum::http::HeaderMap;
 
+use super::client::InFlight;
 use super::cookies::CookieSettings;
 use super::i18n::Catalogues;
 use super::params::Limits;
 use super::security::HeaderPolicy;
+use super::transport::ConnectionStats;
 use super::views::{Chrome, Overrides, PageTheme};
 use crate::outbound::SloStats;
 use crate::protocol::Cas;
@@ -29,8 +31,12 @@ pub struct Inner {
     pub cookie: CookieSettings,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Requests in flight per client forwarded by a trusted proxy.
+    pub in_flight: InFlight,
     /// Single-logout counters, reported by `/health`.
     pub slo: Arc<SloStats>,
+    /// Connection counters of the main listener, reported by `/health`.
+    pub connections: Arc<ConnectionStats>,
     /// Base path plus `/`: the prefix of every link and asset.
     pub assets: String,
     /// The request filter's limits.

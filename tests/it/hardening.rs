@@ -228,3 +228,123 @@ fn plain_http_off_loopback_needs_a_proxy_or_an_explicit_switch() {
     assert!(load("[server]\nbind = \"0.0.0.0:8080\"\nallow_plain_http = true\n").is_ok());
     assert!(load("[server]\nbind = \"127.0.0.1:8080\"\n").is_ok());
 }
+
+/// The raw answer to `request`, sent as written on a new connection (read to the end).
+async fn raw_answer(addr: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn assert_shaped(answer: &str, status: &str) {
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.starts_with(&format!("http/1.1 {status}")), "{answer}");
+    for header in [
+        "\r\ncache-control: no-store\r\n",
+        "\r\nx-content-type-options: nosniff\r\n",
+        "\r\nx-frame-options: deny\r\n",
+        "\r\nreferrer-policy: no-referrer\r\n",
+        "\r\ncontent-security-policy: default-src 'none'",
+    ] {
+        assert!(lower.contains(header), "{header:?} missing: {answer}");
+    }
+}
+
+/// Item 9: answers the HTTP library writes by itself (too many headers, a malformed
+/// request, an over-long URI) carry the security and no-store headers too.
+#[tokio::test]
+async fn the_http_librarys_own_error_answers_carry_the_security_headers() {
+    let server = TestServer::start().await;
+    let addr = server
+        .base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let mut many = b"GET /cas/login HTTP/1.1\r\nHost: localhost\r\n".to_vec();
+    for i in 0..120 {
+        many.extend(format!("X-H{i}: 1\r\n").as_bytes());
+    }
+    many.extend(b"\r\n");
+    assert_shaped(&raw_answer(&addr, &many).await, "431");
+    assert_shaped(
+        &raw_answer(
+            &addr,
+            b"GET /cas/login HTTP/1.1\r\nHost: localhost\r\nno colon here\r\n\r\n",
+        )
+        .await,
+        "400",
+    );
+    let long = format!(
+        "GET /cas/login?x={} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    assert_shaped(&raw_answer(&addr, long.as_bytes()).await, "414");
+}
+
+/// Item 9: the plain-HTTP redirect listener reflected any `Host` into `Location` (an open
+/// redirect for anyone who can reach port 80). It now redirects only to names the
+/// certificate gives exactly, and anything else to the certificate's first name; its
+/// answers are not cacheable and carry the security headers.
+#[tokio::test]
+async fn the_redirect_listener_only_redirects_to_the_certificates_names() {
+    let pki = crate::support::callback::TestPki::new();
+    let server = TestServer::start_tls(&pki, |s| {
+        s.server.http_redirect_bind = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let redirect = server.redirect_addr.unwrap().to_string();
+    let https_port = server
+        .base
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let location = |answer: &str| {
+        answer
+            .lines()
+            .find_map(|l| l.strip_prefix("location: "))
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    for (host, expected) in [
+        ("localhost", "localhost"),
+        ("LOCALHOST:80", "LOCALHOST"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("evil.example", "localhost"),
+        ("evil.example:80", "localhost"),
+        ("localhost.evil.example", "localhost"),
+        ("[::1]", "localhost"),
+    ] {
+        let answer = raw_answer(
+            &redirect,
+            format!("GET /cas/login?x=1 HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        assert_shaped(&answer, "301");
+        assert_eq!(
+            location(&answer),
+            format!("https://{expected}:{https_port}/cas/login?x=1"),
+            "Host: {host}"
+        );
+    }
+    let no_host = raw_answer(&redirect, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert_eq!(
+        location(&no_host),
+        format!("https://localhost:{https_port}/")
+    );
+}

@@ -7,6 +7,7 @@ mod support;
 mod bench;
 mod browser;
 mod cli;
+mod connections;
 mod hardening;
 mod ldap;
 mod login;

@@ -509,14 +509,19 @@ async fn a_forged_forwarded_for_from_an_untrusted_peer_is_ignored() {
     );
 }
 
-/// `server.max_connections`: with every slot held by an idle client, a new connection
-/// waits; it is served as soon as a slot frees.
+/// `server.max_connections`: with every slot held by a connection with a request on it
+/// (here a request head under way), a new connection waits; it is served as soon as a
+/// slot frees. (An idle connection gives its slot up instead: `connections.rs`.)
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    use tokio::io::AsyncWriteExt as _;
     let server = TestServer::start_with(|s| s.server.max_connections = 1).await;
     let addr = host_and_port(&server);
-    let hog = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    // Let the server accept the idle connection into the only slot.
+    let mut hog = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    hog.write_all(b"GET /cas/health HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    // Let the server accept the busy connection into the only slot.
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let waiting = health_within(&server, Duration::from_millis(500)).await;
