@@ -97,6 +97,7 @@ impl App {
                     threshold: settings.throttle.threshold,
                     ip_threshold: settings.throttle.ip_threshold,
                     window: settings.throttle.window,
+                    ip_delay: settings.throttle.ip_delay,
                     max_entries: settings.throttle.max_entries,
                 };
                 Arc::new(match attempts {

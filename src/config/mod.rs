@@ -875,6 +875,7 @@ impl Ctx {
 
     fn throttle(&mut self, raw: raw::Throttle) -> Option<Throttle> {
         let window = self.duration("throttle.window", &raw.window);
+        let ip_delay = self.duration("throttle.ip_delay", &raw.ip_delay);
         // At least 1: throttling is turned off with `enabled = false`, not with zeros.
         let counts = [
             self.within("throttle.threshold", raw.threshold as usize, 1..=1_000_000),
@@ -894,6 +895,7 @@ impl Ctx {
             threshold: raw.threshold,
             ip_threshold: raw.ip_threshold,
             window: window?,
+            ip_delay: ip_delay?,
             max_entries: raw.max_entries,
         })
     }

@@ -54,6 +54,7 @@ pub struct Throttle {
     pub threshold: u32,
     pub ip_threshold: u32,
     pub window: String,
+    pub ip_delay: String,
     pub max_entries: usize,
 }
 

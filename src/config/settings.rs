@@ -148,9 +148,12 @@ pub struct Throttle {
     pub enabled: bool,
     /// Failures per client IP and username within `window` before blocking.
     pub threshold: u32,
-    /// Failures per client IP (any username) within `window` before blocking.
+    /// Failed password checks per client IP (any username) within `window` before the
+    /// address is slowed.
     pub ip_threshold: u32,
     pub window: Duration,
+    /// The spacing of password checks from a slowed address.
+    pub ip_delay: Duration,
     /// Bound on remembered IPs and IP+username pairs (oldest evicted first).
     pub max_entries: usize,
 }

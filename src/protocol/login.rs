@@ -3,6 +3,7 @@
 use super::slo::logout_target;
 use std::net::IpAddr;
 
+use super::throttle::Wait;
 use super::{Cas, ProtocolError};
 use crate::auth::AuthError;
 use crate::services::RegisteredService;
@@ -98,9 +99,7 @@ pub enum CredentialOutcome {
     /// LOGINP-04: the credentials were refused, for this reason.
     Rejected(Refusal),
     /// THR-03: too many recent failures; the password was not checked.
-    Throttled {
-        retry_after: std::time::Duration,
-    },
+    Throttled(Wait),
     /// LOGINP-01..03: the new SSO session and, with a service, where to send the browser.
     Success {
         tgt_id: String,
@@ -201,13 +200,12 @@ impl Cas {
         }
     }
 
-    /// THR-01..03: how long `username` from `ip` must wait before trying again, if the
-    /// recent failures went past the threshold.
+    /// THR-01..03: whether `username` from `ip` must wait before trying again, and why.
     pub async fn login_blocked(
         &self,
         ip: IpAddr,
         username: &str,
-    ) -> Result<Option<std::time::Duration>, ProtocolError> {
+    ) -> Result<Option<Wait>, ProtocolError> {
         match &self.throttle {
             Some(t) => Ok(t.blocked(ip, username, self.clock.now()).await?),
             None => Ok(None),
@@ -215,7 +213,8 @@ impl Cas {
     }
 
     /// Counts a failed attempt that never reached the password check (a bad form token,
-    /// THR-04).
+    /// THR-04), against the name only: such failures cost the server nothing, so they
+    /// must not slow the whole address.
     pub async fn login_failed(&self, ip: IpAddr, username: &str) {
         if let Some(t) = &self.throttle {
             t.record_failure(ip, username, self.clock.now()).await;
@@ -244,9 +243,9 @@ impl Cas {
         // THR-03: checked and counted as a failure in one step, before the password check,
         // so that parallel guesses cannot all pass before the first failure is recorded.
         if let Some(t) = &self.throttle
-            && let Err(retry_after) = t.begin(ip, sub.username, self.clock.now()).await?
+            && let Err(wait) = t.begin(ip, sub.username, self.clock.now()).await?
         {
-            return Ok(CredentialOutcome::Throttled { retry_after });
+            return Ok(CredentialOutcome::Throttled(wait));
         }
         let principal = match self
             .authenticator

@@ -1,6 +1,19 @@
-//! Failed-login throttling (THR-01..05): failures are counted per client IP and username
-//! and per client IP within a window; past a threshold, further attempts are refused
-//! without checking the password until the window has passed.
+//! Failed-login throttling (THR-01..05), by two rules.
+//!
+//! - **Per name and address**: failures of one username from one client address (wrong
+//!   passwords, and forms refused before the password check, THR-04) are counted within a
+//!   window; past `threshold`, that name is blocked from that address without a password
+//!   check until the window has passed (423).
+//! - **Per address**: failed *password checks* from one address are counted, whatever the
+//!   names (password spraying). Past `ip_threshold` the address is slowed, not locked: its
+//!   password checks are spaced `ip_delay` apart for the rest of the window, and an
+//!   attempt that comes too early is told how long to wait (429). Everyone behind a
+//!   campus NAT or a proxy shares an address: a user who has not failed must still get
+//!   in, and cheap failures (a bogus form token costs the server nothing) never count
+//!   here, or anyone could lock a whole site out.
+//!
+//! Each attempt is counted as a failure when it starts and given back when it succeeds,
+//! so parallel guesses cannot all pass before the first failure is recorded.
 //!
 //! Memory is bounded: both tables are LRU caches of `max_entries`, so a flood of distinct
 //! usernames or addresses evicts the oldest entries instead of growing without end.
@@ -13,25 +26,49 @@ use std::time::Duration;
 use lru::LruCache;
 use time::OffsetDateTime;
 
-use crate::tickets::{AttemptOp, AttemptStore, RegistryError};
+pub use crate::tickets::AttemptWait as Wait;
+use crate::tickets::{AttemptOp, AttemptRules, AttemptStore, RegistryError};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottlePolicy {
-    /// Failures for one username from one IP before blocking.
+    /// Failures for one username from one IP before blocking it there.
     pub threshold: u32,
-    /// Failures from one IP before blocking, whatever the usernames.
+    /// Failed password checks from one IP, whatever the usernames, before slowing it.
     pub ip_threshold: u32,
     pub window: Duration,
+    /// The spacing of password checks from a slowed address.
+    pub ip_delay: Duration,
     pub max_entries: usize,
+}
+
+impl ThrottlePolicy {
+    fn rules(&self) -> AttemptRules {
+        AttemptRules {
+            per_user: self.threshold,
+            per_address: self.ip_threshold,
+            window: self.window,
+            address_delay: self.ip_delay,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Counter {
     failures: u32,
     since: OffsetDateTime,
+    /// For a slowed address: when its next password check may start.
+    next_check: Option<OffsetDateTime>,
 }
 
 impl Counter {
+    fn new(now: OffsetDateTime) -> Self {
+        Self {
+            failures: 0,
+            since: now,
+            next_check: None,
+        }
+    }
+
     fn live(&self, now: OffsetDateTime, window: Duration) -> bool {
         now < self.since + window
     }
@@ -47,6 +84,10 @@ struct Tables {
 pub struct Throttle {
     policy: ThrottlePolicy,
     tables: Mutex<Tables>,
+}
+
+fn remaining(until: OffsetDateTime, now: OffsetDateTime, otherwise: Duration) -> Duration {
+    Duration::try_from(until - now).unwrap_or(otherwise)
 }
 
 impl Throttle {
@@ -65,21 +106,26 @@ impl Throttle {
         self.tables.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// How long the attempt must wait, if it is blocked.
-    pub fn blocked(&self, ip: IpAddr, username: &str, now: OffsetDateTime) -> Option<Duration> {
+    /// Whether the attempt must wait, and why.
+    pub fn blocked(&self, ip: IpAddr, username: &str, now: OffsetDateTime) -> Option<Wait> {
         let tables = self.lock();
-        self.blocked_in(&tables, ip, username, now)
+        self.wait_in(&tables, ip, username, now)
     }
 
-    /// Reserves an attempt: refused if blocked, otherwise counted as a failure at once,
-    /// until [`Throttle::succeeded`] takes it back. Checking and counting in one step
+    /// Reserves an attempt: refused if it must wait, otherwise counted as a failure at
+    /// once, until [`Throttle::succeeded`] takes it back. Checking and counting in one step
     /// means parallel guesses cannot all slip in before the first failure is recorded.
-    pub fn begin(&self, ip: IpAddr, username: &str, now: OffsetDateTime) -> Result<(), Duration> {
+    pub fn begin(&self, ip: IpAddr, username: &str, now: OffsetDateTime) -> Result<(), Wait> {
         let mut tables = self.lock();
-        if let Some(wait) = self.blocked_in(&tables, ip, username, now) {
+        if let Some(wait) = self.wait_in(&tables, ip, username, now) {
             return Err(wait);
         }
-        self.bump(&mut tables, ip, username, now);
+        if let Some(address) = tables.by_ip.get_mut(&ip_key(ip))
+            && self.slowed(address, now)
+        {
+            address.next_check = Some(now + self.policy.ip_delay);
+        }
+        self.bump(&mut tables, ip, Some(username), now);
         Ok(())
     }
 
@@ -107,60 +153,58 @@ impl Throttle {
         }
     }
 
-    fn blocked_in(
+    fn slowed(&self, address: &Counter, now: OffsetDateTime) -> bool {
+        address.live(now, self.policy.window) && address.failures >= self.policy.ip_threshold
+    }
+
+    fn wait_in(
         &self,
         tables: &Tables,
         ip: IpAddr,
         username: &str,
         now: OffsetDateTime,
-    ) -> Option<Duration> {
+    ) -> Option<Wait> {
         let ip = ip_key(ip);
         let window = self.policy.window;
-        let over = |c: Option<&Counter>, threshold: u32| {
-            c.filter(|c| c.live(now, window) && c.failures >= threshold)
-                .map(|c| c.since + window - now)
-        };
-        let by_user = over(
-            tables.by_user.peek(&(ip, key(username))),
-            self.policy.threshold,
-        );
-        let by_ip = over(tables.by_ip.peek(&ip), self.policy.ip_threshold);
-        by_user
-            .into_iter()
-            .chain(by_ip)
-            .max()
-            .map(|d| Duration::try_from(d).unwrap_or(window))
+        if let Some(user) = tables.by_user.peek(&(ip, key(username)))
+            && user.live(now, window)
+            && user.failures >= self.policy.threshold
+        {
+            return Some(Wait::Blocked(remaining(user.since + window, now, window)));
+        }
+        let address = tables.by_ip.peek(&ip)?;
+        let next = address.next_check.filter(|_| self.slowed(address, now))?;
+        (next > now).then(|| Wait::Slowed(remaining(next, now, self.policy.ip_delay)))
     }
 
+    /// Counts an attempt refused before its password check (a bad form token, THR-04):
+    /// against the name, never the address.
     pub fn record_failure(&self, ip: IpAddr, username: &str, now: OffsetDateTime) {
         let mut tables = self.lock();
-        self.bump(&mut tables, ip, username, now);
-    }
-
-    fn bump(&self, tables: &mut Tables, ip: IpAddr, username: &str, now: OffsetDateTime) {
         let ip = ip_key(ip);
         let window = self.policy.window;
-        let bump = |c: &mut Counter| {
-            if !c.live(now, window) {
-                *c = Counter {
-                    failures: 0,
-                    since: now,
-                };
-            }
-            c.failures = c.failures.saturating_add(1);
-        };
-        bump(
-            tables
+        let user = tables
+            .by_user
+            .get_or_insert_mut((ip, key(username)), || Counter::new(now));
+        count(user, now, window);
+    }
+
+    /// Counts a failure of the name and, when `username` is given with a password check
+    /// under way, of the address.
+    fn bump(&self, tables: &mut Tables, ip: IpAddr, username: Option<&str>, now: OffsetDateTime) {
+        let ip = ip_key(ip);
+        let window = self.policy.window;
+        if let Some(username) = username {
+            let user = tables
                 .by_user
-                .get_or_insert_mut((ip, key(username)), || Counter {
-                    failures: 0,
-                    since: now,
-                }),
+                .get_or_insert_mut((ip, key(username)), || Counter::new(now));
+            count(user, now, window);
+        }
+        count(
+            tables.by_ip.get_or_insert_mut(ip, || Counter::new(now)),
+            now,
+            window,
         );
-        bump(tables.by_ip.get_or_insert_mut(ip, || Counter {
-            failures: 0,
-            since: now,
-        }));
     }
 
     /// Entries held (IP+username pairs, IPs).
@@ -168,6 +212,14 @@ impl Throttle {
         let tables = self.lock();
         (tables.by_user.len(), tables.by_ip.len())
     }
+}
+
+/// One more failure; a counter whose window has passed starts again.
+fn count(c: &mut Counter, now: OffsetDateTime, window: Duration) {
+    if !c.live(now, window) {
+        *c = Counter::new(now);
+    }
+    c.failures = c.failures.saturating_add(1);
 }
 
 /// The throttle the login flow uses: counters in this process, or in the shared ticket
@@ -183,26 +235,26 @@ pub enum LoginThrottle {
 }
 
 impl LoginThrottle {
-    /// How long the attempt must wait, if it is blocked.
+    /// Whether the attempt must wait, and why.
     pub async fn blocked(
         &self,
         ip: IpAddr,
         username: &str,
         now: OffsetDateTime,
-    ) -> Result<Option<Duration>, RegistryError> {
+    ) -> Result<Option<Wait>, RegistryError> {
         match self {
             Self::Local(t) => Ok(t.blocked(ip, username, now)),
             Self::Shared { .. } => self.shared(AttemptOp::Blocked, ip, username, now).await,
         }
     }
 
-    /// See [`Throttle::begin`]: `Err(wait)` when blocked.
+    /// See [`Throttle::begin`].
     pub async fn begin(
         &self,
         ip: IpAddr,
         username: &str,
         now: OffsetDateTime,
-    ) -> Result<Result<(), Duration>, RegistryError> {
+    ) -> Result<Result<(), Wait>, RegistryError> {
         match self {
             Self::Local(t) => Ok(t.begin(ip, username, now)),
             Self::Shared { .. } => Ok(
@@ -213,7 +265,6 @@ impl LoginThrottle {
             ),
         }
     }
-
     /// See [`Throttle::succeeded`]. A store that cannot answer is logged, not fatal: the
     /// login itself succeeded.
     pub async fn succeeded(&self, ip: IpAddr, username: &str, now: OffsetDateTime) {
@@ -251,7 +302,7 @@ impl LoginThrottle {
         ip: IpAddr,
         username: &str,
         now: OffsetDateTime,
-    ) -> Result<Option<Duration>, RegistryError> {
+    ) -> Result<Option<Wait>, RegistryError> {
         let Self::Shared { policy, store } = self else {
             return Ok(None);
         };
@@ -261,8 +312,7 @@ impl LoginThrottle {
                 op,
                 &format!("{address}\0{}", key(username)),
                 &address,
-                (policy.threshold, policy.ip_threshold),
-                policy.window,
+                policy.rules(),
                 now,
             )
             .await
@@ -302,6 +352,7 @@ mod tests {
             threshold: 3,
             ip_threshold: 10,
             window: Duration::from_secs(60),
+            ip_delay: Duration::from_secs(2),
             max_entries,
         })
     }
@@ -317,7 +368,10 @@ mod tests {
             assert!(t.blocked(IP, "alice", t0).is_none());
             t.record_failure(IP, "Alice ", t0);
         }
-        assert_eq!(t.blocked(IP, "alice", t0), Some(Duration::from_secs(60)));
+        assert_eq!(
+            t.blocked(IP, "alice", t0),
+            Some(Wait::Blocked(Duration::from_secs(60)))
+        );
         assert!(
             t.blocked(IP, "bob", t0).is_none(),
             "other users are not blocked"
@@ -328,14 +382,36 @@ mod tests {
         );
     }
 
+    /// Security review (issue 13, item 2): failed password checks for many names slow
+    /// the address (one check per `ip_delay`) but lock no one out; refused forms, which
+    /// cost nothing, never count against the address.
     #[test]
-    fn many_usernames_from_one_ip_block_the_ip() {
+    fn many_failed_checks_from_one_ip_slow_it_down_without_locking_anyone_out() {
         let t = throttle(100);
         let t0 = OffsetDateTime::UNIX_EPOCH;
-        for i in 0..10 {
-            t.record_failure(IP, &format!("user{i}"), t0);
+        for i in 0..100 {
+            t.record_failure(IP, &format!("form{i}"), t0);
         }
-        assert!(t.blocked(IP, "someone-new", t0).is_some());
+        assert_eq!(t.blocked(IP, "someone-new", t0), None, "refused forms");
+        for i in 0..10 {
+            t.begin(IP, &format!("user{i}"), t0).unwrap();
+        }
+
+        assert_eq!(t.begin(IP, "carol", t0), Ok(()), "not locked out");
+        assert_eq!(
+            t.begin(IP, "dave", t0),
+            Err(Wait::Slowed(Duration::from_secs(2)))
+        );
+        let later = t0 + Duration::from_millis(500);
+        assert_eq!(
+            t.blocked(IP, "dave", later),
+            Some(Wait::Slowed(Duration::from_millis(1500)))
+        );
+        let after = t0 + Duration::from_secs(2);
+        assert_eq!(t.begin(IP, "dave", after), Ok(()));
+        let window_over = t0 + Duration::from_secs(60);
+        assert_eq!(t.begin(IP, "erin", window_over), Ok(()));
+        assert_eq!(t.begin(IP, "frank", window_over), Ok(()), "a new window");
     }
 
     #[test]
@@ -377,9 +453,10 @@ mod tests {
         t.begin(IP, "bob", t0).unwrap();
         t.succeeded(IP, "bob");
         t.begin(IP, "carol", t0).unwrap();
+        t.begin(IP, "dave", t0).unwrap();
         assert!(
-            t.begin(IP, "dave", t0).is_err(),
-            "9 failures plus carol reach the address's 10"
+            t.begin(IP, "erin", t0).is_err(),
+            "9 failures plus carol reach the address's 10: dave's check is the last at once"
         );
     }
 
@@ -402,7 +479,7 @@ mod tests {
         let t0 = OffsetDateTime::UNIX_EPOCH;
         for i in 0..100_000u32 {
             let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            t.record_failure(ip, &format!("user{i}"), t0);
+            t.begin(ip, &format!("user{i}"), t0).unwrap();
         }
         assert_eq!(t.len(), (10_000, 10_000));
         // The newest entries are the ones kept.

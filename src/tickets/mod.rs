@@ -45,11 +45,12 @@ fn from_unix_ms(ms: i64) -> Option<OffsetDateTime> {
 /// What a login-attempt counter is asked to do (see `protocol::throttle`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOp {
-    /// How long until the next attempt is allowed, if blocked; counts nothing.
+    /// Whether the next attempt must wait; counts nothing.
     Blocked,
-    /// As `Blocked`, and when not blocked counts the attempt as a failure at once.
+    /// As `Blocked`, and when it need not wait counts the attempt as a failure of both
+    /// counts at once (and spaces the next one, for an address being slowed).
     Begin,
-    /// Counts a failure.
+    /// Counts a failure of the name only (an attempt refused before its password check).
     Fail,
     /// Clears the per-user count and gives back one per-address failure.
     Succeeded,
@@ -57,21 +58,53 @@ pub enum AttemptOp {
     Release,
 }
 
+/// The rules the counters apply (see `protocol::throttle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptRules {
+    /// Failures of one name from one address before that name is blocked there.
+    pub per_user: u32,
+    /// Failed password checks from one address before the address is slowed.
+    pub per_address: u32,
+    /// How long counts last from their first failure.
+    pub window: std::time::Duration,
+    /// The spacing of password checks from a slowed address.
+    pub address_delay: std::time::Duration,
+}
+
+/// Why an attempt must wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptWait {
+    /// THR-03: this name failed too often from this address; blocked until the window
+    /// of its first failure has passed.
+    Blocked(std::time::Duration),
+    /// The address failed for many names: its password checks are spaced, and this one
+    /// comes too early.
+    Slowed(std::time::Duration),
+}
+
+impl AttemptWait {
+    pub fn retry_after(self) -> std::time::Duration {
+        match self {
+            Self::Blocked(wait) | Self::Slowed(wait) => wait,
+        }
+    }
+}
+
 /// Failed-login counters shared by every node, so that thresholds hold across a
 /// cluster rather than per node.
 #[async_trait]
 pub trait AttemptStore: Send + Sync + std::fmt::Debug {
     /// Applies `op` at `now` to the counters named `per_user` and `per_address`, which
-    /// start at their first failure and last `window`; returns the wait when blocked.
+    /// start at their first failure and last `rules.window`; returns why the attempt
+    /// must wait, if it must.
     async fn attempts(
         &self,
         op: AttemptOp,
         per_user: &str,
         per_address: &str,
-        thresholds: (u32, u32),
-        window: std::time::Duration,
+        rules: AttemptRules,
         now: OffsetDateTime,
-    ) -> Result<Option<std::time::Duration>, RegistryError>;
+    ) -> Result<Option<AttemptWait>, RegistryError>;
 }
 
 /// The result of redeeming a one-use ticket. Every variant except `Missing` and `WrongKind`

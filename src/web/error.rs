@@ -11,6 +11,7 @@ use super::i18n::Messages;
 use super::state::AppState;
 use super::views::{ErrorPage, html};
 use crate::protocol::ProtocolError;
+use crate::protocol::throttle::Wait;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
@@ -30,9 +31,10 @@ pub enum WebError {
     Internal(String),
     #[error("not found")]
     NotFound,
-    /// THR-03: too many failed logins.
+    /// THR-03: too many failed logins of this name (423), or of many names from this
+    /// address, which is slowed (429).
     #[error("login throttled")]
-    Throttled { retry_after: std::time::Duration },
+    Throttled(Wait),
 }
 
 impl From<ProtocolError> for WebError {
@@ -57,7 +59,8 @@ impl WebError {
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Throttled { .. } => StatusCode::LOCKED,
+            Self::Throttled(Wait::Blocked(_)) => StatusCode::LOCKED,
+            Self::Throttled(Wait::Slowed(_)) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -69,7 +72,8 @@ impl WebError {
             Self::Unavailable(_) => (&t.unavailable_title, &t.unavailable_text),
             Self::Internal(_) => (&t.internal_title, &t.internal_text),
             Self::NotFound => (&t.not_found_title, &t.not_found_text),
-            Self::Throttled { .. } => (&t.throttled_title, &t.throttled_text),
+            Self::Throttled(Wait::Blocked(_)) => (&t.throttled_title, &t.throttled_text),
+            Self::Throttled(Wait::Slowed(_)) => (&t.slowed_title, &t.slowed_text),
         }
     }
 }
@@ -102,10 +106,12 @@ pub fn render(state: &AppState, language: Option<HeaderValue>, response: Respons
     let c = state.chrome(&headers, None);
     let (title, message) = error.page(c.t);
     let mut page = html(error.status(), &ErrorPage { c, title, message });
-    if let WebError::Throttled { retry_after } = &*error {
+    if let WebError::Throttled(wait) = &*error {
+        // Whole seconds, rounded up: a client retrying at once would only be slowed again.
+        let seconds = wait.retry_after().as_millis().div_ceil(1000).max(1);
         page.headers_mut().insert(
             axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(retry_after.as_secs().max(1)),
+            axum::http::HeaderValue::from(u64::try_from(seconds).unwrap_or(u64::MAX)),
         );
     }
     page

@@ -54,6 +54,8 @@ pub struct Messages {
     pub not_found_text: String,
     pub throttled_title: String,
     pub throttled_text: String,
+    pub slowed_title: String,
+    pub slowed_text: String,
 }
 
 const BUILTIN: &[(&str, &str)] = &[

@@ -113,9 +113,9 @@ pub async fn post_login(
     let username = params.get("username").unwrap_or_default().trim();
     let password = params.get("password").unwrap_or_default();
     // THR-03: a blocked attempt costs no password check and consumes nothing.
-    if let Some(retry_after) = state.cas.login_blocked(client.ip, username).await? {
+    if let Some(wait) = state.cas.login_blocked(client.ip, username).await? {
         audit::login_throttled(username, client.ip);
-        return Err(WebError::Throttled { retry_after });
+        return Err(WebError::Throttled(wait));
     }
     // Checked before the form is redeemed, so empty posts cost no stored claim.
     if username.is_empty() || password.is_empty() {
@@ -162,9 +162,9 @@ pub async fn post_login(
     {
         CredentialOutcome::UnknownService => Err(WebError::UnknownService),
         CredentialOutcome::ServiceRequired => Err(WebError::ServiceRequired),
-        CredentialOutcome::Throttled { retry_after } => {
+        CredentialOutcome::Throttled(wait) => {
             audit::login_throttled(username, client.ip);
-            Err(WebError::Throttled { retry_after })
+            Err(WebError::Throttled(wait))
         }
         CredentialOutcome::Rejected(refusal) => {
             audit::login_failed(username, service, client.ip, refusal.as_str());

@@ -1068,6 +1068,7 @@ async fn the_protocol_suite_passes_on_the_redis_store() {
 /// must answer alike (THR-01..05).
 async fn throttle_scenario(make: impl Fn() -> cas_server::protocol::throttle::LoginThrottle) {
     use cas_server::clock::Clock as _;
+    use cas_server::protocol::throttle::Wait;
     let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
     let t0 = cas_server::clock::SystemClock.now();
     let at = |s: u64| t0 + Duration::from_secs(s);
@@ -1078,7 +1079,7 @@ async fn throttle_scenario(make: impl Fn() -> cas_server::protocol::throttle::Lo
     }
     assert_eq!(
         t.blocked(ip, "alice", t0).await.unwrap(),
-        Some(Duration::from_secs(60))
+        Some(Wait::Blocked(Duration::from_secs(60)))
     );
     assert_eq!(t.blocked(ip, "bob", t0).await.unwrap(), None, "per user");
     assert_eq!(
@@ -1105,12 +1106,25 @@ async fn throttle_scenario(make: impl Fn() -> cas_server::protocol::throttle::Lo
         "unjudged attempts"
     );
 
-    // Many users from one address block the address (10 here).
+    // Failed checks for many users from one address slow it (10 here, then one check
+    // per 2 s); refused forms never count against it (issue 13, item 2).
     let other: std::net::IpAddr = "198.51.100.7".parse().unwrap();
-    for i in 0..10 {
-        t.record_failure(other, &format!("user{i}"), t0).await;
+    for i in 0..30 {
+        t.record_failure(other, &format!("form{i}"), t0).await;
     }
-    assert!(t.blocked(other, "someone-new", t0).await.unwrap().is_some());
+    assert_eq!(t.blocked(other, "someone-new", t0).await.unwrap(), None);
+    for i in 0..10 {
+        t.begin(other, &format!("user{i}"), t0)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(t.begin(other, "carol", t0).await.unwrap(), Ok(()));
+    assert_eq!(
+        t.begin(other, "dave", t0).await.unwrap(),
+        Err(Wait::Slowed(Duration::from_secs(2)))
+    );
+    assert_eq!(t.begin(other, "dave", at(2)).await.unwrap(), Ok(()));
 }
 
 #[tokio::test]
@@ -1120,6 +1134,7 @@ async fn shared_and_local_throttles_answer_alike() {
         threshold: 3,
         ip_threshold: 10,
         window: Duration::from_secs(60),
+        ip_delay: Duration::from_secs(2),
         max_entries: 1000,
     };
     throttle_scenario(|| LoginThrottle::Local(Throttle::new(policy))).await;

@@ -459,8 +459,7 @@ async fn the_form_is_still_shown_while_blocked() {
     for _ in 0..3 {
         browser.login(None, "alice", "wrong").await;
     }
-    // The address itself is blocked now, whoever signs in.
-    let blocked = browser.login(None, "bob", BOB_PASSWORD).await;
+    let blocked = browser.login(None, "alice", PASSWORD).await;
     assert_eq!(blocked.status(), StatusCode::LOCKED);
 
     let form = browser.get_login(&[("service", SERVICE)]).await;
@@ -469,6 +468,70 @@ async fn the_form_is_still_shown_while_blocked() {
     assert!(
         form.text().await.unwrap().contains("name=\"password\""),
         "the form itself"
+    );
+}
+
+/// Security review (issue 13, item 2): 25 POSTs with a bogus form token (refused at once,
+/// no password checked) from one address used to lock every user behind it out for ten
+/// minutes. Cheap failures count against their name only: a user who has not failed
+/// signs in with the right password.
+#[tokio::test]
+async fn bogus_form_posts_from_an_address_lock_no_one_else_out() {
+    let server = TestServer::start().await;
+    let attacker = server.browser();
+    for i in 0..30 {
+        let refused = attacker
+            .submit_login(Some(SERVICE), &format!("user{i}"), "guess", "LT-bogus", &[])
+            .await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    }
+
+    let neighbour = server.browser();
+    let signed_in = neighbour.login(Some(SERVICE), "bob", BOB_PASSWORD).await;
+
+    assert_eq!(signed_in.status(), StatusCode::FOUND, "not locked out");
+}
+
+/// Security review (issue 13, item 2): failed password checks for many names from one
+/// address (password spraying) slow the address instead of locking it: past the
+/// threshold its checks are spaced `ip_delay` apart, and an attempt that comes too
+/// early gets 429 with the wait, never 423. A user who has not failed gets in once the
+/// wait is over.
+#[tokio::test]
+async fn an_address_that_sprays_passwords_is_slowed_not_locked() {
+    let server = TestServer::start_with(|s| {
+        throttled(s);
+        s.throttle.ip_threshold = 3;
+        s.throttle.ip_delay = Duration::from_secs(5);
+    })
+    .await;
+    let browser = server.browser();
+    for name in ["carol", "dave", "erin"] {
+        let r = browser.login(Some(SERVICE), name, "Spring2026!").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let sprayed = browser.login(Some(SERVICE), "frank", "Spring2026!").await;
+    assert_eq!(sprayed.status(), StatusCode::UNAUTHORIZED, "one more check");
+
+    let slowed = browser.login(Some(SERVICE), "bob", BOB_PASSWORD).await;
+    assert_eq!(slowed.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(slowed.headers()["retry-after"], "5");
+    assert!(location(&slowed).is_none());
+    assert!(
+        slowed
+            .text()
+            .await
+            .unwrap()
+            .contains("try again in a few seconds")
+    );
+    server.clock.advance(Duration::from_secs(5));
+    let bob = browser.login(Some(SERVICE), "bob", BOB_PASSWORD).await;
+    assert_eq!(bob.status(), StatusCode::FOUND, "in, after the wait");
+    let next = browser.login(Some(SERVICE), "alice", PASSWORD).await;
+    assert_eq!(
+        next.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the address is still slowed for the window"
     );
 }
 

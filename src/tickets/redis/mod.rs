@@ -43,9 +43,9 @@ use self::scripts::Scripts;
 use super::model::MAX_PGTS;
 use super::sealing::TicketSealer;
 use super::{
-    Added, AttemptOp, AttemptStore, Grant, IssuedTicket, LogoutTarget, ProxyGrantingTicket,
-    Redeemed, RegistryError, ServiceTicket, Swept, TicketGrantingTicket, TicketRegistry,
-    from_unix_ms, model::MAX_ISSUED, unix_ms,
+    Added, AttemptOp, AttemptRules, AttemptStore, AttemptWait, Grant, IssuedTicket, LogoutTarget,
+    ProxyGrantingTicket, Redeemed, RegistryError, ServiceTicket, Swept, TicketGrantingTicket,
+    TicketRegistry, from_unix_ms, model::MAX_ISSUED, unix_ms,
 };
 use crate::clock::Clock;
 use crate::crypto::Secret;
@@ -831,10 +831,9 @@ impl AttemptStore for RedisRegistry {
         op: AttemptOp,
         per_user: &str,
         per_address: &str,
-        thresholds: (u32, u32),
-        window: Duration,
+        rules: AttemptRules,
         now: OffsetDateTime,
-    ) -> Result<Option<Duration>, RegistryError> {
+    ) -> Result<Option<AttemptWait>, RegistryError> {
         let key = |name: &str| {
             format!(
                 "{}a:{}",
@@ -851,16 +850,22 @@ impl AttemptStore for RedisRegistry {
         };
         let args = [
             op.to_owned(),
-            thresholds.0.to_string(),
-            thresholds.1.to_string(),
-            window.as_millis().to_string(),
+            rules.per_user.to_string(),
+            rules.per_address.to_string(),
+            rules.window.as_millis().to_string(),
             unix_ms(now).to_string(),
+            rules.address_delay.as_millis().to_string(),
         ];
         let keys = [
             key(&format!("user\0{per_user}")),
             key(&format!("addr\0{per_address}")),
         ];
-        let wait_ms: i64 = self.script(|s| &s.attempts, &keys, &args, false).await?;
-        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms.unsigned_abs())))
+        let (kind, wait_ms): (i64, i64) = self.script(|s| &s.attempts, &keys, &args, false).await?;
+        let wait = Duration::from_millis(wait_ms.unsigned_abs());
+        Ok(match kind {
+            1 => Some(AttemptWait::Blocked(wait)),
+            2 => Some(AttemptWait::Slowed(wait)),
+            _ => None,
+        })
     }
 }

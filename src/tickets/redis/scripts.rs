@@ -167,32 +167,37 @@ if held == ARGV[1] then return 1 end
 return 0
 ";
 
-/// KEYS: per-user counter, per-address counter. ARGV: operation, user threshold, address
-/// threshold, window (ms), now (ms). Returns the wait in ms when blocked, else 0. Each
-/// counter is a hash `{n: failures, s: first failure}` whose window is judged by the
-/// nodes' clock, as in memory; its TTL only frees it.
+/// KEYS: the per-user counter, the per-address counter. ARGV: operation, per-user
+/// threshold, per-address threshold, window (ms), now (ms), address delay (ms). A counter
+/// is a hash `{n: failures, s: start}` living `window` from its first failure; a slowed
+/// address also has `g`, when its next password check may start. Returns `{kind, wait}`:
+/// kind 0 (go ahead), 1 (the name is blocked) or 2 (the address is slowed), and the wait
+/// in milliseconds. See `protocol::throttle` for the rules.
 const ATTEMPTS: &str = r"
-local window, now = tonumber(ARGV[4]), tonumber(ARGV[5])
+local window, now, delay = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local function count(k)
   local v = redis.call('HMGET', k, 'n', 's')
   local n, s = tonumber(v[1] or '0'), tonumber(v[2] or '0')
   if now >= s + window then return 0, now end
   return n, s
 end
-local function wait()
-  local w = 0
-  local n, s = count(KEYS[1])
-  if n >= tonumber(ARGV[2]) then w = math.max(w, s + window - now) end
-  n, s = count(KEYS[2])
-  if n >= tonumber(ARGV[3]) then w = math.max(w, s + window - now) end
-  return w
+local function slowed()
+  local n = count(KEYS[2])
+  return n >= tonumber(ARGV[3])
 end
-local function fail()
-  for _, k in ipairs(KEYS) do
-    local n, s = count(k)
-    redis.call('HSET', k, 'n', string.format('%d', n + 1), 's', string.format('%d', s))
-    redis.call('PEXPIRE', k, string.format('%d', math.max(1, s + window - now)))
+local function wait()
+  local n, s = count(KEYS[1])
+  if n >= tonumber(ARGV[2]) then return {1, s + window - now} end
+  if slowed() then
+    local g = tonumber(redis.call('HGET', KEYS[2], 'g') or '0')
+    if g > now then return {2, g - now} end
   end
+  return {0, 0}
+end
+local function bump(k)
+  local n, s = count(k)
+  redis.call('HSET', k, 'n', string.format('%d', n + 1), 's', string.format('%d', s))
+  redis.call('PEXPIRE', k, string.format('%d', math.max(1, s + window - now)))
 end
 local function give_back(k)
   local n = count(k)
@@ -202,13 +207,15 @@ local op = ARGV[1]
 if op == 'blocked' then return wait() end
 if op == 'begin' then
   local w = wait()
-  if w > 0 then return w end
-  fail()
-  return 0
+  if w[1] > 0 then return w end
+  if slowed() then redis.call('HSET', KEYS[2], 'g', string.format('%d', now + delay)) end
+  bump(KEYS[1])
+  bump(KEYS[2])
+  return {0, 0}
 end
-if op == 'fail' then fail() return 0 end
-if op == 'succeeded' then redis.call('DEL', KEYS[1]) give_back(KEYS[2]) return 0 end
-if op == 'release' then give_back(KEYS[1]) give_back(KEYS[2]) return 0 end
+if op == 'fail' then bump(KEYS[1]) return {0, 0} end
+if op == 'succeeded' then redis.call('DEL', KEYS[1]) give_back(KEYS[2]) return {0, 0} end
+if op == 'release' then give_back(KEYS[1]) give_back(KEYS[2]) return {0, 0} end
 return redis.error_reply('unknown operation')
 ";
 
