@@ -85,6 +85,21 @@ impl App {
         } = ticket_registry(&settings, &clock)?;
         let outbound = Outbound::new(&settings.http_client).map_err(StartupError::Outbound)?;
         let slo = SloQueue::start(outbound.clone(), &settings.slo);
+        let mut flow_keys: Vec<[u8; 32]> = settings
+            .login
+            .flow_keys
+            .iter()
+            .map(|k| *k.expose())
+            .collect();
+        if flow_keys.is_empty() {
+            flow_keys.push(random_bytes());
+        }
+        let flow = LoginFlow::new(
+            &flow_keys,
+            settings.login.form_ttl,
+            registry.clone(),
+            clock.clone(),
+        );
         let cas = Cas {
             tickets: registry.clone(),
             services: Arc::new(ServiceRegistry::new(settings.services.clone())),
@@ -113,6 +128,7 @@ impl App {
                 service_ticket: ExpirationPolicy::fixed(settings.tickets.st_ttl),
                 proxy_ticket: ExpirationPolicy::fixed(settings.tickets.pt_ttl),
             },
+            flow,
             options: ProtocolOptions {
                 follow_service_redirects: settings.logout.follow_service_redirects,
                 attributes_on_v2: settings.validation.attributes_on_v2,
@@ -129,21 +145,6 @@ impl App {
                 let cas = cas.clone();
                 Arc::new(move |sessions| cas.sessions_expired(sessions)) as OnExpired
             });
-        let mut flow_keys: Vec<[u8; 32]> = settings
-            .login
-            .flow_keys
-            .iter()
-            .map(|k| *k.expose())
-            .collect();
-        if flow_keys.is_empty() {
-            flow_keys.push(random_bytes());
-        }
-        let flow = LoginFlow::new(
-            &flow_keys,
-            settings.login.form_ttl,
-            registry.clone(),
-            clock.clone(),
-        );
         let base_path = settings.server.base_path.clone();
         let cookie = |name: &str| CookieSettings {
             name: name.to_owned(),
@@ -206,7 +207,6 @@ impl App {
             theme: settings.ui.theme.clone(),
             overrides,
             cas,
-            flow,
             tgc,
             cookie: cookie(&settings.tgc.name),
             trusted_proxies: settings.server.trusted_proxies.clone(),

@@ -65,6 +65,11 @@ impl LoginFlow {
         }
     }
 
+    /// How long a form (and a step of the login in progress) stays usable.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// A fresh token for a form about `service`, for the browser holding `binding`.
     pub fn issue(&self, service: Option<&str>, binding: &str) -> String {
         let claims = Claims {

@@ -12,6 +12,7 @@ mod logout;
 mod proxy;
 mod slo;
 pub mod throttle;
+mod urls;
 mod validate;
 pub mod xml;
 
@@ -20,15 +21,17 @@ use std::time::Duration;
 
 use crate::auth::Authenticator;
 use crate::clock::Clock;
-use crate::services::{RegisteredService, ServiceRegistry};
+use crate::services::{RegisteredService, ServiceLookup};
 use crate::tickets::{ExpirationPolicy, RegistryError, TicketRegistry};
 
 pub use login::{
-    CredentialOutcome, LoginDecision, LoginRequest, LoginSubmission, Refusal, append_ticket,
+    BINDING_LEN, Browser, Delivery, Form, LoginForm, LoginOutcome, LoginRefusal, LoginRequest,
+    LoginView, NewSession, Notice, Refusal, Step,
 };
 pub use logout::LogoutOutcome;
 pub use proxy::{NoCallbacks, ProxyCallback};
 pub use slo::{LogoutMessage, LogoutSender, NoLogoutSender, front_channel_url, logout_target};
+pub use urls::append_ticket;
 pub use validate::{
     Endpoint, Format, StandardAttributes, ValidationRequest, ValidationSuccess, format_date,
     render_cas1,
@@ -135,7 +138,7 @@ impl Default for ProtocolOptions {
 #[derive(Debug, Clone)]
 pub struct Cas {
     pub tickets: Arc<dyn TicketRegistry>,
-    pub services: Arc<ServiceRegistry>,
+    pub services: Arc<dyn ServiceLookup>,
     pub authenticator: Arc<dyn Authenticator>,
     pub clock: Arc<dyn Clock>,
     /// How PGTs reach `pgtUrl`s.
@@ -144,8 +147,18 @@ pub struct Cas {
     pub logout_sender: Arc<dyn LogoutSender>,
     /// Failed-login throttling; `None` when turned off.
     pub throttle: Option<Arc<throttle::LoginThrottle>>,
+    /// Login form tokens (LOGINP-06).
+    pub flow: flow::LoginFlow,
     pub policies: TicketPolicies,
     pub options: ProtocolOptions,
+}
+
+/// A `service` URL as the request gave it, with the registry entry responsible for it:
+/// looked up once per request and passed along, never searched for again.
+#[derive(Debug, Clone, Copy)]
+pub struct ResolvedService<'a> {
+    pub url: &'a str,
+    pub entry: &'a RegisteredService,
 }
 
 impl Cas {
@@ -156,6 +169,12 @@ impl Cas {
             return None;
         }
         self.services.find(service)
+    }
+
+    /// [`Cas::resolve_service`], keeping the URL with its entry.
+    pub fn resolve<'a>(&'a self, url: &'a str) -> Option<ResolvedService<'a>> {
+        self.resolve_service(url)
+            .map(|entry| ResolvedService { url, entry })
     }
 
     pub fn service_ticket_ttl(&self) -> Duration {
@@ -171,35 +190,78 @@ pub(crate) mod testing {
     use super::*;
     use crate::auth::{StaticUsers, UserRecord, hash_password};
     use crate::clock::ManualClock;
-    use crate::services::{RegisteredService, ServicePattern};
+    use crate::services::{RegisteredService, ServicePattern, ServiceRegistry};
     use crate::tickets::MemoryRegistry;
 
     pub const SERVICE: &str = "https://app.example.org/cas?x=1";
     pub const IP: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
+    /// A browser's form-binding value, as its `CASFLOW` cookie carries it.
+    pub const BINDING: &str = "TestBindingTestBinding";
+
+    /// A browser at [`IP`] with the [`BINDING`] cookie and, if given, a session.
+    pub fn browser(session: Option<&str>) -> Browser<'_> {
+        Browser {
+            ip: IP,
+            session,
+            bindings: &[BINDING],
+            warn: false,
+        }
+    }
+
+    /// A fresh form token for `service`, as the form this browser loaded carries it.
+    pub async fn form_token(cas: &Cas, service: Option<&str>) -> String {
+        let request = LoginRequest {
+            service,
+            renew: true,
+            ..LoginRequest::default()
+        };
+        let outcome = cas.login_get(request, browser(None)).await.unwrap();
+        let LoginView::Form(form) = outcome.view else {
+            panic!("no form: {outcome:?}");
+        };
+        form.lt
+    }
+
     /// Alice signs in with her password (for `service`, if any): her session's TGT id and,
     /// with a service, the redirect URL and its service ticket.
     pub async fn sign_in(cas: &Cas, service: Option<&str>) -> (String, Option<(String, String)>) {
-        let outcome = cas
-            .submit_credentials(
-                LoginSubmission {
-                    service,
-                    username: "alice",
-                    password: "pw",
-                    ..Default::default()
-                },
-                None,
-                IP,
-            )
-            .await
-            .unwrap();
-        let CredentialOutcome::Success {
-            tgt_id, redirect, ..
-        } = outcome
-        else {
-            panic!("login failed: {outcome:?}");
+        let lt = form_token(cas, service).await;
+        let form = LoginForm {
+            service,
+            username: "alice",
+            password: "pw",
+            lt: &lt,
+            ..LoginForm::default()
+        };
+        let outcome = cas.login_post(form, browser(None)).await.unwrap();
+        let tgt_id = outcome
+            .session
+            .as_ref()
+            .map(|s| s.tgt_id.clone())
+            .unwrap_or_else(|| panic!("login failed: {outcome:?}"));
+        let redirect = match outcome.view {
+            LoginView::Deliver(d) => Some((d.location, d.ticket)),
+            _ => None,
         };
         (tgt_id, redirect)
+    }
+
+    /// An SSO ticket for `service` from the session `tgt_id`, if SSO answers with one.
+    pub async fn sso_ticket(cas: &Cas, tgt_id: &str, service: &str) -> Option<String> {
+        let request = LoginRequest {
+            service: Some(service),
+            ..LoginRequest::default()
+        };
+        match cas
+            .login_get(request, browser(Some(tgt_id)))
+            .await
+            .unwrap()
+            .view
+        {
+            LoginView::Deliver(d) => Some(d.ticket),
+            _ => None,
+        }
     }
 
     /// `sign_in` for [`SERVICE`]: the TGT id and the service ticket.
@@ -269,8 +331,10 @@ pub(crate) mod testing {
         let mut attributes = BTreeMap::new();
         attributes.insert("mail".to_owned(), vec!["alice@example.org".to_owned()]);
         attributes.insert("secret".to_owned(), vec!["not released".to_owned()]);
+        let tickets: Arc<dyn crate::tickets::TicketRegistry> = Arc::new(MemoryRegistry::new());
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(clock);
         Cas {
-            tickets: Arc::new(MemoryRegistry::new()),
+            tickets: tickets.clone(),
             services: Arc::new(ServiceRegistry::new(vec![
                 service(1, "App", "https://app.example.org/", &["mail"], false),
                 service(2, "Backend", "https://backend.example.org/", &[], true),
@@ -283,10 +347,16 @@ pub(crate) mod testing {
                 }],
                 crate::auth::VerifierPool::new(2, 0).unwrap(),
             )),
-            clock: Arc::new(clock),
+            clock: clock.clone(),
             proxy_callback: Arc::new(NoCallbacks),
             logout_sender: Arc::new(NoLogoutSender),
             throttle: None,
+            flow: flow::LoginFlow::new(
+                &[crate::crypto::random_bytes()],
+                Duration::from_secs(900),
+                tickets.clone(),
+                clock.clone(),
+            ),
             policies: TicketPolicies {
                 tgt: ExpirationPolicy::sliding(
                     Duration::from_secs(7200),

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 
-use super::login::append_query;
+use super::urls::append_query;
 use super::{Cas, ErrorCode, Failure};
 use crate::services::RegisteredService;
 use crate::tickets::{ProxyGrantingTicket, ServiceTicket, new_pgt_iou};

@@ -10,7 +10,7 @@ use flate2::Compression;
 use flate2::write::ZlibEncoder;
 use std::io::Write as _;
 
-use super::login::append_query;
+use super::urls::append_query;
 use super::{Cas, format_date, xml};
 use crate::crypto::random_base62;
 use crate::services::{LogoutType, RegisteredService};

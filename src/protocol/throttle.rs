@@ -140,6 +140,15 @@ impl Throttle {
         }
     }
 
+    /// The attempt reserved by [`Throttle::begin`] was refused before its password check
+    /// (its form): a failure of the name (THR-04), given back to the address.
+    pub fn form_refused(&self, ip: IpAddr) {
+        let mut tables = self.lock();
+        if let Some(c) = tables.by_ip.get_mut(&ip_key(ip)) {
+            c.failures = c.failures.saturating_sub(1);
+        }
+    }
+
     /// The attempt reserved by [`Throttle::begin`] could not be judged (the directory
     /// was down): both counts are given back, nothing else changes.
     pub fn release(&self, ip: IpAddr, username: &str) {
@@ -272,6 +281,17 @@ impl LoginThrottle {
             Self::Local(t) => t.succeeded(ip, username),
             Self::Shared { .. } => {
                 self.best_effort(AttemptOp::Succeeded, ip, username, now)
+                    .await;
+            }
+        }
+    }
+
+    /// See [`Throttle::form_refused`].
+    pub async fn form_refused(&self, ip: IpAddr, username: &str, now: OffsetDateTime) {
+        match self {
+            Self::Local(t) => t.form_refused(ip),
+            Self::Shared { .. } => {
+                self.best_effort(AttemptOp::FormRefused, ip, username, now)
                     .await;
             }
         }

@@ -249,7 +249,6 @@ mod tests {
     use std::time::Duration;
 
     use super::super::testing::{SERVICE, cas, sign_in_for_ticket};
-    use super::super::{LoginDecision, LoginRequest};
     use super::*;
     use crate::clock::ManualClock;
 
@@ -318,19 +317,9 @@ mod tests {
         let clock = ManualClock::new();
         let cas = cas(clock.clone());
         let (tgt, _) = login(&cas).await;
-        let LoginDecision::Redirect { ticket, .. } = cas
-            .request_login(
-                LoginRequest {
-                    service: Some(SERVICE),
-                    ..Default::default()
-                },
-                Some(&tgt),
-            )
+        let ticket = super::super::testing::sso_ticket(&cas, &tgt, SERVICE)
             .await
-            .unwrap()
-        else {
-            panic!("no SSO");
-        };
+            .expect("SSO");
         let r = cas
             .validate(Endpoint::ServiceValidate, req(SERVICE, &ticket, true))
             .await;

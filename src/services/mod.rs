@@ -95,6 +95,24 @@ pub struct ServiceRegistry {
     services: Vec<RegisteredService>,
 }
 
+/// What the protocol asks of the registry: a seam, so that tests can count lookups.
+pub trait ServiceLookup: Send + Sync + std::fmt::Debug {
+    /// The enabled entry responsible for `service`, if any.
+    fn find(&self, service: &str) -> Option<&RegisteredService>;
+    /// The entry with this `id`, enabled or not.
+    fn by_id(&self, id: u32) -> Option<&RegisteredService>;
+}
+
+impl ServiceLookup for ServiceRegistry {
+    fn find(&self, service: &str) -> Option<&RegisteredService> {
+        ServiceRegistry::find(self, service)
+    }
+
+    fn by_id(&self, id: u32) -> Option<&RegisteredService> {
+        ServiceRegistry::by_id(self, id)
+    }
+}
+
 /// What `check-service` reports about one URL.
 #[derive(Debug)]
 pub enum Explanation<'a> {

@@ -30,6 +30,9 @@ enum Stored {
     Tgt(Arc<TicketGrantingTicket>),
     Service(Box<ServiceTicket>),
     ProxyGranting(Box<ProxyGrantingTicket>),
+    /// A login waiting for the browser, until its deadline. Not in snapshots: it lives
+    /// minutes, and a restart only sends the user back to the form.
+    Pending(Box<(String, OffsetDateTime)>),
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +106,7 @@ impl MemoryRegistry {
                 false
             }
             Stored::Service(st) => !st.is_expired(now),
+            Stored::Pending(pending) => pending.1 > now,
             Stored::ProxyGranting(_) | Stored::Tgt(_) => true,
         });
         shard.claims.retain(|_, until| *until > now);
@@ -282,7 +286,9 @@ impl TicketRegistry for MemoryRegistry {
         let mut shard = self.shard(id);
         match shard.tickets.get(id) {
             None => return Ok(Redeemed::Missing),
-            Some(Stored::Tgt(_) | Stored::ProxyGranting(_)) => return Ok(Redeemed::WrongKind),
+            Some(Stored::Tgt(_) | Stored::ProxyGranting(_) | Stored::Pending(_)) => {
+                return Ok(Redeemed::WrongKind);
+            }
             Some(Stored::Service(_)) => {}
         }
         let Some(Stored::Service(st)) = shard.tickets.remove(id) else {
@@ -373,6 +379,38 @@ impl TicketRegistry for MemoryRegistry {
         }
         shard.claims.insert(short, until);
         Ok(true)
+    }
+
+    async fn put_pending(
+        &self,
+        id: &str,
+        value: String,
+        until: OffsetDateTime,
+    ) -> Result<(), RegistryError> {
+        let mut shard = self.shard(id);
+        // Never over a ticket: ids of pending logins have their own prefix anyway.
+        if matches!(shard.tickets.get(id), None | Some(Stored::Pending(_))) {
+            shard
+                .tickets
+                .insert(id.to_owned(), Stored::Pending(Box::new((value, until))));
+        }
+        Ok(())
+    }
+
+    async fn take_pending(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, RegistryError> {
+        let mut shard = self.shard(id);
+        if !matches!(shard.tickets.get(id), Some(Stored::Pending(_))) {
+            return Ok(None);
+        }
+        let Some(Stored::Pending(pending)) = shard.tickets.remove(id) else {
+            return Ok(None);
+        };
+        let (value, until) = *pending;
+        Ok((until > now).then_some(value))
     }
 
     /// One shard at a time, so a sweep of millions of tickets never holds up requests

@@ -54,6 +54,9 @@ pub enum AttemptOp {
     Fail,
     /// Clears the per-user count and gives back one per-address failure.
     Succeeded,
+    /// The attempt reserved by `Begin` was refused before its password check (its form):
+    /// it stays a failure of the name, and is given back to the address.
+    FormRefused,
     /// Gives back one failure of each count.
     Release,
 }
@@ -192,6 +195,24 @@ pub trait TicketRegistry: Send + Sync + std::fmt::Debug {
     /// Records `key` as used until `until`: `true` the first time, `false` while it lasts.
     /// Makes login-flow tokens single-use (LOGINP-06).
     async fn claim_once(&self, key: &str, until: OffsetDateTime) -> Result<bool, RegistryError>;
+
+    /// Keeps the state of a login waiting for the browser (a step between
+    /// authentication and grant) under `id` until `until`, replacing any under that id.
+    /// The value is opaque here; a networked store seals it like any ticket.
+    async fn put_pending(
+        &self,
+        id: &str,
+        value: String,
+        until: OffsetDateTime,
+    ) -> Result<(), RegistryError>;
+
+    /// Takes the state under `id` back, once: it is removed, so a second take (a replay,
+    /// another node) gets `None`, as does a state whose time has passed.
+    async fn take_pending(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<String>, RegistryError>;
 
     /// Frees expired entries; reports how many and hands back the sessions that expired
     /// (for single logout on expiry).

@@ -56,6 +56,6 @@ pub async fn get_logout(
         }
     }
     // LOGOUT-01: always clear the cookie, even one we could not read.
-    super::login::append_cookie(&mut response, &state.cookie.clear())?;
+    super::login_answer::append_cookie(&mut response, &state.cookie.clear())?;
     Ok(response)
 }

@@ -7,6 +7,7 @@ mod cookies;
 mod error;
 mod i18n;
 mod login;
+mod login_answer;
 mod logout;
 mod params;
 mod proxy;

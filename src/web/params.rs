@@ -218,7 +218,7 @@ mod tests {
         let params = parse("username=alice&password=s3cret&ticket=ST-1").unwrap();
         let printed = format!("{params:?}");
         assert_eq!(printed, r#"["username", "password", "ticket"]"#);
-        let submission = crate::protocol::LoginSubmission {
+        let submission = crate::protocol::LoginForm {
             password: "s3cret",
             ..Default::default()
         };

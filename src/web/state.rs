@@ -16,7 +16,6 @@ use super::transport::ConnectionStats;
 use super::views::{Chrome, Overrides, PageTheme};
 use crate::outbound::SloStats;
 use crate::protocol::Cas;
-use crate::protocol::flow::LoginFlow;
 use crate::services::{RegisteredService, Theme};
 use crate::tgc::TgcCodec;
 
@@ -26,7 +25,6 @@ pub struct AppState(Arc<Inner>);
 #[derive(Debug)]
 pub struct Inner {
     pub cas: Cas,
-    pub flow: LoginFlow,
     pub tgc: TgcCodec,
     pub cookie: CookieSettings,
     /// Peers whose `X-Forwarded-For` is believed.

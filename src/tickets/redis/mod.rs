@@ -10,6 +10,8 @@
 //!   [`MAX_ISSUED`] (see the `ADD_TICKET` script for what a full history lets go).
 //! - `p:<hash>`: a session's proxy-granting tickets, a list of their hashes.
 //! - `c:<hash>`: a claimed single-use key (login forms).
+//! - `t:<hash>` with kind `pl`: a login waiting for the browser (see
+//!   `protocol::login`), taken back once by a script.
 //! - `a:<hash>`: a failed-login counter (per address and name, and per address), so the
 //!   throttle's thresholds hold for the cluster.
 //! - `expiry`: a sorted set of sessions by deadline, which the reaper drains (single logout
@@ -91,6 +93,8 @@ const SWEEP_BATCHES: usize = 200;
 const TGT: &str = "tgt";
 const ST: &str = "st";
 const PGT: &str = "pgt";
+/// A login waiting for the browser; Redis expires it.
+const PENDING: &str = "pl";
 
 pub struct RedisRegistry {
     pool: Pool,
@@ -743,6 +747,51 @@ impl TicketRegistry for RedisRegistry {
         Ok(claimed == 1)
     }
 
+    async fn put_pending(
+        &self,
+        id: &str,
+        value: String,
+        until: OffsetDateTime,
+    ) -> Result<(), RegistryError> {
+        let hash = self.sealer.hash_id(id);
+        let sealed = self
+            .sealer
+            .seal(value.as_bytes(), &format!("{PENDING}:{hash}"));
+        let key = self.ticket_key(&hash);
+        let ttl = ms_until(until, self.clock.now());
+        // Idempotent (the same value, set again): safe to send again after a lost answer.
+        self.pool
+            .run(|mut c| {
+                let (key, sealed) = (key.clone(), sealed.clone());
+                async move {
+                    redis::pipe()
+                        .atomic()
+                        .hset_multiple(&key, &[("k", PENDING), ("d", &sealed)])
+                        .ignore()
+                        .pexpire(&key, ttl)
+                        .ignore()
+                        .query_async::<()>(&mut c)
+                        .await
+                }
+            })
+            .await
+    }
+
+    async fn take_pending(
+        &self,
+        id: &str,
+        _now: OffsetDateTime,
+    ) -> Result<Option<String>, RegistryError> {
+        let hash = self.sealer.hash_id(id);
+        let taken: Option<String> = self
+            .script(|s| &s.take_pending, &[self.ticket_key(&hash)], &[], false)
+            .await?;
+        Ok(taken.and_then(|sealed| {
+            let value = self.sealer.open(&sealed, &format!("{PENDING}:{hash}"))?;
+            String::from_utf8(value).ok()
+        }))
+    }
+
     /// Redis frees expired keys itself; the sweep drains the expiry index, removing what a
     /// dead session still holds and handing it back for single logout.
     async fn sweep(&self, now: OffsetDateTime) -> Result<Swept, RegistryError> {
@@ -846,6 +895,7 @@ impl AttemptStore for RedisRegistry {
             AttemptOp::Begin => "begin",
             AttemptOp::Fail => "fail",
             AttemptOp::Succeeded => "succeeded",
+            AttemptOp::FormRefused => "form_refused",
             AttemptOp::Release => "release",
         };
         let args = [

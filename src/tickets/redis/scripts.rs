@@ -7,6 +7,7 @@ pub(super) struct Scripts {
     pub add_ticket: Script,
     pub add_pgt: Script,
     pub redeem: Script,
+    pub take_pending: Script,
     pub remove_tgt: Script,
     pub drain_expired: Script,
     pub claim: Script,
@@ -119,6 +120,15 @@ redis.call('DEL', KEYS[1])
 return {v[1], v[2]}
 ";
 
+/// KEYS: the pending login. Returns its sealed value and removes it, or nil for anything
+/// else (another kind of ticket is left alone).
+const TAKE_PENDING: &str = r"
+local v = redis.call('HMGET', KEYS[1], 'k', 'd')
+if v[1] ~= 'pl' then return false end
+redis.call('DEL', KEYS[1])
+return v[2]
+";
+
 /// KEYS: session, history, PGT list, expiry index. ARGV: session hash, ticket key prefix.
 /// Removes the session with every ticket it issued; returns nil if it was not there, else
 /// {sealed session, last use, its tag, history...}.
@@ -216,6 +226,7 @@ end
 if op == 'fail' then bump(KEYS[1]) return {0, 0} end
 if op == 'succeeded' then redis.call('DEL', KEYS[1]) give_back(KEYS[2]) return {0, 0} end
 if op == 'release' then give_back(KEYS[1]) give_back(KEYS[2]) return {0, 0} end
+if op == 'form_refused' then give_back(KEYS[2]) return {0, 0} end
 return redis.error_reply('unknown operation')
 ";
 
@@ -225,6 +236,7 @@ impl Scripts {
             add_ticket: Script::new(&format!("{LIVE_SESSION}{ADD_TICKET}")),
             add_pgt: Script::new(&format!("{LIVE_SESSION}{ADD_PGT}")),
             redeem: Script::new(REDEEM),
+            take_pending: Script::new(TAKE_PENDING),
             remove_tgt: Script::new(REMOVE_TGT),
             drain_expired: Script::new(DRAIN_EXPIRED),
             claim: Script::new(CLAIM),

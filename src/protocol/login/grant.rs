@@ -1,0 +1,121 @@
+//! The grant, last step of every login: a new SSO session for fresh credentials, and a
+//! service ticket delivered to the service the way it asked for.
+
+use std::net::IpAddr;
+
+use super::{Browser, LoginForm, LoginOutcome, LoginView, NewSession};
+use crate::protocol::slo::logout_target;
+use crate::protocol::urls::append_ticket;
+use crate::protocol::{Cas, ProtocolError, ResolvedService};
+use crate::services::ResponseType;
+use crate::telemetry::audit;
+use crate::tickets::{ExpirationPolicy, Principal, ServiceTicket, TicketGrantingTicket};
+
+/// A service ticket on its way to the service (LOGIN-11..14, SVC-09).
+#[derive(Debug)]
+pub struct Delivery<'a> {
+    pub service: ResolvedService<'a>,
+    pub ticket: String,
+    /// The service URL with the ticket added (LOGIN-16).
+    pub location: String,
+    /// `method`, or else the service's `response_type`; an unknown method redirects.
+    pub how: ResponseType,
+}
+
+impl Cas {
+    /// Issues a service ticket for `service` under the live session `tgt_id`, and says how
+    /// it goes to the browser; `None` if the session has ended.
+    pub(super) async fn deliver<'a>(
+        &self,
+        tgt_id: &str,
+        user: &str,
+        service: ResolvedService<'a>,
+        from_new_login: bool,
+        method: Option<&str>,
+        ip: IpAddr,
+    ) -> Result<Option<Delivery<'a>>, ProtocolError> {
+        let now = self.clock.now();
+        let ticket = ServiceTicket::new(
+            tgt_id,
+            service.url,
+            now,
+            self.policies.service_ticket,
+            from_new_login,
+        );
+        let id = ticket.id.clone();
+        let logout = logout_target(service.entry, service.url);
+        let added = self.tickets.add_service_ticket(ticket, logout, now).await?;
+        if !self.stored_for_logout(added) {
+            return Ok(None);
+        }
+        audit::ticket_issued(&id, user, service.url, ip);
+        Ok(Some(Delivery {
+            location: append_ticket(service.url, &id),
+            ticket: id,
+            how: method
+                .and_then(ResponseType::from_method)
+                .unwrap_or(service.entry.response_type),
+            service,
+        }))
+    }
+
+    /// LOGINP-01..03: a new SSO session for `principal`, who has just passed every step,
+    /// and with a service, its ticket.
+    pub(super) async fn open_session<'a>(
+        &'a self,
+        principal: Principal,
+        service: Option<ResolvedService<'a>>,
+        form: LoginForm<'a>,
+        browser: Browser<'a>,
+    ) -> Result<LoginOutcome<'a>, ProtocolError> {
+        // TGC-09: a forced login may be kept out of the SSO session.
+        let forced = form.renew || service.is_some_and(|s| !s.entry.sso_enabled);
+        let set_cookie = !forced
+            || service
+                .and_then(|s| s.entry.create_cookie_on_renew)
+                .unwrap_or(self.options.create_cookie_on_renew);
+        // The replaced session ends here: its services are told over the back channel
+        // (there is no logout page to drive the front channel).
+        if set_cookie
+            && let Some(old) = browser.session
+            && let Some(old) = self.tickets.remove_tgt(old).await?
+        {
+            self.single_logout(&old);
+        }
+        // LOGINP-07: a remembered session uses the long-term policy.
+        let remember_me = self
+            .options
+            .remember_me
+            .filter(|_| form.remember_me && set_cookie);
+        let policy = match remember_me {
+            Some(duration) => ExpirationPolicy::fixed(duration),
+            None => self.policies.tgt,
+        };
+        let user = principal.id.clone();
+        let tgt =
+            TicketGrantingTicket::new(principal, self.clock.now(), policy, remember_me.is_some());
+        let tgt_id = tgt.id.clone();
+        self.tickets.add_tgt(tgt).await?;
+        let delivery = match service {
+            Some(service) => {
+                self.deliver(&tgt_id, &user, service, true, form.method, browser.ip)
+                    .await?
+            }
+            None => None,
+        };
+        let view = match delivery {
+            Some(delivery) => LoginView::Deliver(delivery),
+            None => LoginView::SignedIn { user },
+        };
+        Ok(LoginOutcome {
+            view,
+            session: set_cookie.then_some(NewSession {
+                tgt_id,
+                remember_me,
+            }),
+            // LOGINP-05: the warn choice is remembered for the browser session.
+            warn_cookie: Some(form.warn),
+            binding: None,
+        })
+    }
+}
