@@ -29,21 +29,44 @@ use crate::web::{
     HeaderPolicy, InFlight, Inner, Limits, Overrides, PeerAddr, Slots,
 };
 
+/// Why the server cannot start. Each variant keeps its cause; `main` prints the chain.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    /// Keys, templates or catalogues that cannot be used.
-    #[error("{0}")]
-    Keys(String),
-    #[error("{0}")]
-    Outbound(String),
-    #[error("cannot start the password verifier threads: {0}")]
-    Verifiers(std::io::Error),
+    #[error("the TGC keys cannot be used")]
+    TgcKeys(#[source] TgcKeyError),
+    #[error("the TGC codec cannot be built")]
+    Codec(#[source] crate::tgc::TgcError),
+    #[error(
+        "tgc: with tickets.store = \"redis\" every node needs the same TGC keys, and the key file {0} does not exist; generate keys once (`cas-server keygen`), then put them in the configuration or that file on every node"
+    )]
+    SharedKeyFileMissing(std::path::PathBuf),
+    #[error(
+        "tgc: with tickets.store = \"redis\" the TGC keys must be configured, identical on every node"
+    )]
+    SharedKeysMissing,
+    #[error("tickets.key: the Redis store needs a registry key")]
+    RegistryKeyMissing,
+    #[error("the Redis ticket store cannot be set up")]
+    Redis(#[source] crate::tickets::RedisSetupError),
+    #[error("the outbound HTTP client cannot be built")]
+    Outbound(#[source] crate::outbound::ClientSetupError),
+    #[error("an authentication source cannot be set up")]
+    Source(#[source] Box<crate::auth::SourceError>),
+    #[error("the pages cannot be set up")]
+    Pages(#[source] web::PagesError),
+    #[error("cannot start the password verifier threads")]
+    Verifiers(#[source] std::io::Error),
 }
+
+/// A TGC key file that cannot be read or created.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TgcKeyError(String);
 
 /// A bound, ready-to-run server.
 pub struct App {
@@ -77,7 +100,7 @@ impl App {
         let shared = matches!(settings.tickets.store, TicketStore::Redis(_));
         let keys = tgc_keys(&settings.tgc.keys, shared)?;
         let tgc = TgcCodec::new(&keys, settings.tgc.crypto, settings.tgc.pin_to_session)
-            .map_err(|e| StartupError::Keys(e.to_string()))?;
+            .map_err(StartupError::Codec)?;
         let Registries {
             tickets: registry,
             snapshot,
@@ -157,7 +180,7 @@ impl App {
             same_site: settings.tgc.same_site,
         };
         let overrides = match &settings.ui.templates_dir {
-            Some(dir) => Some(Overrides::load(dir).map_err(StartupError::Keys)?),
+            Some(dir) => Some(Overrides::load(dir).map_err(StartupError::Pages)?),
             None => None,
         };
         let csp = settings
@@ -203,7 +226,7 @@ impl App {
                 }
             },
             catalogues: Catalogues::builtin(&settings.ui.default_locale)
-                .map_err(StartupError::Keys)?,
+                .map_err(StartupError::Pages)?,
             theme: settings.ui.theme.clone(),
             overrides,
             cas,
@@ -351,7 +374,7 @@ impl App {
                     tracing::info!(tickets = n, path = %file.path().display(), "saved the ticket snapshot")
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "ticket snapshot not saved; sessions end with this restart")
+                    tracing::error!(error = %crate::telemetry::Chain(&e), "ticket snapshot not saved; sessions end with this restart")
                 }
             }
         }
@@ -373,7 +396,8 @@ fn authenticator(settings: &Settings) -> Result<Arc<dyn Authenticator>, StartupE
         sources.push(Arc::new(StaticUsers::new(settings.users.clone(), verifier)));
     }
     for options in &settings.authn.ldap {
-        let source = LdapSource::new(options.clone()).map_err(StartupError::Outbound)?;
+        let source =
+            LdapSource::new(options.clone()).map_err(|e| StartupError::Source(Box::new(e)))?;
         sources.push(Arc::new(source));
     }
     Ok(match sources.len() {
@@ -407,7 +431,7 @@ fn ticket_registry(
                 std::time::Duration::ZERO
             };
             let registry = RedisRegistry::new(options, &key, margin, clock.clone())
-                .map_err(StartupError::Keys)?;
+                .map_err(StartupError::Redis)?;
             let registry = Arc::new(registry);
             Ok(Registries {
                 tickets: registry.clone(),
@@ -415,16 +439,14 @@ fn ticket_registry(
                 attempts: Some(registry),
             })
         }
-        (TicketStore::Redis(_), None) => Err(StartupError::Keys(
-            "tickets.key: the Redis store needs a registry key".into(),
-        )),
+        (TicketStore::Redis(_), None) => Err(StartupError::RegistryKeyMissing),
         (TicketStore::Memory, key) => {
             let memory = Arc::new(MemoryRegistry::new());
             let snapshot = match (&settings.tickets.snapshot_file, key) {
                 (Some(path), Some(key)) => {
                     let file = SnapshotFile::new(path.clone(), &key);
                     if let Err(e) = file.check_writable() {
-                        tracing::warn!(error = %e, "the ticket snapshot will not be saved at shutdown");
+                        tracing::warn!(error = %crate::telemetry::Chain(&e), "the ticket snapshot will not be saved at shutdown");
                     }
                     match file.load(&memory, clock.now()) {
                         Ok(Some(n)) => {
@@ -434,7 +456,7 @@ fn ticket_registry(
                             tracing::info!(path = %path.display(), "no ticket snapshot to restore")
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "ticket snapshot not restored; starting with no sessions")
+                            tracing::warn!(error = %crate::telemetry::Chain(&e), "ticket snapshot not restored; starting with no sessions")
                         }
                     }
                     Some((memory.clone(), file))
@@ -455,15 +477,13 @@ fn ticket_registry(
 fn tgc_keys(source: &TgcKeySource, shared: bool) -> Result<Vec<TgcKeys>, StartupError> {
     match source {
         TgcKeySource::Configured(keys) => Ok(keys.clone()),
-        TgcKeySource::KeyFile(path) if shared && !path.exists() => Err(StartupError::Keys(format!(
-            "tgc: with tickets.store = \"redis\" every node needs the same TGC keys, and the key file {} does not exist; generate keys once (`cas-server keygen`), then put them in the configuration or that file on every node",
-            path.display()
-        ))),
-        TgcKeySource::Ephemeral if shared => Err(StartupError::Keys(
-            "tgc: with tickets.store = \"redis\" the TGC keys must be configured, identical on every node".into(),
-        )),
+        TgcKeySource::KeyFile(path) if shared && !path.exists() => {
+            Err(StartupError::SharedKeyFileMissing(path.clone()))
+        }
+        TgcKeySource::Ephemeral if shared => Err(StartupError::SharedKeysMissing),
         TgcKeySource::KeyFile(path) => {
-            let (keys, created) = TgcKeys::load_or_create(path).map_err(StartupError::Keys)?;
+            let (keys, created) =
+                TgcKeys::load_or_create(path).map_err(|e| StartupError::TgcKeys(TgcKeyError(e)))?;
             if created {
                 tracing::warn!(
                     path = %path.display(),

@@ -75,6 +75,15 @@ pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// The operating system's CA certificates (outbound HTTP and LDAP over TLS).
+pub fn system_roots() -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    let native = rustls_native_certs::load_native_certs();
+    for err in &native.errors {
+        tracing::debug!(error = %err, "skipping an unreadable system CA certificate");
+    }
+    native.certs
+}
+
 /// Whether `key` could not have come from a random generator: fewer distinct bytes than
 /// half its length (32 random bytes hold about 30), a short pattern repeated, or a
 /// counting sequence. Such a key (all zeros, a password typed twice, `0x00..0x1f`) is

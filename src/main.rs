@@ -92,7 +92,7 @@ fn serve(path: Option<PathBuf>) -> ExitCode {
         let app = match App::build(settings, Arc::new(clock::SystemClock)).await {
             Ok(app) => app,
             Err(e) => {
-                eprintln!("cas-server: {e}");
+                eprintln!("cas-server: {}", telemetry::Chain(&e));
                 return ExitCode::from(1);
             }
         };
@@ -160,10 +160,11 @@ fn check_config(path: Option<PathBuf>, probe: bool) -> ExitCode {
     runtime.block_on(async {
         let mut failed = false;
         for options in &s.authn.ldap {
-            let outcome = match cas_server::auth::ldap::LdapSource::new(options.clone()) {
-                Ok(source) => source.probe().await,
-                Err(e) => Err(e),
-            };
+            let outcome: Result<(), Box<dyn std::error::Error>> =
+                match cas_server::auth::ldap::LdapSource::new(options.clone()) {
+                    Ok(source) => source.probe().await.map_err(Into::into),
+                    Err(e) => Err(e.into()),
+                };
             match outcome {
                 Ok(()) => println!(
                     "ldap source `{}` ({}): reachable, bind ok",
@@ -172,8 +173,10 @@ fn check_config(path: Option<PathBuf>, probe: bool) -> ExitCode {
                 Err(e) => {
                     failed = true;
                     eprintln!(
-                        "cas-server: ldap source `{}` ({}): {e}",
-                        options.name, options.url
+                        "cas-server: ldap source `{}` ({}): {}",
+                        options.name,
+                        options.url,
+                        telemetry::Chain(&*e)
                     );
                 }
             }
@@ -215,12 +218,12 @@ fn check_config(path: Option<PathBuf>, probe: bool) -> ExitCode {
                     }
                     Err(e) => {
                         failed = true;
-                        eprintln!("cas-server: {e}");
+                        eprintln!("cas-server: {}", telemetry::Chain(&e));
                     }
                 },
                 Err(e) => {
                     failed = true;
-                    eprintln!("cas-server: {e}");
+                    eprintln!("cas-server: {}", telemetry::Chain(&e));
                 }
             }
         }

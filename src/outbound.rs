@@ -18,7 +18,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::{HttpClient, Slo};
-use crate::protocol::{LogoutMessage, LogoutSender, ProxyCallback};
+use crate::protocol::{CallbackError, LogoutMessage, LogoutSender, ProxyCallback};
 
 /// Why an outbound call did not happen or did not succeed. Texts never contain the
 /// request URL's query (which carries PGTs).
@@ -26,10 +26,32 @@ use crate::protocol::{LogoutMessage, LogoutSender, ProxyCallback};
 pub enum OutboundError {
     #[error("refused: {0}")]
     Refused(String),
-    #[error("{0}")]
-    Transport(String),
+    #[error("cannot resolve {host}")]
+    Resolve {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Without its URL, which may carry a PGT.
+    #[error("the request failed")]
+    Transport(#[source] reqwest::Error),
     #[error("answered HTTP {0}")]
     Status(u16),
+}
+
+/// The outbound client cannot be built from `[http_client]`.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientSetupError {
+    #[error("http_client.trust_store holds an unusable certificate")]
+    TrustStore(#[source] reqwest::Error),
+    #[error("http_client.default_headers: `{0}` is not a header name")]
+    HeaderName(String, #[source] reqwest::header::InvalidHeaderName),
+    #[error("http_client.default_headers: the value of `{0}` is not a header value")]
+    HeaderValue(String, #[source] reqwest::header::InvalidHeaderValue),
+    #[error("http_client.proxy is not usable")]
+    Proxy(#[source] reqwest::Error),
+    #[error("the outbound HTTP client cannot be built")]
+    Client(#[source] reqwest::Error),
 }
 
 #[derive(Debug, Clone)]
@@ -41,37 +63,25 @@ pub struct Outbound {
     proxied: bool,
 }
 
-/// The operating system's CA certificates (outbound HTTP and LDAP over TLS).
-pub fn system_roots() -> Vec<rustls_pki_types::CertificateDer<'static>> {
-    let native = rustls_native_certs::load_native_certs();
-    for err in &native.errors {
-        tracing::debug!(error = %err, "skipping an unreadable system CA certificate");
-    }
-    native.certs
-}
-
 impl Outbound {
-    pub fn new(settings: &HttpClient) -> Result<Self, String> {
+    pub fn new(settings: &HttpClient) -> Result<Self, ClientSetupError> {
         let mut roots: Vec<reqwest::Certificate> = Vec::new();
         // System roots are loaded here rather than left to the platform verifier, so that
         // the same trust store serves with or without host-name verification.
         roots.extend(
-            system_roots()
+            crate::crypto::system_roots()
                 .iter()
                 .filter_map(|der| reqwest::Certificate::from_der(der).ok()),
         );
         for der in &settings.extra_roots {
-            roots.push(
-                reqwest::Certificate::from_der(der)
-                    .map_err(|e| format!("http_client.trust_store: unusable certificate: {e}"))?,
-            );
+            roots.push(reqwest::Certificate::from_der(der).map_err(ClientSetupError::TrustStore)?);
         }
         let mut headers = HeaderMap::new();
         for (name, value) in &settings.default_headers {
             let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| format!("http_client.default_headers: {name}: {e}"))?;
+                .map_err(|e| ClientSetupError::HeaderName(name.clone(), e))?;
             let value = HeaderValue::from_str(value)
-                .map_err(|e| format!("http_client.default_headers: {name}: {e}"))?;
+                .map_err(|e| ClientSetupError::HeaderValue(name.to_string(), e))?;
             headers.insert(name, value);
         }
         let mut builder = reqwest::Client::builder()
@@ -90,14 +100,11 @@ impl Outbound {
             });
         builder = match &settings.proxy {
             Some(proxy) => builder.proxy(
-                reqwest::Proxy::all(format!("http://{proxy}"))
-                    .map_err(|e| format!("http_client.proxy: {e}"))?,
+                reqwest::Proxy::all(format!("http://{proxy}")).map_err(ClientSetupError::Proxy)?,
             ),
             None => builder.no_proxy(),
         };
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot build the outbound HTTP client: {e}"))?;
+        let client = builder.build().map_err(ClientSetupError::Client)?;
         Ok(Self {
             client,
             allow_local_urls: settings.allow_local_urls,
@@ -141,7 +148,10 @@ impl Outbound {
             let port = parsed.port_or_known_default().unwrap_or(443);
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((literal, port))
                 .await
-                .map_err(|e| OutboundError::Transport(format!("cannot resolve {literal}: {e}")))?
+                .map_err(|source| OutboundError::Resolve {
+                    host: literal.to_owned(),
+                    source,
+                })?
                 .collect();
             if resolved.iter().any(|a| is_local(a.ip())) {
                 return Err(OutboundError::Refused(format!(
@@ -160,7 +170,7 @@ impl Outbound {
             .get(url)
             .send()
             .await
-            .map_err(|e| OutboundError::Transport(describe(&e)))?;
+            .map_err(|e| OutboundError::Transport(e.without_url()))?;
         match response.status().as_u16() {
             200 => Ok(()),
             other => Err(OutboundError::Status(other)),
@@ -182,7 +192,7 @@ impl Outbound {
             .body(body)
             .send()
             .await
-            .map_err(|e| OutboundError::Transport(describe(&e)))?;
+            .map_err(|e| OutboundError::Transport(e.without_url()))?;
         match response.status() {
             status if status.is_success() => Ok(()),
             status => Err(OutboundError::Status(status.as_u16())),
@@ -239,7 +249,7 @@ impl SloQueue {
                         }
                         Ok(Err(e)) => {
                             counters.failed.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(url = %message.url, error = %e, "single-logout message failed; not retried");
+                            tracing::warn!(url = %message.url, error = %crate::telemetry::Chain(&e), "single-logout message failed; not retried");
                         }
                         Err(_) => {
                             counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -283,28 +293,11 @@ impl LogoutSender for SloQueue {
 
 #[async_trait]
 impl ProxyCallback for Outbound {
-    async fn deliver(&self, url: &str) -> Result<(), String> {
-        self.get_expecting_200(url).await.map_err(|e| e.to_string())
+    async fn deliver(&self, url: &str) -> Result<(), CallbackError> {
+        self.get_expecting_200(url)
+            .await
+            .map_err(|e| CallbackError(Box::new(e)))
     }
-}
-
-/// The error and its causes, without the URL (it carries a PGT).
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    let mut text = kind.to_owned();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Loopback, private, link-local, unspecified, shared (CGNAT), multicast and broadcast
@@ -468,6 +461,7 @@ mod tests {
             .get_expecting_200("https://localhost:9/cb")
             .await
             .unwrap_err();
-        assert!(e.to_string().contains("local addresses"), "{e}");
+        let chain = crate::telemetry::Chain(&e).to_string();
+        assert!(chain.contains("local addresses"), "{chain}");
     }
 }

@@ -14,6 +14,22 @@ use tracing_subscriber::EnvFilter;
 
 use crate::crypto::sha256;
 
+/// An error and each of its causes, `first: second: third`, for one log line: every
+/// error enum of the server keeps its cause, and this is where it is read.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default: info for this crate, warnings
 /// elsewhere). Returns the flusher to keep until exit, unless stderr is a terminal.
 pub fn init() -> Option<LogFlusher> {

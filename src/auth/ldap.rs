@@ -21,7 +21,7 @@ use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use tokio::sync::Semaphore;
 
-use super::{AuthError, Authenticator, SourceHealth};
+use super::{AuthError, Authenticator, SourceError, SourceHealth};
 use crate::crypto::Secret;
 use crate::tickets::Principal;
 
@@ -96,9 +96,11 @@ pub struct LdapSource {
 const HEALTH_CACHE: Duration = Duration::from_secs(2);
 
 impl LdapSource {
-    pub fn new(options: LdapOptions) -> Result<Self, String> {
-        let tls = tls_config(&options.extra_roots)
-            .map_err(|e| format!("authn.ldap `{}`: {e}", options.name))?;
+    pub fn new(options: LdapOptions) -> Result<Self, SourceError> {
+        let tls = tls_config(&options.extra_roots).map_err(|fault| SourceError::Ldap {
+            name: options.name.clone(),
+            fault: Box::new(fault),
+        })?;
         let permits = Semaphore::new(options.pool_size.max(1));
         Ok(Self {
             options,
@@ -112,14 +114,12 @@ impl LdapSource {
 
     /// Connects and binds the service account, or reports why not (for `check-config
     /// --probe` and `/health`).
-    pub async fn probe(&self) -> Result<(), String> {
+    pub async fn probe(&self) -> Result<(), LdapFault> {
         let (mut ldap, _) = self.service_connection().await?;
-        let found = ldap
-            .with_timeout(self.options.operation_timeout)
+        ldap.with_timeout(self.options.operation_timeout)
             .search("", Scope::Base, "(objectClass=*)", vec!["1.1"])
             .await
-            .map_err(|e| e.to_string())?;
-        found.success().map_err(|e| e.to_string())?;
+            .and_then(|r| r.success())?;
         self.release(ldap);
         Ok(())
     }
@@ -143,7 +143,7 @@ impl LdapSource {
         name
     }
 
-    async fn connect(&self) -> Result<Ldap, String> {
+    async fn connect(&self) -> Result<Ldap, LdapFault> {
         let settings = LdapConnSettings::new()
             .set_conn_timeout(self.options.connect_timeout)
             .set_starttls(self.options.start_tls)
@@ -153,8 +153,7 @@ impl LdapSource {
             LdapConnAsync::with_settings(settings, &self.options.url),
         )
         .await
-        .map_err(|_| "connection timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| LdapFault::ConnectTimeout)??;
         tokio::spawn(async move {
             if let Err(e) = conn.drive().await {
                 tracing::debug!(error = %e, "LDAP connection ended");
@@ -166,7 +165,7 @@ impl LdapSource {
     /// A pooled connection bound as the service account, or a new one.
     /// A bound service connection, and whether it came from the pool (and so may have
     /// died since it was last used).
-    async fn service_connection(&self) -> Result<(Ldap, bool), String> {
+    async fn service_connection(&self) -> Result<(Ldap, bool), LdapFault> {
         let pooled = self
             .idle
             .lock()
@@ -177,14 +176,11 @@ impl LdapSource {
         }
         let mut ldap = self.connect().await?;
         if let Some((dn, password)) = &self.options.bind {
-            let bound = ldap
-                .with_timeout(self.options.operation_timeout)
+            ldap.with_timeout(self.options.operation_timeout)
                 .simple_bind(dn, password.expose())
-                .await
-                .map_err(|e| e.to_string())?;
-            bound
+                .await?
                 .success()
-                .map_err(|e| format!("service account bind refused: {e}"))?;
+                .map_err(LdapFault::ServiceBind)?;
         }
         Ok((ldap, false))
     }
@@ -219,7 +215,7 @@ impl LdapSource {
         user: &str,
         base_dn: &str,
         filter: &str,
-    ) -> Result<Option<SearchEntry>, String> {
+    ) -> Result<Option<SearchEntry>, LdapFault> {
         let filter = filter.replace("{user}", &ldap3::ldap_escape(user));
         let wanted = self.wanted_attributes();
         // A pooled connection may have died with a directory restart: a failure on one is
@@ -248,14 +244,14 @@ impl LdapSource {
                 Err(e) if pooled => {
                     tracing::debug!(source = %self.options.name, error = %e, "pooled LDAP connection failed; trying a fresh one");
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
     }
 
     /// Binds as `dn` on a fresh connection; `Ok(connection)` if the password is right.
     async fn bind_as(&self, dn: &str, password: &str) -> Result<Ldap, AuthError> {
-        let mut ldap = self.connect().await.map_err(|e| self.unavailable(&e))?;
+        let mut ldap = self.connect().await.map_err(|e| self.unavailable(e))?;
         let result = ldap
             .with_controls(RawControl {
                 ctype: PPOLICY_OID.into(),
@@ -265,7 +261,7 @@ impl LdapSource {
             .with_timeout(self.options.operation_timeout)
             .simple_bind(dn, password)
             .await
-            .map_err(|e| self.unavailable(&e.to_string()))?;
+            .map_err(|e| self.unavailable(e.into()))?;
         let ppolicy = result
             .ctrls
             .iter()
@@ -275,7 +271,7 @@ impl LdapSource {
         match result.rc {
             // A password an administrator reset binds, with `changeAfterReset`: it is a
             // temporary secret, not one to sign in to every application with.
-            0 if ppolicy == Some(AuthError::PasswordExpired) => {
+            0 if matches!(ppolicy, Some(AuthError::PasswordExpired)) => {
                 let _ = ldap.unbind().await;
                 Err(AuthError::PasswordExpired)
             }
@@ -290,14 +286,19 @@ impl LdapSource {
             }
             rc => {
                 let _ = ldap.unbind().await;
-                Err(self.unavailable(&format!("bind answered result code {rc}: {}", result.text)))
+                Err(self.unavailable(LdapFault::BindResult {
+                    rc,
+                    text: result.text,
+                }))
             }
         }
     }
 
-    fn unavailable(&self, why: &str) -> AuthError {
-        tracing::warn!(source = %self.options.name, error = %why, "LDAP directory unavailable");
-        AuthError::Unavailable(format!("LDAP source `{}`: {why}", self.options.name))
+    fn unavailable(&self, fault: LdapFault) -> AuthError {
+        AuthError::unavailable(SourceError::Ldap {
+            name: self.options.name.clone(),
+            fault: Box::new(fault),
+        })
     }
 
     /// The principal for `user`. With `principal_attribute`, its one value is the id: an
@@ -315,10 +316,11 @@ impl LdapSource {
                 match values {
                     [one] if !one.is_empty() => one.clone(),
                     _ => {
-                        return Err(self.unavailable(&format!(
-                            "the entry of `{user}` has {} values of principal_attribute `{name}`; exactly one is needed",
-                            values.len()
-                        )));
+                        return Err(self.unavailable(LdapFault::PrincipalAttribute {
+                            user,
+                            attribute: name.clone(),
+                            values: values.len(),
+                        }));
                     }
                 }
             }
@@ -360,14 +362,14 @@ impl Authenticator for LdapSource {
             self.permits.acquire(),
         )
         .await
-        .map_err(|_| self.unavailable("every connection stayed busy"))?
-        .map_err(|_| AuthError::Unavailable("LDAP pool closed".into()))?;
+        .map_err(|_| self.unavailable(LdapFault::PoolBusy))?
+        .map_err(|_| self.unavailable(LdapFault::PoolClosed))?;
         match &self.options.lookup {
             Lookup::Search { base_dn, filter } => {
                 let Some(entry) = self
                     .find(&user, base_dn, filter)
                     .await
-                    .map_err(|e| self.unavailable(&e))?
+                    .map_err(|e| self.unavailable(e))?
                 else {
                     // Bind as an entry that cannot exist, so an unknown user costs the
                     // same round trips as a wrong password.
@@ -450,22 +452,51 @@ impl Authenticator for LdapSource {
 }
 
 /// TLS for `ldaps://` and StartTLS: system roots plus the source's CAs, host names verified.
-fn tls_config(extra_roots: &[Vec<u8>]) -> Result<rustls::ClientConfig, String> {
+fn tls_config(extra_roots: &[Vec<u8>]) -> Result<rustls::ClientConfig, LdapFault> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in crate::outbound::system_roots() {
+    for cert in crate::crypto::system_roots() {
         let _ = roots.add(cert);
     }
     for der in extra_roots {
         roots
             .add(rustls_pki_types::CertificateDer::from(der.clone()))
-            .map_err(|e| format!("unusable CA certificate in ca_file: {e}"))?;
+            .map_err(LdapFault::CaFile)?;
     }
     rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-    .map_err(|e| e.to_string())
+    .map_err(LdapFault::Tls)
+}
+
+/// Why a directory could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LdapFault {
+    #[error("the connection timed out")]
+    ConnectTimeout,
+    #[error("the directory failed")]
+    Ldap(#[from] ldap3::LdapError),
+    #[error("the service account's bind was refused")]
+    ServiceBind(#[source] ldap3::LdapError),
+    #[error("a bind answered result code {rc}: {text}")]
+    BindResult { rc: u32, text: String },
+    #[error(
+        "the entry of `{user}` has {values} values of principal_attribute `{attribute}`; exactly one is needed"
+    )]
+    PrincipalAttribute {
+        user: String,
+        attribute: String,
+        values: usize,
+    },
+    #[error("every connection stayed busy")]
+    PoolBusy,
+    #[error("the connection pool is closed")]
+    PoolClosed,
+    #[error("unusable CA certificate in ca_file")]
+    CaFile(#[source] rustls::Error),
+    #[error("TLS cannot be set up")]
+    Tls(#[source] rustls::Error),
 }
 
 /// The `error` of a PasswordPolicyResponseValue: `SEQUENCE { warning [0] OPTIONAL,

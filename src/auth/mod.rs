@@ -7,15 +7,18 @@ pub mod ldap;
 mod users;
 mod verifier;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 pub use chain::Chain;
+pub use ldap::LdapFault;
 pub use users::{StaticUsers, UserRecord, check_password_hash, hash_password};
 pub use verifier::VerifierPool;
 
 use crate::tickets::Principal;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
     /// Wrong password or unknown user: the two are never distinguished to the client.
     #[error("invalid credentials")]
@@ -30,9 +33,36 @@ pub enum AuthError {
     PasswordExpired,
     #[error("account expired")]
     AccountExpired,
-    /// The source could not answer (down, slow, misconfigured); the text is for logs.
-    #[error("authentication source unavailable: {0}")]
-    Unavailable(String),
+    /// The source could not answer (down, slow, misconfigured); the cause is for logs.
+    #[error("authentication source unavailable")]
+    Unavailable(#[source] Arc<SourceError>),
+}
+
+/// Equal by kind: two outages are the same answer to the user, whatever their causes.
+impl PartialEq for AuthError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+
+impl AuthError {
+    pub(crate) fn unavailable(cause: SourceError) -> Self {
+        Self::Unavailable(Arc::new(cause))
+    }
+}
+
+/// Why a source could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("LDAP source `{name}` failed")]
+    Ldap {
+        name: String,
+        #[source]
+        fault: Box<ldap::LdapFault>,
+    },
+    /// The password verifier threads are gone (the server is stopping).
+    #[error("the password verifier {0}")]
+    Verifier(&'static str),
 }
 
 /// Reachability of one source, for `/health`.

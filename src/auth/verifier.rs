@@ -49,7 +49,7 @@ impl VerifierPool {
         &self,
         check: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, AuthError> {
-        let unavailable = |why: &str| AuthError::Unavailable(format!("password verifier {why}"));
+        let unavailable = |why| AuthError::unavailable(super::SourceError::Verifier(why));
         let permit = self
             .permits
             .clone()

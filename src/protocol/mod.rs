@@ -29,7 +29,7 @@ pub use login::{
     LoginView, NewSession, Notice, Refusal, Step,
 };
 pub use logout::LogoutOutcome;
-pub use proxy::{NoCallbacks, ProxyCallback};
+pub use proxy::{CallbackError, NoCallbacks, ProxyCallback};
 pub use slo::{LogoutMessage, LogoutSender, NoLogoutSender, front_channel_url, logout_target};
 pub use urls::append_ticket;
 pub use validate::{
@@ -86,8 +86,8 @@ impl Failure {
 pub enum ProtocolError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("authentication source unavailable: {0}")]
-    AuthUnavailable(String),
+    #[error("authentication source unavailable")]
+    AuthUnavailable(#[source] std::sync::Arc<crate::auth::SourceError>),
 }
 
 /// Ticket lifetimes (TKT-04, TKT-06, TKT-08).
@@ -279,10 +279,10 @@ pub(crate) mod testing {
 
     #[async_trait::async_trait]
     impl ProxyCallback for Recorder {
-        async fn deliver(&self, url: &str) -> Result<(), String> {
+        async fn deliver(&self, url: &str) -> Result<(), CallbackError> {
             self.urls.lock().unwrap().push(url.to_owned());
             if self.fail {
-                Err("HTTP 500".into())
+                Err(CallbackError(Box::new(std::io::Error::other("HTTP 500"))))
             } else {
                 Ok(())
             }

@@ -17,10 +17,20 @@ pub const MAX_PROXY_CHAIN: usize = 8;
 /// Delivers `pgtIou`/`pgtId` to a callback URL (PCB-04). `Ok` only for HTTP 200 (PCB-05).
 #[async_trait]
 pub trait ProxyCallback: Send + Sync + std::fmt::Debug {
-    /// `url` already carries both parameters; the error text is for logs and is free of
-    /// the PGT.
-    async fn deliver(&self, url: &str) -> Result<(), String>;
+    /// `url` already carries both parameters; the error is for logs and must not
+    /// carry the URL (it holds the PGT).
+    async fn deliver(&self, url: &str) -> Result<(), CallbackError>;
 }
+
+/// Why a callback was not delivered; the cause is the transport's own.
+#[derive(Debug, thiserror::Error)]
+#[error("the proxy callback was not delivered")]
+pub struct CallbackError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// No transport: callbacks cannot be made.
+#[derive(Debug, thiserror::Error)]
+#[error("outbound calls are not configured")]
+pub struct NoTransport;
 
 /// Refuses every callback: for deployments and tests without an outbound client.
 #[derive(Debug, Default)]
@@ -28,8 +38,8 @@ pub struct NoCallbacks;
 
 #[async_trait]
 impl ProxyCallback for NoCallbacks {
-    async fn deliver(&self, _url: &str) -> Result<(), String> {
-        Err("outbound calls are not configured".into())
+    async fn deliver(&self, _url: &str) -> Result<(), CallbackError> {
+        Err(CallbackError(Box::new(NoTransport)))
     }
 }
 
@@ -97,9 +107,9 @@ impl Cas {
         match self.proxy_callback.deliver(&url).await {
             Ok(()) => Ok(iou),
             Err(why) => {
-                tracing::warn!(pgt_url, reason = %why, "proxy callback failed; no PGT granted");
+                tracing::warn!(pgt_url, reason = %crate::telemetry::Chain(&why), "proxy callback failed; no PGT granted");
                 if let Err(e) = self.tickets.remove_pgt(&pgt_id).await {
-                    tracing::error!(error = %e, "could not withdraw the PGT of a failed callback");
+                    tracing::error!(error = %crate::telemetry::Chain(&e), "could not withdraw the PGT of a failed callback");
                 }
                 // PCB-06: validation fails; the ticket is already consumed (PCB-07).
                 Err(Failure::new(

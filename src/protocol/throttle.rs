@@ -340,7 +340,7 @@ impl LoginThrottle {
 
     async fn best_effort(&self, op: AttemptOp, ip: IpAddr, username: &str, now: OffsetDateTime) {
         if let Err(e) = self.shared(op, ip, username, now).await {
-            tracing::warn!(error = %e, ?op, "login attempt counter not updated");
+            tracing::warn!(error = %crate::telemetry::Chain(&e), ?op, "login attempt counter not updated");
         }
     }
 }

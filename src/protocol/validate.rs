@@ -219,7 +219,7 @@ impl Cas {
 }
 
 pub(super) fn internal(e: crate::tickets::RegistryError) -> Failure {
-    tracing::error!(error = %e, "validation failed on a registry fault");
+    tracing::error!(error = %crate::telemetry::Chain(&e), "validation failed on a registry fault");
     Failure::new(
         ErrorCode::InternalError,
         "The server could not complete the validation; try again later",

@@ -15,21 +15,45 @@ mod snapshot;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+pub use self::redis::{RedisOptions, RedisRegistry};
 pub use expiration::ExpirationPolicy;
 pub use memory::MemoryRegistry;
 pub use model::{
     Grant, IssuedTicket, LogoutTarget, Principal, ProxyGrantingTicket, ServiceTicket, Ticket,
     TicketGrantingTicket, new_pgt_iou, new_service_ticket_id, new_tgt_id,
 };
-pub use redis::{RedisOptions, RedisRegistry};
 pub use sealing::TicketSealer;
 pub use snapshot::SnapshotFile;
 
-/// A store that cannot answer (a networked store that is down). The in-memory store never
-/// returns it; it exists so the protocol layer handles it from day one.
+/// A store that cannot answer (a networked store that is down or misconfigured). The
+/// in-memory store never returns it; the protocol layer handles it all the same.
 #[derive(Debug, thiserror::Error)]
-#[error("ticket registry unavailable: {0}")]
-pub struct RegistryError(pub String);
+pub enum RegistryError {
+    /// Redis failed a command, or the connection to it.
+    #[error("redis failed")]
+    Redis(#[source] ::redis::RedisError),
+    /// No answer within the configured timeouts.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// A recent connection attempt failed: requests fail at once until the backoff ends.
+    #[error("redis is unreachable (retrying)")]
+    Unreachable,
+    /// The stored tickets were written with another registry key.
+    #[error("the tickets in redis were written with another tickets.key")]
+    KeyMismatch,
+    /// Redis answered something no script of ours returns.
+    #[error("redis gave an unexpected answer to {0}")]
+    UnexpectedAnswer(&'static str),
+}
+
+/// The Redis store cannot be set up from its options.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisSetupError {
+    #[error("tickets.redis.url is not a Redis URL the client accepts")]
+    Url(#[source] ::redis::RedisError),
+    #[error("tickets.redis: the client cannot be built")]
+    Client(#[source] ::redis::RedisError),
+}
 
 /// Instants as stored outside this process (Redis, the snapshot): Unix milliseconds.
 fn unix_ms(t: OffsetDateTime) -> i64 {

@@ -37,7 +37,7 @@ pub fn spawn(
                             notify(swept.expired_sessions);
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "reaper could not sweep"),
+                    Err(e) => tracing::warn!(error = %crate::telemetry::Chain(&e), "reaper could not sweep"),
                 },
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {

@@ -30,27 +30,39 @@ impl SnapshotFile {
         }
     }
 
+    fn fault(&self, what: SnapshotFault) -> SnapshotError {
+        SnapshotError {
+            path: self.path.clone(),
+            what,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Whether a snapshot could be written at all (checked at startup, so that a wrong
     /// path is known then rather than at shutdown).
-    pub fn check_writable(&self) -> Result<(), String> {
+    pub fn check_writable(&self) -> Result<(), SnapshotError> {
         let probe = self.path.with_extension("probe");
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&probe)
             .and_then(|_| std::fs::remove_file(&probe))
-            .map_err(|e| format!("cannot write beside {}: {e}", self.path.display()))
+            .map_err(|e| self.fault(SnapshotFault::NotWritable(e)))
     }
 
     /// Writes the live tickets; returns how many.
-    pub fn save(&self, registry: &MemoryRegistry, now: OffsetDateTime) -> Result<usize, String> {
+    pub fn save(
+        &self,
+        registry: &MemoryRegistry,
+        now: OffsetDateTime,
+    ) -> Result<usize, SnapshotError> {
         let contents = registry.export(now);
         let count = contents.tickets.len();
-        let json = serde_json::to_vec(&contents).map_err(|e| e.to_string())?;
+        let json =
+            serde_json::to_vec(&contents).map_err(|e| self.fault(SnapshotFault::Encode(e)))?;
         let sealed = self.sealer.seal(&json, CONTEXT);
         let tmp = self.path.with_extension("tmp");
         let written = (|| {
@@ -76,7 +88,7 @@ impl SnapshotFile {
         })();
         written.map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            format!("cannot write {}: {e}", self.path.display())
+            self.fault(SnapshotFault::Write(e))
         })?;
         Ok(count)
     }
@@ -88,32 +100,49 @@ impl SnapshotFile {
         &self,
         registry: &MemoryRegistry,
         now: OffsetDateTime,
-    ) -> Result<Option<usize>, String> {
+    ) -> Result<Option<usize>, SnapshotError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),
+            Err(e) => return Err(self.fault(SnapshotFault::Read(e))),
         };
         let contents: Contents = self
             .sealer
             .open(text.trim(), CONTEXT)
             .and_then(|json| serde_json::from_slice(&json).ok())
-            .ok_or_else(|| {
-                format!(
-                    "{} is not a snapshot sealed with this registry key (corrupt, or written with another tickets.key); ignored",
-                    self.path.display()
-                )
-            })?;
+            .ok_or_else(|| self.fault(SnapshotFault::Foreign))?;
         // Deleted before anything is restored: a snapshot that stayed behind could bring
         // back, after a crash, sessions that have ended since.
-        std::fs::remove_file(&self.path).map_err(|e| {
-            format!(
-                "cannot delete {} after reading it: {e}; not restored",
-                self.path.display()
-            )
-        })?;
+        std::fs::remove_file(&self.path).map_err(|e| self.fault(SnapshotFault::Delete(e)))?;
         Ok(Some(registry.import(contents, now)))
     }
+}
+
+/// A snapshot that cannot be written or read, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("ticket snapshot {}", path.display())]
+pub struct SnapshotError {
+    path: std::path::PathBuf,
+    #[source]
+    what: SnapshotFault,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotFault {
+    #[error("cannot write beside it")]
+    NotWritable(#[source] std::io::Error),
+    #[error("cannot encode the tickets")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot write it")]
+    Write(#[source] std::io::Error),
+    #[error("cannot read it")]
+    Read(#[source] std::io::Error),
+    #[error(
+        "it is not a snapshot sealed with this registry key (corrupt, or written with another tickets.key); ignored"
+    )]
+    Foreign,
+    #[error("cannot delete it after reading it; not restored")]
+    Delete(#[source] std::io::Error),
 }
 
 #[cfg(test)]
@@ -245,7 +274,12 @@ mod tests {
         let other = SnapshotFile::new(path.clone(), &[2; 32]);
         let fresh = MemoryRegistry::new();
         let err = other.load(&fresh, now).unwrap_err();
-        assert!(err.contains("another tickets.key"), "{err}");
+        assert!(
+            crate::telemetry::Chain(&err)
+                .to_string()
+                .contains("another tickets.key"),
+            "{err}"
+        );
         assert_eq!(fresh.count().await.unwrap(), 0);
         std::fs::write(&path, "garbage").unwrap();
         assert!(other.load(&fresh, now).is_err());

@@ -28,7 +28,7 @@ impl FromRequestParts<AppState> for ClientInfo {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
         let peer = peer_ip(&parts.extensions)
-            .ok_or_else(|| WebError::Internal("no peer address on the connection".into()))?;
+            .ok_or_else(|| WebError::internal("no peer address on the connection"))?;
         let ip = forwarded_client(peer, &parts.headers, &state.trusted_proxies);
         let user_agent = parts
             .headers

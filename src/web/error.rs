@@ -25,10 +25,11 @@ pub enum WebError {
     #[error("a service is required")]
     ServiceRequired,
     /// A dependency (authentication source, ticket store) is down.
-    #[error("temporarily unavailable: {0}")]
-    Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("temporarily unavailable")]
+    Unavailable(#[source] ProtocolError),
+    /// A fault of this server.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("not found")]
     NotFound,
     /// THR-03: too many failed logins of this name (423), or of many names from this
@@ -39,10 +40,14 @@ pub enum WebError {
 
 impl From<ProtocolError> for WebError {
     fn from(e: ProtocolError) -> Self {
-        match e {
-            ProtocolError::Registry(e) => Self::Unavailable(e.to_string()),
-            ProtocolError::AuthUnavailable(e) => Self::Unavailable(e),
-        }
+        Self::Unavailable(e)
+    }
+}
+
+impl WebError {
+    /// A fault of this server, with its cause (or a description when there is none).
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(cause.into())
     }
 }
 
@@ -94,10 +99,13 @@ pub fn render(state: &AppState, language: Option<HeaderValue>, response: Respons
     let Some(Rendered(error)) = response.extensions().get::<Rendered>().cloned() else {
         return response;
     };
+    // The one place a request's error is logged, with its whole cause chain; the client
+    // sees only the page.
+    let chain = crate::telemetry::Chain(&*error);
     match &*error {
-        WebError::Internal(_) => tracing::error!(error = %error, "request failed"),
-        WebError::Unavailable(_) => tracing::warn!(error = %error, "request failed"),
-        _ => tracing::debug!(error = %error, "request refused"),
+        WebError::Internal(_) => tracing::error!(error = %chain, "request failed"),
+        WebError::Unavailable(_) => tracing::warn!(error = %chain, "request failed"),
+        _ => tracing::debug!(error = %chain, "request refused"),
     }
     let mut headers = axum::http::HeaderMap::new();
     if let Some(language) = language {

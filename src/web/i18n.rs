@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::views::PagesError;
+
 /// Every string a page shows. A catalogue missing a key, or with an unknown one, fails
 /// to load (and the unit test below fails), so translations cannot fall out of step.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -76,17 +78,17 @@ pub struct Catalogues {
 
 impl Catalogues {
     /// All built-in catalogues, with `default_locale` (a built-in code) as the fallback.
-    pub fn builtin(default_locale: &str) -> Result<Self, String> {
+    pub fn builtin(default_locale: &str) -> Result<Self, PagesError> {
         let catalogues = BUILTIN
             .iter()
             .map(|(code, text)| {
-                toml::from_str::<Messages>(text).map_err(|e| format!("catalogue {code}: {e}"))
+                toml::from_str::<Messages>(text).map_err(|e| PagesError::Catalogue(code, e))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let default = catalogues
             .iter()
             .position(|m| m.lang == default_locale)
-            .ok_or_else(|| format!("no built-in catalogue for `{default_locale}`"))?;
+            .ok_or_else(|| PagesError::NoCatalogue(default_locale.to_owned()))?;
         Ok(Self {
             catalogues,
             default,

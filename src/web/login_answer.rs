@@ -103,7 +103,7 @@ pub fn answer(
         let value = state
             .tgc
             .encode(&session.tgt_id, &client.ip.to_string(), &client.user_agent)
-            .map_err(|e| WebError::Internal(e.to_string()))?;
+            .map_err(WebError::internal)?;
         let cookie = match session.remember_me {
             Some(lifetime) => state.cookie.set_persistent(&value, lifetime),
             None => state.cookie.set(&value),
@@ -211,8 +211,7 @@ fn deliver(
 }
 
 pub(super) fn append_cookie(response: &mut Response, cookie: &str) -> Result<(), WebError> {
-    let value = HeaderValue::from_str(cookie)
-        .map_err(|_| WebError::Internal("cookie value is not a valid header".into()))?;
+    let value = HeaderValue::from_str(cookie).map_err(WebError::internal)?;
     response.headers_mut().append(SET_COOKIE, value);
     Ok(())
 }

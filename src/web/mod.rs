@@ -38,7 +38,7 @@ pub use params::Limits;
 pub use security::{HeaderPolicy, https_redirect};
 pub use state::{AppState, Inner};
 pub use transport::{CasListener, ConnectionLimits, ConnectionStats, PeerAddr, Slots};
-pub use views::Overrides;
+pub use views::{Overrides, PagesError};
 
 /// Every CAS route, in one table.
 pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
@@ -84,7 +84,7 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         // A bug in a handler answers the error page (through the envelope, with every
         // header), never a reset connection, and never the panic message.
         .layer(CatchPanicLayer::custom(|_| {
-            WebError::Internal("a request handler panicked".into()).into_response()
+            WebError::internal("a request handler panicked").into_response()
         }))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -96,6 +96,21 @@ page!(ErrorPage, "error.html", {
     message: &'a str,
 });
 
+/// The pages cannot be set up: an operator template, or a built-in catalogue.
+#[derive(Debug, thiserror::Error)]
+pub enum PagesError {
+    #[error("cannot read ui.templates_dir {}", .0.display())]
+    TemplatesDir(std::path::PathBuf, #[source] std::io::Error),
+    #[error("cannot read the template {}", .0.display())]
+    Read(std::path::PathBuf, #[source] std::io::Error),
+    #[error("the template {} does not parse", .0.display())]
+    Parse(std::path::PathBuf, #[source] minijinja::Error),
+    #[error("the built-in catalogue `{0}` does not parse")]
+    Catalogue(&'static str, #[source] toml::de::Error),
+    #[error("no built-in catalogue for `{0}`")]
+    NoCatalogue(String),
+}
+
 /// Operator templates from `ui.templates_dir`.
 #[derive(Debug)]
 pub struct Overrides {
@@ -115,10 +130,10 @@ pub const PAGE_NAMES: &[&str] = &[
 impl Overrides {
     /// Loads every `.html` file of `dir`; a template that does not parse is an error
     /// naming the file.
-    pub fn load(dir: &std::path::Path) -> Result<Self, String> {
+    pub fn load(dir: &std::path::Path) -> Result<Self, PagesError> {
         let mut env = minijinja::Environment::new();
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| format!("ui.templates_dir {}: {e}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| PagesError::TemplatesDir(dir.to_owned(), e))?;
         for entry in entries.flatten() {
             let path = entry.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
@@ -128,9 +143,9 @@ impl Overrides {
                 continue;
             }
             let source =
-                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                std::fs::read_to_string(&path).map_err(|e| PagesError::Read(path.clone(), e))?;
             env.add_template_owned(name.clone(), source)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|e| PagesError::Parse(path.clone(), e))?;
             if !PAGE_NAMES.contains(&name.as_str()) && name != "base.html" {
                 tracing::warn!(file = %path.display(), "template override does not replace a built-in page");
             }
@@ -138,30 +153,30 @@ impl Overrides {
         Ok(Self { env })
     }
 
-    fn render(&self, name: &str, context: &impl Serialize) -> Option<Result<String, String>> {
+    fn render(
+        &self,
+        name: &str,
+        context: &impl Serialize,
+    ) -> Option<Result<String, minijinja::Error>> {
         let template = self.env.get_template(name).ok()?;
-        Some(
-            template
-                .render(minijinja::value::Serde(context))
-                .map_err(|e| e.to_string()),
-        )
+        Some(template.render(minijinja::value::Serde(context)))
     }
 }
 
 /// Renders `page` with `status`; a page that fails to render becomes a bare 500.
 pub fn html<P: Page>(status: StatusCode, page: &P) -> Response {
-    let rendered = match page
+    let rendered: Result<String, Box<dyn std::error::Error + Send + Sync>> = match page
         .chrome()
         .overrides
         .and_then(|o| o.render(P::NAME, page))
     {
-        Some(result) => result,
-        None => page.render().map_err(|e| e.to_string()),
+        Some(result) => result.map_err(Into::into),
+        None => page.render().map_err(Into::into),
     };
     match rendered {
         Ok(body) => (status, Html(body)).into_response(),
         Err(e) => {
-            tracing::error!(error = %e, "page rendering failed");
+            tracing::error!(error = %crate::telemetry::Chain(&*e), page = P::NAME, "page rendering failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response()
         }
     }

@@ -71,12 +71,12 @@ impl Cas {
             .await
         {
             Ok(principal) => principal,
-            Err(AuthError::Unavailable(e)) => {
+            Err(AuthError::Unavailable(cause)) => {
                 // Not the user's failure: the reserved attempt is given back.
                 if let Some(t) = &self.throttle {
                     t.release(ip, username, now).await;
                 }
-                return Err(ProtocolError::AuthUnavailable(e));
+                return Err(ProtocolError::AuthUnavailable(cause));
             }
             Err(refused) => {
                 // Already counted by the reservation.

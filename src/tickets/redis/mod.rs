@@ -40,14 +40,14 @@ use redis::Script;
 use redis::aio::MultiplexedConnection;
 use time::OffsetDateTime;
 
-use self::pool::{Pool, unavailable};
+use self::pool::Pool;
 use self::scripts::Scripts;
 use super::model::MAX_PGTS;
 use super::sealing::TicketSealer;
 use super::{
     Added, AttemptOp, AttemptRules, AttemptStore, AttemptWait, Grant, IssuedTicket, LogoutTarget,
-    ProxyGrantingTicket, Redeemed, RegistryError, ServiceTicket, Swept, TicketGrantingTicket,
-    TicketRegistry, from_unix_ms, model::MAX_ISSUED, unix_ms,
+    ProxyGrantingTicket, Redeemed, RedisSetupError, RegistryError, ServiceTicket, Swept,
+    TicketGrantingTicket, TicketRegistry, from_unix_ms, model::MAX_ISSUED, unix_ms,
 };
 use crate::clock::Clock;
 use crate::crypto::Secret;
@@ -148,14 +148,14 @@ impl RedisRegistry {
         key: &[u8; 32],
         expiry_margin: Duration,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RedisSetupError> {
         use redis::IntoConnectionInfo as _;
         let mut info = options
             .url
             .expose()
             .as_str()
             .into_connection_info()
-            .map_err(|e| format!("tickets.redis.url: {e}"))?;
+            .map_err(RedisSetupError::Url)?;
         let mut redis_settings = info.redis_settings().clone();
         if let Some(user) = &options.username {
             redis_settings = redis_settings.set_username(user);
@@ -174,7 +174,7 @@ impl RedisRegistry {
             ),
             None => redis::Client::open(info),
         }
-        .map_err(|e| format!("tickets.redis: {e}"))?;
+        .map_err(RedisSetupError::Client)?;
         Ok(Self {
             pool: Pool::new(
                 client,
@@ -456,9 +456,7 @@ impl RedisRegistry {
                 "ticket registry: the tickets in redis were written with another tickets.key; this node cannot read them. Every node needs the same key; if the key was changed on purpose on every node, delete the check key in redis"
             );
         }
-        Err(unavailable(
-            "its tickets were written with another tickets.key",
-        ))
+        Err(RegistryError::KeyMismatch)
     }
 
     /// Removes the session stored under `hash` with everything it issued.
@@ -639,7 +637,7 @@ impl TicketRegistry for RedisRegistry {
                         None => Added::Recorded,
                     }
                 }
-                _ => return Err(unavailable("an unexpected answer to adding a ticket")),
+                _ => return Err(RegistryError::UnexpectedAnswer("adding a ticket")),
             },
             _ => Added::SessionEnded,
         })
@@ -805,7 +803,7 @@ impl TicketRegistry for RedisRegistry {
                 if let Err(e) = self.sweep_one(&hash, now, &mut swept).await {
                     // What was removed so far is still handed back (single logout); the
                     // rest of the lease comes back to a later sweep.
-                    tracing::warn!(error = %e, "ticket registry: sweep interrupted");
+                    tracing::warn!(error = %crate::telemetry::Chain(&e), "ticket registry: sweep interrupted");
                     return Ok(swept);
                 }
             }

@@ -31,10 +31,6 @@ struct Slot {
     connection: Option<MultiplexedConnection>,
 }
 
-pub(super) fn unavailable(what: impl std::fmt::Display) -> RegistryError {
-    RegistryError(format!("redis: {what}"))
-}
-
 impl Pool {
     pub(super) fn new(
         client: redis::Client,
@@ -66,7 +62,7 @@ impl Pool {
             .failed_at()
             .is_some_and(|at| at.elapsed() < RECONNECT_BACKOFF)
         {
-            return Err(unavailable("unreachable (retrying)"));
+            return Err(RegistryError::Unreachable);
         }
         match self
             .client
@@ -84,7 +80,7 @@ impl Pool {
                 if self.set_failed_at(Some(Instant::now())).is_none() {
                     tracing::warn!(error = %e, "ticket registry: cannot connect to redis");
                 }
-                Err(unavailable(e))
+                Err(RegistryError::Redis(e))
             }
         }
     }
@@ -142,7 +138,7 @@ impl Pool {
     ) -> Result<T, RegistryError> {
         tokio::time::timeout(self.deadline, work)
             .await
-            .unwrap_or_else(|_| Err(unavailable("no answer within the timeouts")))
+            .unwrap_or_else(|_| Err(RegistryError::Timeout(self.deadline)))
     }
 
     async fn attempt<T, F, Fut>(&self, command: F, attempts: usize) -> Result<T, RegistryError>
@@ -162,20 +158,20 @@ impl Pool {
                         || (e.is_io_error() && !e.is_timeout()) =>
                 {
                     self.forget(index).await;
-                    last = Some(unavailable(e));
+                    last = Some(RegistryError::Redis(e));
                 }
                 // A slow Redis is not retried: that would only double the wait.
                 Ok(Err(e)) if e.is_io_error() || e.is_timeout() => {
                     self.forget(index).await;
-                    return Err(unavailable(e));
+                    return Err(RegistryError::Redis(e));
                 }
-                Ok(Err(e)) => return Err(unavailable(e)),
+                Ok(Err(e)) => return Err(RegistryError::Redis(e)),
                 Err(_) => {
                     self.forget(index).await;
-                    return Err(unavailable("command timed out"));
+                    return Err(RegistryError::Timeout(self.command_timeout));
                 }
             }
         }
-        Err(last.unwrap_or_else(|| unavailable("unreachable")))
+        Err(last.unwrap_or(RegistryError::Unreachable))
     }
 }
