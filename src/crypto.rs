@@ -1,6 +1,13 @@
 //! All randomness, secret comparison and symmetric sealing go through here, so there is
 //! one place to audit: ticket bodies come from the OS CSPRNG, secrets are compared in
 //! constant time, and sealed blobs are AES-256-GCM with associated data.
+//!
+//! Three cryptographic libraries are linked, each for what only it does here: RustCrypto
+//! (`aes-gcm`, `hmac`, `sha2`, the crates the project was founded on) for everything of
+//! ours; OpenSSL under `josekit`, for the JOSE tokens of the SSO cookie; aws-lc under
+//! `rustls`, its default provider, for TLS. Moving our own sealing to aws-lc would save
+//! no library (rustls keeps it, josekit keeps OpenSSL) and would replace founding crates,
+//! so they stay as they are.
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, KeyInit, Payload};

@@ -11,6 +11,13 @@
 //! retried once on a new one, so the source recovers by itself when the directory comes
 //! back. Every network step has a deadline; an unreachable or slow directory is
 //! [`AuthError::Unavailable`], and its details stay in the logs.
+//!
+//! The pool is a semaphore and a list of idle connections rather than `bb8-ldap` or
+//! `deadpool-ldap`: only connections bound as the service account may be reused (a
+//! connection bound as a user never is), the wait for a slot shares the bound of the
+//! operation itself, and a failed pooled connection is retried once on a fresh one
+//! instead of being validated by an extra search on every checkout, which those crates
+//! do at the cost of a round trip per login.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -3,8 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::views::PagesError;
-
 /// Every string a page shows. A catalogue missing a key, or with an unknown one, fails
 /// to load (and the unit test below fails), so translations cannot fall out of step.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -68,6 +66,21 @@ const BUILTIN: &[(&str, &str)] = &[
 /// The built-in locales' codes.
 pub fn locales() -> Vec<&'static str> {
     BUILTIN.iter().map(|(code, _)| *code).collect()
+}
+
+/// The pages cannot be set up: an operator template, or a built-in catalogue.
+#[derive(Debug, thiserror::Error)]
+pub enum PagesError {
+    #[error("cannot read ui.templates_dir {}", .0.display())]
+    TemplatesDir(std::path::PathBuf, #[source] std::io::Error),
+    #[error("cannot read the template {}", .0.display())]
+    Read(std::path::PathBuf, #[source] std::io::Error),
+    #[error("the template {} does not parse", .0.display())]
+    Parse(std::path::PathBuf, #[source] minijinja::Error),
+    #[error("the built-in catalogue `{0}` does not parse")]
+    Catalogue(&'static str, #[source] toml::de::Error),
+    #[error("no built-in catalogue for `{0}`")]
+    NoCatalogue(String),
 }
 
 #[derive(Debug)]

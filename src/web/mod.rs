@@ -33,12 +33,13 @@ use tower_http::trace::TraceLayer;
 pub use client::InFlight;
 pub use cookies::CookieSettings;
 pub use error::WebError;
+pub use i18n::PagesError;
 pub use i18n::{Catalogues, locales};
 pub use params::Limits;
 pub use security::{HeaderPolicy, https_redirect};
 pub use state::{AppState, Inner};
 pub use transport::{CasListener, ConnectionLimits, ConnectionStats, PeerAddr, Slots};
-pub use views::{Overrides, PagesError};
+pub use views::Overrides;
 
 /// Every CAS route, in one table.
 pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {

@@ -1,13 +1,17 @@
 //! The pages. Each is an askama template compiled into the binary; an operator may
 //! replace any of them with a same-named file in `ui.templates_dir`, rendered at run time
 //! (Jinja syntax, the same variables) with the built-in one used for every other page.
+//!
+//! Two engines, because askama compiles templates into the binary and cannot read a file
+//! at run time: minijinja serves only the operator's overrides, with the same syntax and
+//! variables, so a built-in page copied into `templates_dir` works as it is.
 
 use askama::Template;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 
-use super::i18n::Messages;
+use super::i18n::{Messages, PagesError};
 
 /// Where a page's look comes from: a service's theme, else the global one.
 #[derive(Debug, Clone, Serialize)]
@@ -95,21 +99,6 @@ page!(ErrorPage, "error.html", {
     title: &'a str,
     message: &'a str,
 });
-
-/// The pages cannot be set up: an operator template, or a built-in catalogue.
-#[derive(Debug, thiserror::Error)]
-pub enum PagesError {
-    #[error("cannot read ui.templates_dir {}", .0.display())]
-    TemplatesDir(std::path::PathBuf, #[source] std::io::Error),
-    #[error("cannot read the template {}", .0.display())]
-    Read(std::path::PathBuf, #[source] std::io::Error),
-    #[error("the template {} does not parse", .0.display())]
-    Parse(std::path::PathBuf, #[source] minijinja::Error),
-    #[error("the built-in catalogue `{0}` does not parse")]
-    Catalogue(&'static str, #[source] toml::de::Error),
-    #[error("no built-in catalogue for `{0}`")]
-    NoCatalogue(String),
-}
 
 /// Operator templates from `ui.templates_dir`.
 #[derive(Debug)]

@@ -1,5 +1,16 @@
 //! Connections to Redis: one multiplexed connection per slot, opened lazily, replaced
 //! after a failure, with one deadline per call and a shared reconnection backoff.
+//!
+//! Why not a pool crate: `deadpool-redis` and `bb8-redis` lend *exclusive* connections,
+//! one command at a time each, where a multiplexed connection carries every concurrent
+//! request at once (four of them serve hundreds of requests in flight). The `redis`
+//! crate's own `ConnectionManager` is one such connection that reconnects by itself,
+//! but it has none of what an SSO server needs from its store when Redis is down: a
+//! hard bound on each call (one connection attempt plus one command, so a login never
+//! hangs), a backoff shared by all slots (so requests fail at once during an outage
+//! instead of each waiting out a connect timeout), and the rule that only idempotent
+//! commands are sent twice after a broken connection (redeeming a ticket is not). This
+//! file is those three rules over the crate's multiplexed connections, and nothing more.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
