@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::Principal;
 use super::{AuthError, Authenticator, SourceHealth};
-use crate::tickets::Principal;
 
 #[derive(Debug)]
 pub struct Chain {

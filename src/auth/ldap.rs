@@ -28,9 +28,9 @@ use ldap3::controls::RawControl;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use tokio::sync::Semaphore;
 
+use super::Principal;
 use super::{AuthError, Authenticator, SourceError, SourceHealth};
 use crate::crypto::Secret;
-use crate::tickets::Principal;
 
 /// OpenLDAP's password policy control (draft-behera-ldap-password-policy).
 const PPOLICY_OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";

@@ -16,7 +16,14 @@ pub use ldap::LdapFault;
 pub use users::{StaticUsers, UserRecord, check_password_hash, hash_password};
 pub use verifier::VerifierPool;
 
-use crate::tickets::Principal;
+/// The authenticated user as released to services: what every source answers, and what
+/// an SSO session remembers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Principal {
+    pub id: String,
+    /// Attribute name → values; every attribute may be multi-valued (P3-05).
+    pub attributes: std::collections::BTreeMap<String, Vec<String>>,
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {

@@ -13,8 +13,8 @@ use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use async_trait::async_trait;
 
+use super::Principal;
 use super::{AuthError, Authenticator, VerifierPool};
-use crate::tickets::Principal;
 
 /// One `[[users]]` entry.
 #[derive(Clone)]

@@ -1,21 +1,13 @@
 //! The tickets themselves: plain serde structs linked by id, never by pointer, so that a
 //! networked registry can store them as they are.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::expiration::ExpirationPolicy;
 use crate::crypto::random_base62;
 
-/// The authenticated user as released to services.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Principal {
-    pub id: String,
-    /// Attribute name → values; every attribute may be multi-valued (P3-05).
-    pub attributes: BTreeMap<String, Vec<String>>,
-}
+pub use crate::auth::Principal;
 
 /// TKT-05: ST and PT ids fit in 32 characters (`ST-` + 29 base62 ≈ 172 bits).
 const SERVICE_TICKET_RANDOM_LEN: usize = 29;
