@@ -278,6 +278,8 @@ pub enum Ticket {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
