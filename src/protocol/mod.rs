@@ -33,8 +33,8 @@ pub use proxy::{CallbackError, NoCallbacks, ProxyCallback};
 pub use slo::{LogoutMessage, LogoutSender, NoLogoutSender, front_channel_url, logout_target};
 pub use urls::append_ticket;
 pub use validate::{
-    Endpoint, Format, StandardAttributes, ValidationRequest, ValidationSuccess, format_date,
-    render_cas1,
+    Document, Endpoint, Format, StandardAttributes, ValidationCall, ValidationRequest,
+    ValidationSuccess, format_date, render_cas1,
 };
 
 /// The error codes of §2.5.3 plus Apereo's `UNAUTHORIZED_SERVICE` (VAL-12, VAL-13).

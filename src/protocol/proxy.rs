@@ -145,6 +145,33 @@ impl Cas {
         }
     }
 
+    /// `/proxy`'s whole answer, audited: XML only (PROXY-08), success or failure. A
+    /// request the filter refused (`refused`) is INVALID_REQUEST.
+    pub async fn proxy_document(
+        &self,
+        pgt: Option<&str>,
+        target_service: Option<&str>,
+        refused: Option<&str>,
+        ip: std::net::IpAddr,
+    ) -> super::Document {
+        let outcome = match refused {
+            Some(why) => Err(Failure::new(ErrorCode::InvalidRequest, why)),
+            None => {
+                let outcome = self.proxy(pgt, target_service).await;
+                crate::telemetry::audit::proxy_ticket_issued(
+                    outcome.as_deref().map_err(|f| f.code.as_str()),
+                    target_service,
+                    ip,
+                );
+                outcome
+            }
+        };
+        super::Document::xml(match &outcome {
+            Ok(ticket) => super::xml::proxy_success(ticket),
+            Err(failure) => super::xml::proxy_failure(failure),
+        })
+    }
+
     /// `/proxy` (§2.7): a proxy ticket for `target_service`, from a live PGT.
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn proxy(

@@ -97,7 +97,79 @@ pub struct ValidationSuccess {
     pub proxies: Vec<String>,
 }
 
+/// A validation request as it arrived: its parameters, or why the request filter refused
+/// it (answered INVALID_REQUEST in the endpoint's own format, before any ticket is
+/// touched).
+#[derive(Debug, Clone, Copy)]
+pub struct ValidationCall<'a> {
+    pub endpoint: Endpoint,
+    pub request: ValidationRequest<'a>,
+    /// The `format` parameter (VAL-07); ignored by `/validate`.
+    pub format: Option<&'a str>,
+    pub refused: Option<&'a str>,
+    pub ip: std::net::IpAddr,
+}
+
+/// A protocol document and its media type (GEN-04: always HTTP 200).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Document {
+    pub fn xml(body: String) -> Self {
+        Self {
+            content_type: "application/xml; charset=UTF-8",
+            body,
+        }
+    }
+}
+
 impl Cas {
+    /// A validation endpoint's whole answer: the outcome, audited, rendered as the
+    /// endpoint and `format` ask (CAS 1 text, CAS 2/3 XML, or JSON).
+    pub async fn validation_document(&self, call: ValidationCall<'_>) -> Document {
+        let format = if call.endpoint == Endpoint::Cas1 {
+            Ok(Format::Xml)
+        } else {
+            Format::parse(call.format)
+        };
+        let chosen = format.as_ref().copied().unwrap_or_default();
+        let outcome = match (format, call.refused) {
+            (_, Some(why)) => Err(Failure::new(ErrorCode::InvalidRequest, why)),
+            (Err(failure), None) => Err(failure),
+            (Ok(_), None) => self.validate(call.endpoint, call.request).await,
+        };
+        crate::telemetry::audit::ticket_validated(
+            call.request.ticket,
+            call.endpoint.path(),
+            call.request.service,
+            outcome
+                .as_ref()
+                .map(|s| s.user.as_str())
+                .map_err(|f| f.code.as_str()),
+            call.ip,
+        );
+        match (call.endpoint, chosen) {
+            (Endpoint::Cas1, _) => Document {
+                content_type: "text/plain; charset=UTF-8",
+                body: render_cas1(&outcome),
+            },
+            (_, Format::Json) => Document {
+                content_type: "application/json",
+                body: match &outcome {
+                    Ok(success) => super::json::authentication_success(success),
+                    Err(failure) => super::json::authentication_failure(failure),
+                },
+            },
+            (_, Format::Xml) => Document::xml(match &outcome {
+                Ok(success) => super::xml::authentication_success(success),
+                Err(failure) => super::xml::authentication_failure(failure),
+            }),
+        }
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(endpoint = endpoint.path()))]
     pub async fn validate(
         &self,

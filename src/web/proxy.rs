@@ -1,40 +1,31 @@
-//! GET `/proxy` (§2.7): a proxy ticket for a PGT holder. XML only (PROXY-08), HTTP 200
-//! for success and failure alike (GEN-04).
+//! GET `/proxy` (§2.7): a proxy ticket for a PGT holder, answered by
+//! [`Cas::proxy_document`](crate::protocol::Cas::proxy_document).
 
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::client::ClientInfo;
 use super::params::{CasParams, Rejected};
 use super::state::AppState;
-use crate::protocol::{ErrorCode, Failure, xml};
-use crate::telemetry::audit;
+use super::validate::document;
 
 pub async fn get_proxy(
     State(state): State<AppState>,
     client: ClientInfo,
     params: Result<CasParams, Rejected>,
 ) -> Response {
-    let outcome = match params {
-        Err(rejected) => Err(Failure::new(
-            ErrorCode::InvalidRequest,
-            rejected.to_string(),
-        )),
+    let answer = match &params {
+        Err(rejected) => {
+            let why = rejected.to_string();
+            state
+                .cas
+                .proxy_document(None, None, Some(&why), client.ip)
+                .await
+        }
         Ok(CasParams(params)) => {
-            let target = params.get("targetService");
-            let outcome = state.cas.proxy(params.get("pgt"), target).await;
-            audit::proxy_ticket_issued(
-                outcome.as_deref().map_err(|f| f.code.as_str()),
-                target,
-                client.ip,
-            );
-            outcome
+            let (pgt, target) = (params.get("pgt"), params.get("targetService"));
+            state.cas.proxy_document(pgt, target, None, client.ip).await
         }
     };
-    let body = match &outcome {
-        Ok(ticket) => xml::proxy_success(ticket),
-        Err(failure) => xml::proxy_failure(failure),
-    };
-    ([(CONTENT_TYPE, "application/xml; charset=UTF-8")], body).into_response()
+    document(answer)
 }

@@ -1,5 +1,7 @@
 //! `/validate`, `/serviceValidate`, `/proxyValidate`, `/p3/serviceValidate`,
-//! `/p3/proxyValidate`: success and failure documents alike are HTTP 200 (GEN-04).
+//! `/p3/proxyValidate`: the parameters become a [`ValidationCall`], answered by
+//! [`Cas::validation_document`](crate::protocol::Cas::validation_document) with HTTP 200
+//! for success and failure alike (GEN-04).
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -8,81 +10,34 @@ use axum::response::{IntoResponse, Response};
 use super::client::ClientInfo;
 use super::params::{CasParams, Params, Rejected};
 use super::state::AppState;
-use crate::protocol::{
-    Endpoint, ErrorCode, Failure, Format, ValidationRequest, json, render_cas1, xml,
-};
-use crate::telemetry::audit;
+use crate::protocol::{Document, Endpoint, ValidationCall, ValidationRequest};
 
-/// A request the filter refused is answered INVALID_REQUEST in the endpoint's own
-/// format, before any ticket is touched.
-pub async fn validate(
+async fn validate(
     state: &AppState,
     client: &ClientInfo,
     endpoint: Endpoint,
-    params: Result<&Params, &Rejected>,
+    params: Result<CasParams, Rejected>,
 ) -> Response {
     let empty = Params::default();
-    let (params, refused) = match params {
-        Ok(params) => (params, None),
-        Err(rejected) => (&empty, Some(rejected)),
+    let refused = params.as_ref().err().map(ToString::to_string);
+    let params = params.as_ref().map_or(&empty, |CasParams(p)| p);
+    let call = ValidationCall {
+        endpoint,
+        request: ValidationRequest {
+            service: params.get("service"),
+            ticket: params.get("ticket"),
+            renew: params.has("renew"),
+            pgt_url: params.get("pgtUrl"),
+        },
+        format: params.get("format"),
+        refused: refused.as_deref(),
+        ip: client.ip,
     };
-    let ticket = params.get("ticket");
-    let service = params.get("service");
-    let format = if endpoint == Endpoint::Cas1 {
-        Ok(Format::Xml)
-    } else {
-        Format::parse(params.get("format"))
-    };
-    let chosen = format.as_ref().copied().unwrap_or_default();
-    let outcome = match (format, refused) {
-        (_, Some(rejected)) => Err(Failure::new(
-            ErrorCode::InvalidRequest,
-            rejected.to_string(),
-        )),
-        (Err(failure), None) => Err(failure),
-        (Ok(_), None) => {
-            let request = ValidationRequest {
-                service,
-                ticket,
-                renew: params.has("renew"),
-                pgt_url: params.get("pgtUrl"),
-            };
-            state.cas.validate(endpoint, request).await
-        }
-    };
-    audit::ticket_validated(
-        ticket,
-        endpoint.path(),
-        service,
-        outcome
-            .as_ref()
-            .map(|s| s.user.as_str())
-            .map_err(|f| f.code.as_str()),
-        client.ip,
-    );
-    match (endpoint, chosen) {
-        (Endpoint::Cas1, _) => (
-            [(CONTENT_TYPE, "text/plain; charset=UTF-8")],
-            render_cas1(&outcome),
-        )
-            .into_response(),
-        (_, Format::Json) => (
-            [(CONTENT_TYPE, "application/json")],
-            match &outcome {
-                Ok(success) => json::authentication_success(success),
-                Err(failure) => json::authentication_failure(failure),
-            },
-        )
-            .into_response(),
-        (_, Format::Xml) => (
-            [(CONTENT_TYPE, "application/xml; charset=UTF-8")],
-            match &outcome {
-                Ok(success) => xml::authentication_success(success),
-                Err(failure) => xml::authentication_failure(failure),
-            },
-        )
-            .into_response(),
-    }
+    document(state.cas.validation_document(call).await)
+}
+
+pub(super) fn document(document: Document) -> Response {
+    ([(CONTENT_TYPE, document.content_type)], document.body).into_response()
 }
 
 macro_rules! endpoint_handler {
@@ -92,8 +47,7 @@ macro_rules! endpoint_handler {
             client: ClientInfo,
             params: Result<CasParams, Rejected>,
         ) -> Response {
-            let params = params.map(|CasParams(p)| p);
-            validate(&state, &client, $endpoint, params.as_ref()).await
+            validate(&state, &client, $endpoint, params).await
         }
     };
 }
