@@ -463,7 +463,8 @@ fn tgc_keys(source: &TgcKeySource, shared: bool) -> Result<Vec<TgcKeys>, Startup
             "tgc: with tickets.store = \"redis\" the TGC keys must be configured, identical on every node".into(),
         )),
         TgcKeySource::KeyFile(path) => {
-            let (keys, created) = TgcKeys::load_or_create(path).map_err(StartupError::Keys)?;
+            let (keys, created) = TgcKeys::load_or_create(path)
+                .map_err(|e| StartupError::Keys(e.to_string()))?;
             if created {
                 tracing::warn!(
                     path = %path.display(),
