@@ -1,10 +1,48 @@
 //! The ticket-granting cookie codec (TGC-01..08).
 //!
-//! The cookie carries `TGT-id@client-ip@user-agent`, encrypted (JWE `dir` + A256GCM) and
-//! signed (JWS HS512), in the order the operator chooses. Pinning the value to the client's
-//! IP and User-Agent means a stolen cookie replayed from elsewhere is just "no session".
-//! Every failure is a [`TgcError`] that callers treat as "no SSO session" and log at debug;
-//! the reason never reaches the client.
+//! The cookie carries `TGT-id@client-ip@user-agent-digest`, encrypted (JWE `dir` +
+//! A256GCM) and signed (JWS HS512) by josekit, in the order the operator chooses. Pinning
+//! the value to the client's IP and User-Agent means a stolen cookie replayed from
+//! elsewhere is just "no session". Every decoding failure is a [`TgcError`] that callers
+//! treat as "no SSO session" and log at debug; the reason never reaches the client.
+//!
+//! # The value
+//!
+//! CAS allows only `A-Z a-z 0-9 -` in the value (TKT-01). Compact JOSE has `.` and `_`,
+//! and nesting it base64-encodes the inner token's base64 a second time. So josekit still
+//! makes and checks the same nested tokens, but the cookie carries only their variable
+//! bytes, each once:
+//!
+//! ```text
+//! encrypt, then sign:  TGC-E-<base62(iv ‖ tag ‖ signature ‖ ciphertext)>
+//! sign, then encrypt:  TGC-S-<base62(iv ‖ tag ‖ ciphertext)>   plaintext = signature ‖ payload
+//! ```
+//!
+//! - The protected headers are left out: they are the same in every cookie of a mode, so
+//!   decoding re-attaches them and josekit verifies over them as usual (the JWS signature
+//!   and AES-GCM's associated data cover them). An attacker cannot pick an algorithm.
+//! - The IV, tag and signature have fixed lengths, so the parts need no separator and
+//!   the ciphertext is what remains; a value too short for them is refused unopened.
+//! - Sign-then-encrypt encrypts the signature and payload as bytes rather than the JWS
+//!   text, which saves both the base64 inside the ciphertext and the JWS header.
+//! - [`base62`] encodes in 8-byte blocks (11 characters): the alphabet is one symbol short
+//!   of base64, and an escape for `_` would give a data-dependent length.
+//! - The `TGC-` prefix is CAS 2.0's suggested value prefix; `E`/`S` names the layout,
+//!   leaving room for another without trying keys on it.
+//!
+//! Decoding bounds the length, then checks the prefix, the alphabet and the part lengths,
+//! then rebuilds the compact tokens and lets josekit verify and decrypt them. Only the
+//! exact bytes josekit produced rebuild the token it signed and sealed: base62 and
+//! base64url have one encoding per byte string, and encoding checks that josekit's
+//! output is the shape rebuilding assumes. For a 40-character TGT id over IPv4, the value
+//! is 239 characters, against 354 (encrypt, then sign) or 363 (sign, then encrypt) before.
+//!
+//! Cookies of the earlier format (compact JOSE, recognised by its `.`) are still read, by
+//! the same keys and checks, so sessions started before an upgrade survive it; new
+//! cookies are always in the current format. (The compact token rebuilt from a current
+//! value is thus accepted too: it is the same authentic, pinned session, not a new one.)
+//! That branch can go once no node has issued the earlier format for longer than the
+//! longest session: the remember-me lifetime, 14 days by default.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,11 +56,14 @@ use lru::LruCache;
 
 use crate::crypto::{b64url_encode, sha256};
 
+pub mod base62;
 mod keys;
+mod wire;
 
 pub use keys::{
     ENCRYPTION_KEY_LEN, KeyError, KeyFileError, KeyFileSyntax, KeyName, SIGNING_KEY_LEN, TgcKeys,
 };
+use wire::Token;
 
 /// Which operation wraps the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -95,9 +136,6 @@ impl std::fmt::Debug for TgcCodec {
     }
 }
 
-/// Largest cookie value worth trying to decode; real ones are well under 1 KiB.
-const MAX_COOKIE_LEN: usize = 8192;
-
 /// The User-Agent as pinned in the cookie: a digest, so that the cookie (and each entry
 /// of the opened-cookie cache) has a fixed size whatever the browser sends; a raw 3 KB
 /// User-Agent made a cookie browsers refuse to store.
@@ -135,31 +173,32 @@ impl TgcCodec {
         })
     }
 
+    /// The cookie value for a session, in the current format (see the module doc).
     pub fn encode(&self, tgt_id: &str, ip: &str, user_agent: &str) -> Result<String, EncodeError> {
         let payload = format!("{tgt_id}@{ip}@{}", user_agent_pin(user_agent));
         let keys = &self.keys[0];
         match self.mode {
             CryptoMode::EncryptAndSign => {
-                let inner = keys.encrypt(payload.as_bytes())?;
-                keys.sign(inner.as_bytes())
+                let jwe = keys.encrypt(payload.as_bytes())?;
+                let jws = keys.sign(jwe.as_bytes())?;
+                wire::pack_encrypted_then_signed(&jwe, &jws)
             }
             CryptoMode::SignAndEncrypt => {
-                let inner = keys.sign(payload.as_bytes())?;
-                keys.encrypt(inner.as_bytes())
+                let jws = keys.sign(payload.as_bytes())?;
+                let jwe = keys.encrypt(&wire::signed_plaintext(&jws, payload.as_bytes())?)?;
+                wire::pack_signed_then_encrypted(&jwe)
             }
         }
     }
 
     /// The TGT id inside `value`, if the cookie is authentic and pinned to this client.
     pub fn decode(&self, value: &str, ip: &str, user_agent: &str) -> Result<String, TgcError> {
-        if value.len() > MAX_COOKIE_LEN || value.is_empty() {
-            return Err(TgcError::Malformed);
-        }
+        let token = wire::parse(value, self.mode)?;
         let key = OpenedCookies::key(value);
         let payload = match self.opened.get(&key) {
             Some(payload) => payload,
             None => {
-                let payload = self.open_with_any_key(value)?;
+                let payload = self.open_with_any_key(&token)?;
                 self.opened.insert(key, payload.clone());
                 payload
             }
@@ -182,10 +221,10 @@ impl TgcCodec {
         Ok(tgt.to_owned())
     }
 
-    fn open_with_any_key(&self, value: &str) -> Result<Arc<str>, TgcError> {
+    fn open_with_any_key(&self, token: &Token<'_>) -> Result<Arc<str>, TgcError> {
         let mut first_error = None;
         for keys in &self.keys {
-            match self.open(keys, value) {
+            match self.open(keys, token) {
                 Ok(payload) => {
                     return String::from_utf8(payload)
                         .map(Arc::from)
@@ -199,16 +238,15 @@ impl TgcCodec {
         Err(first_error.unwrap_or(TgcError::Malformed))
     }
 
-    fn open(&self, keys: &KeySet, value: &str) -> Result<Vec<u8>, TgcError> {
-        match self.mode {
-            CryptoMode::EncryptAndSign => {
-                let inner = keys.verify(value.as_bytes())?;
-                let inner = String::from_utf8(inner).map_err(|_| TgcError::Malformed)?;
-                keys.decrypt(&inner)
-            }
-            CryptoMode::SignAndEncrypt => {
-                let inner = keys.decrypt(value)?;
-                keys.verify(&inner)
+    fn open(&self, keys: &KeySet, token: &Token<'_>) -> Result<Vec<u8>, TgcError> {
+        match (self.mode, token) {
+            // Both formats nest the same way here: the JWS payload is the compact JWE.
+            (CryptoMode::EncryptAndSign, Token::Legacy(jws)) => keys.verify_then_decrypt(jws),
+            (CryptoMode::EncryptAndSign, Token::Current(jws)) => keys.verify_then_decrypt(jws),
+            (CryptoMode::SignAndEncrypt, Token::Legacy(jwe)) => keys.verify(&keys.decrypt(jwe)?),
+            (CryptoMode::SignAndEncrypt, Token::Current(jwe)) => {
+                let jws = wire::signed_from_plaintext(&keys.decrypt(jwe)?)?;
+                keys.verify(jws.as_bytes())
             }
         }
     }
@@ -291,6 +329,13 @@ impl KeySet {
         jws::deserialize_compact(token, &self.verifier)
             .map(|(payload, _)| payload)
             .map_err(|_| TgcError::BadSignature)
+    }
+
+    /// Encrypt-then-sign: the signature is checked before any decryption is attempted.
+    fn verify_then_decrypt(&self, jws: &str) -> Result<Vec<u8>, TgcError> {
+        let jwe =
+            String::from_utf8(self.verify(jws.as_bytes())?).map_err(|_| TgcError::Malformed)?;
+        self.decrypt(&jwe)
     }
 }
 

@@ -1,5 +1,8 @@
 use std::path::Path;
 
+use josekit::jwe::JweHeader;
+use josekit::jws::JwsHeader;
+
 use super::*;
 
 fn codec(mode: CryptoMode) -> TgcCodec {
@@ -145,6 +148,176 @@ fn key_file_is_created_once_with_private_mode() {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+/// The value the codec issued before TKT-01 was honoured, made as it made it: compact
+/// JOSE, the inner token's text as the outer's payload.
+fn legacy_cookie(keys: &TgcKeys, mode: CryptoMode, tgt: &str, ip: &str, ua: &str) -> String {
+    let payload = format!("{tgt}@{ip}@{}", user_agent_pin(ua));
+    let encrypt = |plain: &[u8]| {
+        let mut header = JweHeader::new();
+        header.set_content_encryption("A256GCM");
+        let encrypter = Dir.encrypter_from_bytes(keys.encryption).unwrap();
+        jwe::serialize_compact(plain, &header, &encrypter).unwrap()
+    };
+    let sign = |plain: &[u8]| {
+        let signer = HS512.signer_from_bytes(keys.signing).unwrap();
+        jws::serialize_compact(plain, &JwsHeader::new(), &signer).unwrap()
+    };
+    match mode {
+        CryptoMode::EncryptAndSign => sign(encrypt(payload.as_bytes()).as_bytes()),
+        CryptoMode::SignAndEncrypt => encrypt(sign(payload.as_bytes()).as_bytes()),
+    }
+}
+
+const MODES: [CryptoMode; 2] = [CryptoMode::EncryptAndSign, CryptoMode::SignAndEncrypt];
+
+/// TKT-01: the value holds only `A-Z a-z 0-9 -`, and is shorter than the compact JOSE
+/// it replaces for the same session.
+#[test]
+fn the_value_is_in_the_ticket_alphabet_and_shorter_than_before() {
+    let alphabet = regex::Regex::new("^TGC-[ES]-[A-Za-z0-9]+$").unwrap();
+    let tgt = format!("TGT-{}", crate::crypto::random_base62(40));
+    for mode in MODES {
+        let keys = TgcKeys::generate();
+        let c = TgcCodec::new(std::slice::from_ref(&keys), mode, true).unwrap();
+        for ip in ["203.0.113.7", "2001:db8::1"] {
+            let value = c.encode(&tgt, ip, "Mozilla/5.0").unwrap();
+            let legacy = legacy_cookie(&keys, mode, &tgt, ip, "Mozilla/5.0");
+            assert!(alphabet.is_match(&value), "{mode:?}: {value}");
+            assert!(
+                value.len() * 10 < legacy.len() * 7,
+                "{mode:?}: {} against {} before",
+                value.len(),
+                legacy.len()
+            );
+        }
+    }
+}
+
+/// Sessions started before the format changed survive it, still verified, decrypted and
+/// pinned, and only with the keys that made them.
+#[test]
+fn cookies_of_the_earlier_format_are_still_read() {
+    for mode in MODES {
+        let keys = TgcKeys::generate();
+        let c = TgcCodec::new(std::slice::from_ref(&keys), mode, true).unwrap();
+        let old = legacy_cookie(&keys, mode, "TGT-old", "10.0.0.1", "UA");
+        assert!(old.contains('.') && old.contains("eyJ"), "{old}");
+
+        assert_eq!(c.decode(&old, "10.0.0.1", "UA").unwrap(), "TGT-old");
+        assert_eq!(c.decode(&old, "10.0.0.2", "UA"), Err(TgcError::IpMismatch));
+        assert_eq!(
+            c.decode(&old, "10.0.0.1", "UA2"),
+            Err(TgcError::UserAgentMismatch)
+        );
+        let mut tampered = old.clone().into_bytes();
+        let at = tampered.len() / 2 + usize::from(tampered[tampered.len() / 2] == b'.');
+        tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(c.decode(&tampered, "10.0.0.1", "UA").is_err(), "{mode:?}");
+        let foreign = TgcCodec::new(&[TgcKeys::generate()], mode, true).unwrap();
+        assert!(foreign.decode(&old, "10.0.0.1", "UA").is_err(), "{mode:?}");
+        for bad in [
+            format!("{old} "),
+            format!("{old}%"),
+            old.replace('.', "\\."),
+        ] {
+            assert_eq!(c.decode(&bad, "10.0.0.1", "UA"), Err(TgcError::Malformed));
+        }
+    }
+}
+
+/// TKT-01: a value with a character outside the alphabet, cut short, lengthened, or
+/// carrying another layout's letter is refused before any key is tried; none of these
+/// is remembered as authentic.
+#[test]
+fn values_outside_the_alphabet_truncated_or_of_another_layout_are_refused() {
+    for mode in MODES {
+        let c = codec(mode);
+        let value = c.encode("TGT-a", "ip", "ua").unwrap();
+        let body = value.len() - 20;
+        for bad in ['_', '.', '+', '/', '=', ' ', '%', '~', '\u{e9}'] {
+            let mut chars: Vec<char> = value.chars().collect();
+            chars[body] = bad;
+            let changed: String = chars.into_iter().collect();
+            assert_eq!(
+                c.decode(&changed, "ip", "ua"),
+                Err(TgcError::Malformed),
+                "{bad:?}"
+            );
+            let appended = format!("{value}{bad}");
+            assert_eq!(c.decode(&appended, "ip", "ua"), Err(TgcError::Malformed));
+        }
+        for len in 0..value.len() {
+            assert!(c.decode(&value[..len], "ip", "ua").is_err(), "cut to {len}");
+        }
+        assert!(c.decode(&format!("{value}0"), "ip", "ua").is_err());
+        let other_layout = if value.starts_with("TGC-E-") {
+            value.replacen("TGC-E-", "TGC-S-", 1)
+        } else {
+            value.replacen("TGC-S-", "TGC-E-", 1)
+        };
+        assert_eq!(
+            c.decode(&other_layout, "ip", "ua"),
+            Err(TgcError::Malformed)
+        );
+        assert_eq!(c.decode(&value, "ip", "ua").unwrap(), "TGT-a");
+        assert_eq!(remembered(&c), 1, "{mode:?}");
+    }
+}
+
+/// A value shorter than the fixed parts is refused unopened; one of the right length
+/// made without the keys goes to josekit and fails there, whatever its bytes.
+#[test]
+fn forged_values_of_the_current_format_do_not_verify() {
+    for (mode, fixed) in [
+        (CryptoMode::EncryptAndSign, 12 + 16 + 64),
+        (CryptoMode::SignAndEncrypt, 12 + 16),
+    ] {
+        let c = codec(mode);
+        let letter = if mode == CryptoMode::EncryptAndSign {
+            'E'
+        } else {
+            'S'
+        };
+        let forged = |bytes: &[u8]| format!("TGC-{letter}-{}", base62::encode(bytes));
+        assert_eq!(
+            c.decode(&forged(&vec![7; fixed]), "ip", "ua"),
+            Err(TgcError::Malformed)
+        );
+        assert_eq!(c.decode(&forged(&[]), "ip", "ua"), Err(TgcError::Malformed));
+        let expected = match mode {
+            CryptoMode::EncryptAndSign => TgcError::BadSignature,
+            CryptoMode::SignAndEncrypt => TgcError::DecryptFailed,
+        };
+        for len in [fixed + 1, fixed + 80] {
+            let bytes = crate::crypto::random_bytes::<256>();
+            assert_eq!(c.decode(&forged(&bytes[..len]), "ip", "ua"), Err(expected));
+        }
+    }
+}
+
+/// The headers left out of the cookie are re-attached as josekit writes them; if a
+/// josekit upgrade wrote others, encoding would fail (here) rather than issue cookies
+/// that cannot be read back.
+#[test]
+fn the_headers_left_out_are_the_ones_josekit_writes() {
+    assert_eq!(
+        wire::JWE_HEADER,
+        b64url_encode(br#"{"enc":"A256GCM","alg":"dir"}"#)
+    );
+    assert_eq!(wire::JWS_HEADER, b64url_encode(br#"{"alg":"HS512"}"#));
+    let keys = TgcKeys::generate();
+    for mode in MODES {
+        let legacy = legacy_cookie(&keys, mode, "TGT-a", "ip", "ua");
+        let outer = legacy.split('.').next().unwrap();
+        let expected = match mode {
+            CryptoMode::EncryptAndSign => wire::JWS_HEADER,
+            CryptoMode::SignAndEncrypt => wire::JWE_HEADER,
+        };
+        assert_eq!(outer, expected);
     }
 }
 
