@@ -38,9 +38,9 @@ pub enum StartupError {
         source: std::io::Error,
     },
     #[error("the TGC keys cannot be used")]
-    TgcKeys(#[source] TgcKeyError),
+    TgcKeys(#[source] crate::tgc::KeyFileError),
     #[error("the TGC codec cannot be built")]
-    Codec(#[source] crate::tgc::TgcError),
+    Codec(#[source] crate::tgc::EncodeError),
     #[error(
         "tgc: with tickets.store = \"redis\" every node needs the same TGC keys, and the key file {0} does not exist; generate keys once (`cas-server keygen`), then put them in the configuration or that file on every node"
     )]
@@ -62,11 +62,6 @@ pub enum StartupError {
     #[error("cannot start the password verifier threads")]
     Verifiers(#[source] std::io::Error),
 }
-
-/// A TGC key file that cannot be read or created.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct TgcKeyError(String);
 
 /// A bound, ready-to-run server.
 pub struct App {
@@ -482,8 +477,7 @@ fn tgc_keys(source: &TgcKeySource, shared: bool) -> Result<Vec<TgcKeys>, Startup
         }
         TgcKeySource::Ephemeral if shared => Err(StartupError::SharedKeysMissing),
         TgcKeySource::KeyFile(path) => {
-            let (keys, created) =
-                TgcKeys::load_or_create(path).map_err(|e| StartupError::TgcKeys(TgcKeyError(e)))?;
+            let (keys, created) = TgcKeys::load_or_create(path).map_err(StartupError::TgcKeys)?;
             if created {
                 tracing::warn!(
                     path = %path.display(),

@@ -1,27 +1,69 @@
 //! The ticket-granting cookie codec (TGC-01..08).
 //!
-//! The cookie carries `TGT-id@client-ip@user-agent`, encrypted (JWE `dir` + A256GCM) and
-//! signed (JWS HS512), in the order the operator chooses. Pinning the value to the client's
-//! IP and User-Agent means a stolen cookie replayed from elsewhere is just "no session".
-//! Every failure is a [`TgcError`] that callers treat as "no SSO session" and log at debug;
-//! the reason never reaches the client.
+//! The cookie carries `TGT-id@client-ip@user-agent-digest`, encrypted (JWE `dir` +
+//! A256GCM) and signed (JWS HS512) by josekit, in the order the operator chooses. Pinning
+//! the value to the client's IP and User-Agent means a stolen cookie replayed from
+//! elsewhere is just "no session". Every decoding failure is a [`TgcError`] that callers
+//! treat as "no SSO session" and log at debug; the reason never reaches the client.
+//!
+//! # The value
+//!
+//! CAS allows only `A-Z a-z 0-9 -` in the value (TKT-01). Compact JOSE has `.` and `_`,
+//! and nesting it base64-encodes the inner token's base64 a second time. So josekit still
+//! makes and checks the same nested tokens, but the cookie carries only their variable
+//! bytes, each once:
+//!
+//! ```text
+//! encrypt, then sign:  TGC-E-<base62(iv ‖ tag ‖ signature ‖ ciphertext)>
+//! sign, then encrypt:  TGC-S-<base62(iv ‖ tag ‖ ciphertext)>   plaintext = signature ‖ payload
+//! ```
+//!
+//! - The protected headers are left out: they are the same in every cookie of a mode, so
+//!   decoding re-attaches them and josekit verifies over them as usual (the JWS signature
+//!   and AES-GCM's associated data cover them). An attacker cannot pick an algorithm.
+//! - The IV, tag and signature have fixed lengths, so the parts need no separator and
+//!   the ciphertext is what remains; a value too short for them is refused unopened.
+//! - Sign-then-encrypt encrypts the signature and payload as bytes rather than the JWS
+//!   text, which saves both the base64 inside the ciphertext and the JWS header.
+//! - [`base62`] encodes in 8-byte blocks (11 characters): the alphabet is one symbol short
+//!   of base64, and an escape for `_` would give a data-dependent length.
+//! - The `TGC-` prefix is CAS 2.0's suggested value prefix; `E`/`S` names the layout,
+//!   leaving room for another without trying keys on it.
+//!
+//! Decoding bounds the length, then checks the prefix, the alphabet and the part lengths,
+//! then rebuilds the compact tokens and lets josekit verify and decrypt them. Only the
+//! exact bytes josekit produced rebuild the token it signed and sealed: base62 and
+//! base64url have one encoding per byte string, and encoding checks that josekit's
+//! output is the shape rebuilding assumes. For a 40-character TGT id over IPv4, the value
+//! is 239 characters, against 354 (encrypt, then sign) or 363 (sign, then encrypt) before.
+//!
+//! Cookies of the earlier format (compact JOSE, recognised by its `.`) are still read, by
+//! the same keys and checks, so sessions started before an upgrade survive it; new
+//! cookies are always in the current format. (The compact token rebuilt from a current
+//! value is thus accepted too: it is the same authentic, pinned session, not a new one.)
+//! That branch can go once no node has issued the earlier format for longer than the
+//! longest session: the remember-me lifetime, 14 days by default.
 
-use std::io::Write as _;
 use std::num::NonZeroUsize;
-use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use josekit::JoseError;
 use josekit::jwe::{
     self, Dir, JweHeader, alg::direct::DirectJweDecrypter, alg::direct::DirectJweEncrypter,
 };
 use josekit::jws::{self, HS512, JwsHeader, alg::hmac::HmacJwsSigner, alg::hmac::HmacJwsVerifier};
-
 use lru::LruCache;
 
-use crate::crypto::{b64url_decode, b64url_encode, random_bytes, sha256};
+use crate::crypto::{b64url_encode, sha256};
 
-pub const ENCRYPTION_KEY_LEN: usize = 32;
-pub const SIGNING_KEY_LEN: usize = 64;
+pub mod base62;
+mod keys;
+mod wire;
+
+pub use keys::{
+    ENCRYPTION_KEY_LEN, KeyError, KeyFileError, KeyFileSyntax, KeyName, SIGNING_KEY_LEN, TgcKeys,
+};
+use wire::Token;
 
 /// Which operation wraps the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,116 +76,10 @@ pub enum CryptoMode {
     SignAndEncrypt,
 }
 
-/// The two secrets of the codec.
-#[derive(Clone)]
-pub struct TgcKeys {
-    pub encryption: [u8; ENCRYPTION_KEY_LEN],
-    pub signing: [u8; SIGNING_KEY_LEN],
-}
-
-impl std::fmt::Debug for TgcKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TgcKeys(***)")
-    }
-}
-
-impl TgcKeys {
-    pub fn generate() -> Self {
-        Self {
-            encryption: random_bytes(),
-            signing: random_bytes(),
-        }
-    }
-
-    /// Decodes base64url keys, naming the problem (never the key) on failure.
-    pub fn from_base64(encryption: &str, signing: &str) -> Result<Self, String> {
-        Ok(Self {
-            encryption: decode_key(encryption, "encryption_key")?,
-            signing: decode_key(signing, "signing_key")?,
-        })
-    }
-
-    /// The keys as `[tgc]` config lines.
-    pub fn to_config(&self) -> String {
-        format!(
-            "encryption_key = \"{}\"\nsigning_key = \"{}\"\n",
-            b64url_encode(&self.encryption),
-            b64url_encode(&self.signing)
-        )
-    }
-
-    /// Reads the key file at `path`, or creates it (mode 0600) with fresh keys.
-    /// Returns the keys and whether the file was created.
-    pub fn load_or_create(path: &Path) -> Result<(Self, bool), String> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                crate::crypto::check_private_file(path)?;
-                Self::parse_key_file(&text)
-                    .map(|k| (k, false))
-                    .map_err(|e| format!("{}: {e}", path.display()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let keys = Self::generate();
-                let mut file = std::fs::OpenOptions::new();
-                file.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
-                file.open(path)
-                    .and_then(|mut f| {
-                        f.write_all(
-                            format!(
-                                "# TGC keys generated by cas-server. Keep secret; copy to every node.\n{}",
-                                keys.to_config()
-                            )
-                            .as_bytes(),
-                        )
-                    })
-                    .map_err(|e| format!("{}: cannot create the TGC key file: {e}", path.display()))?;
-                Ok((keys, true))
-            }
-            Err(e) => Err(format!(
-                "{}: cannot read the TGC key file: {e}",
-                path.display()
-            )),
-        }
-    }
-
-    fn parse_key_file(text: &str) -> Result<Self, String> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct KeyFile {
-            encryption_key: String,
-            signing_key: String,
-        }
-        let file: KeyFile = toml::from_str(text).map_err(|e| {
-            format!(
-                "not a valid key file: {}",
-                crate::config::toml_error(&e, text)
-            )
-        })?;
-        Self::from_base64(&file.encryption_key, &file.signing_key)
-    }
-}
-
-fn decode_key<const N: usize>(text: &str, name: &str) -> Result<[u8; N], String> {
-    let bytes = b64url_decode(text)
-        .ok_or_else(|| format!("{name} is not base64url; generate one with `cas-server keygen`"))?;
-    let key = <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| {
-        format!(
-            "{name} must be {N} bytes ({} bits) but is {} bytes; generate one with `cas-server keygen`",
-            N * 8,
-            bytes.len()
-        )
-    })?;
-    if crate::crypto::is_degenerate(&key) {
-        return Err(format!(
-            "{name} is not a random key (all one byte, a repeated pattern or a sequence); generate one with `cas-server keygen`"
-        ));
-    }
-    Ok(key)
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a cookie value is not a session. Each is an expected outcome (a stale, foreign or
+/// forged cookie), so the variant is the whole story: josekit's own message adds nothing
+/// a caller could act on, and collecting it would cost on every refused cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TgcError {
     #[error("cookie is not a well-formed token")]
     Malformed,
@@ -155,8 +91,22 @@ pub enum TgcError {
     IpMismatch,
     #[error("cookie was issued to another user agent")]
     UserAgentMismatch,
-    #[error("cookie could not be produced: {0}")]
-    Encode(String),
+}
+
+/// Why the codec cannot be built, or a cookie produced: a fault of the server, not of a
+/// client.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("no TGC keys")]
+    NoKeys,
+    #[error("the TGC keys are not usable")]
+    Keys(#[source] JoseError),
+    #[error("the cookie could not be encrypted or signed")]
+    Jose(#[source] JoseError),
+    /// josekit wrote a token other than the one the cookie format carries (another
+    /// header or part length): issuing it would give a cookie that cannot be read back.
+    #[error("the cookie could not be encoded: unexpected token from josekit")]
+    UnexpectedToken,
 }
 
 /// One generation of keys, ready to use.
@@ -193,27 +143,28 @@ fn user_agent_pin(user_agent: &str) -> String {
     b64url_encode(&sha256(user_agent.as_bytes())[..16])
 }
 
-/// Largest cookie value worth trying to decode; real ones are well under 1 KiB.
-const MAX_COOKIE_LEN: usize = 8192;
-
 impl TgcCodec {
     /// `keys[0]` encodes; all decode. At least one key set is required.
-    pub fn new(keys: &[TgcKeys], mode: CryptoMode, pin_to_session: bool) -> Result<Self, TgcError> {
-        let err = |e: josekit::JoseError| TgcError::Encode(e.to_string());
+    pub fn new(
+        keys: &[TgcKeys],
+        mode: CryptoMode,
+        pin_to_session: bool,
+    ) -> Result<Self, EncodeError> {
         if keys.is_empty() {
-            return Err(TgcError::Encode("no TGC keys".into()));
+            return Err(EncodeError::NoKeys);
         }
         let keys = keys
             .iter()
             .map(|k| {
                 Ok(KeySet {
-                    encrypter: Dir.encrypter_from_bytes(k.encryption).map_err(err)?,
-                    decrypter: Dir.decrypter_from_bytes(k.encryption).map_err(err)?,
-                    signer: HS512.signer_from_bytes(k.signing).map_err(err)?,
-                    verifier: HS512.verifier_from_bytes(k.signing).map_err(err)?,
+                    encrypter: Dir.encrypter_from_bytes(k.encryption)?,
+                    decrypter: Dir.decrypter_from_bytes(k.encryption)?,
+                    signer: HS512.signer_from_bytes(k.signing)?,
+                    verifier: HS512.verifier_from_bytes(k.signing)?,
                 })
             })
-            .collect::<Result<Vec<_>, TgcError>>()?;
+            .collect::<Result<Vec<_>, JoseError>>()
+            .map_err(EncodeError::Keys)?;
         Ok(Self {
             keys,
             mode,
@@ -222,31 +173,32 @@ impl TgcCodec {
         })
     }
 
-    pub fn encode(&self, tgt_id: &str, ip: &str, user_agent: &str) -> Result<String, TgcError> {
+    /// The cookie value for a session, in the current format (see the module doc).
+    pub fn encode(&self, tgt_id: &str, ip: &str, user_agent: &str) -> Result<String, EncodeError> {
         let payload = format!("{tgt_id}@{ip}@{}", user_agent_pin(user_agent));
         let keys = &self.keys[0];
         match self.mode {
             CryptoMode::EncryptAndSign => {
-                let inner = keys.encrypt(payload.as_bytes())?;
-                keys.sign(inner.as_bytes())
+                let jwe = keys.encrypt(payload.as_bytes())?;
+                let jws = keys.sign(jwe.as_bytes())?;
+                wire::pack_encrypted_then_signed(&jwe, &jws)
             }
             CryptoMode::SignAndEncrypt => {
-                let inner = keys.sign(payload.as_bytes())?;
-                keys.encrypt(inner.as_bytes())
+                let jws = keys.sign(payload.as_bytes())?;
+                let jwe = keys.encrypt(&wire::signed_plaintext(&jws, payload.as_bytes())?)?;
+                wire::pack_signed_then_encrypted(&jwe)
             }
         }
     }
 
     /// The TGT id inside `value`, if the cookie is authentic and pinned to this client.
     pub fn decode(&self, value: &str, ip: &str, user_agent: &str) -> Result<String, TgcError> {
-        if value.len() > MAX_COOKIE_LEN || value.is_empty() {
-            return Err(TgcError::Malformed);
-        }
+        let token = wire::parse(value, self.mode)?;
         let key = OpenedCookies::key(value);
         let payload = match self.opened.get(&key) {
             Some(payload) => payload,
             None => {
-                let payload = self.open_with_any_key(value)?;
+                let payload = self.open_with_any_key(&token)?;
                 self.opened.insert(key, payload.clone());
                 payload
             }
@@ -269,10 +221,10 @@ impl TgcCodec {
         Ok(tgt.to_owned())
     }
 
-    fn open_with_any_key(&self, value: &str) -> Result<Arc<str>, TgcError> {
+    fn open_with_any_key(&self, token: &Token<'_>) -> Result<Arc<str>, TgcError> {
         let mut first_error = None;
         for keys in &self.keys {
-            match self.open(keys, value) {
+            match self.open(keys, token) {
                 Ok(payload) => {
                     return String::from_utf8(payload)
                         .map(Arc::from)
@@ -286,16 +238,15 @@ impl TgcCodec {
         Err(first_error.unwrap_or(TgcError::Malformed))
     }
 
-    fn open(&self, keys: &KeySet, value: &str) -> Result<Vec<u8>, TgcError> {
-        match self.mode {
-            CryptoMode::EncryptAndSign => {
-                let inner = keys.verify(value.as_bytes())?;
-                let inner = String::from_utf8(inner).map_err(|_| TgcError::Malformed)?;
-                keys.decrypt(&inner)
-            }
-            CryptoMode::SignAndEncrypt => {
-                let inner = keys.decrypt(value)?;
-                keys.verify(&inner)
+    fn open(&self, keys: &KeySet, token: &Token<'_>) -> Result<Vec<u8>, TgcError> {
+        match (self.mode, token) {
+            // Both formats nest the same way here: the JWS payload is the compact JWE.
+            (CryptoMode::EncryptAndSign, Token::Legacy(jws)) => keys.verify_then_decrypt(jws),
+            (CryptoMode::EncryptAndSign, Token::Current(jws)) => keys.verify_then_decrypt(jws),
+            (CryptoMode::SignAndEncrypt, Token::Legacy(jwe)) => keys.verify(&keys.decrypt(jwe)?),
+            (CryptoMode::SignAndEncrypt, Token::Current(jwe)) => {
+                let jws = wire::signed_from_plaintext(&keys.decrypt(jwe)?)?;
+                keys.verify(jws.as_bytes())
             }
         }
     }
@@ -351,11 +302,10 @@ impl OpenedCookies {
 }
 
 impl KeySet {
-    fn encrypt(&self, payload: &[u8]) -> Result<String, TgcError> {
+    fn encrypt(&self, payload: &[u8]) -> Result<String, EncodeError> {
         let mut header = JweHeader::new();
         header.set_content_encryption("A256GCM");
-        jwe::serialize_compact(payload, &header, &self.encrypter)
-            .map_err(|e| TgcError::Encode(e.to_string()))
+        jwe::serialize_compact(payload, &header, &self.encrypter).map_err(EncodeError::Jose)
     }
 
     fn decrypt(&self, token: &str) -> Result<Vec<u8>, TgcError> {
@@ -368,9 +318,8 @@ impl KeySet {
         Ok(payload)
     }
 
-    fn sign(&self, payload: &[u8]) -> Result<String, TgcError> {
-        jws::serialize_compact(payload, &JwsHeader::new(), &self.signer)
-            .map_err(|e| TgcError::Encode(e.to_string()))
+    fn sign(&self, payload: &[u8]) -> Result<String, EncodeError> {
+        jws::serialize_compact(payload, &JwsHeader::new(), &self.signer).map_err(EncodeError::Jose)
     }
 
     fn verify(&self, token: &[u8]) -> Result<Vec<u8>, TgcError> {
@@ -381,151 +330,14 @@ impl KeySet {
             .map(|(payload, _)| payload)
             .map_err(|_| TgcError::BadSignature)
     }
+
+    /// Encrypt-then-sign: the signature is checked before any decryption is attempted.
+    fn verify_then_decrypt(&self, jws: &str) -> Result<Vec<u8>, TgcError> {
+        let jwe =
+            String::from_utf8(self.verify(jws.as_bytes())?).map_err(|_| TgcError::Malformed)?;
+        self.decrypt(&jwe)
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn codec(mode: CryptoMode) -> TgcCodec {
-        TgcCodec::new(&[TgcKeys::generate()], mode, true).unwrap()
-    }
-
-    fn remembered(c: &TgcCodec) -> usize {
-        c.opened
-            .shards
-            .iter()
-            .map(|s| s.lock().unwrap().len())
-            .sum()
-    }
-
-    #[test]
-    fn a_remembered_cookie_is_still_pinned_and_only_authentic_ones_are_remembered() {
-        let c = codec(CryptoMode::EncryptAndSign);
-        let v = c.encode("TGT-1", "10.0.0.1", "UA").unwrap();
-        assert_eq!(c.decode(&v, "10.0.0.1", "UA").unwrap(), "TGT-1");
-        assert_eq!(remembered(&c), 1);
-        assert!(matches!(
-            c.decode(&v, "10.0.0.2", "UA"),
-            Err(TgcError::IpMismatch)
-        ));
-        assert!(matches!(
-            c.decode(&v, "10.0.0.1", "Other"),
-            Err(TgcError::UserAgentMismatch)
-        ));
-        let mut forged = v.into_bytes();
-        let last = forged.len() - 2;
-        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
-        let forged = String::from_utf8(forged).unwrap();
-        assert!(c.decode(&forged, "10.0.0.1", "UA").is_err());
-        assert!(c.decode("x.y.z", "10.0.0.1", "UA").is_err());
-        assert_eq!(remembered(&c), 1, "failures are never remembered");
-    }
-
-    #[test]
-    fn remembered_cookies_are_bounded() {
-        let c = codec(CryptoMode::SignAndEncrypt);
-        let limit = OPENED_SHARDS * OPENED_PER_SHARD;
-        for i in 0..limit + 2000 {
-            let v = c.encode(&format!("TGT-{i}"), "10.0.0.1", "UA").unwrap();
-            c.decode(&v, "10.0.0.1", "UA").unwrap();
-        }
-        assert!(remembered(&c) <= limit);
-        assert!(remembered(&c) > limit / 2);
-    }
-
-    #[test]
-    fn round_trips_in_both_modes_and_hides_the_tgt() {
-        for mode in [CryptoMode::EncryptAndSign, CryptoMode::SignAndEncrypt] {
-            let c = codec(mode);
-            let v = c
-                .encode("TGT-abc", "10.0.0.1", "Mozilla/5.0 (x@y)")
-                .unwrap();
-            assert!(!v.contains("TGT-abc"));
-            assert_eq!(
-                c.decode(&v, "10.0.0.1", "Mozilla/5.0 (x@y)").unwrap(),
-                "TGT-abc"
-            );
-        }
-    }
-
-    #[test]
-    fn pinned_cookie_refuses_another_ip_or_user_agent() {
-        let c = codec(CryptoMode::EncryptAndSign);
-        let v = c.encode("TGT-abc", "10.0.0.1", "UA").unwrap();
-        assert_eq!(c.decode(&v, "10.0.0.2", "UA"), Err(TgcError::IpMismatch));
-        assert_eq!(
-            c.decode(&v, "10.0.0.1", "UA2"),
-            Err(TgcError::UserAgentMismatch)
-        );
-        let unpinned =
-            TgcCodec::new(&[TgcKeys::generate()], CryptoMode::EncryptAndSign, false).unwrap();
-        let v = unpinned.encode("TGT-abc", "10.0.0.1", "UA").unwrap();
-        assert_eq!(unpinned.decode(&v, "10.0.0.2", "UA2").unwrap(), "TGT-abc");
-    }
-
-    #[test]
-    fn tampered_or_foreign_cookies_are_refused() {
-        let c = codec(CryptoMode::EncryptAndSign);
-        let v = c.encode("TGT-abc", "ip", "ua").unwrap();
-        let mut bytes = v.clone().into_bytes();
-        let mid = bytes.len() / 2;
-        bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
-        let tampered = String::from_utf8(bytes).unwrap();
-        assert!(c.decode(&tampered, "ip", "ua").is_err());
-        assert!(
-            codec(CryptoMode::EncryptAndSign)
-                .decode(&v, "ip", "ua")
-                .is_err()
-        );
-        assert_eq!(c.decode("garbage", "ip", "ua"), Err(TgcError::Malformed));
-        assert_eq!(c.decode("", "ip", "ua"), Err(TgcError::Malformed));
-    }
-
-    #[test]
-    fn rotated_keys_still_read_old_cookies_and_write_with_the_new_one() {
-        let old = TgcKeys::generate();
-        let new = TgcKeys::generate();
-        let before =
-            TgcCodec::new(std::slice::from_ref(&old), CryptoMode::EncryptAndSign, true).unwrap();
-        let during = TgcCodec::new(&[new.clone(), old], CryptoMode::EncryptAndSign, true).unwrap();
-        let after = TgcCodec::new(&[new], CryptoMode::EncryptAndSign, true).unwrap();
-        let old_cookie = before.encode("TGT-a", "ip", "ua").unwrap();
-        assert_eq!(during.decode(&old_cookie, "ip", "ua").unwrap(), "TGT-a");
-        let new_cookie = during.encode("TGT-b", "ip", "ua").unwrap();
-        assert_eq!(after.decode(&new_cookie, "ip", "ua").unwrap(), "TGT-b");
-        assert_eq!(
-            after.decode(&old_cookie, "ip", "ua"),
-            Err(TgcError::BadSignature)
-        );
-        assert!(TgcCodec::new(&[], CryptoMode::EncryptAndSign, true).is_err());
-    }
-
-    #[test]
-    fn keys_of_the_wrong_length_are_named() {
-        let e = TgcKeys::from_base64(&b64url_encode(&[0u8; 16]), &b64url_encode(&[0u8; 64]))
-            .unwrap_err();
-        assert!(e.contains("encryption_key must be 32 bytes"), "{e}");
-        let k = TgcKeys::generate();
-        let text = k.to_config();
-        let back = TgcKeys::parse_key_file(&text).unwrap();
-        assert_eq!(back.signing, k.signing);
-    }
-
-    #[test]
-    fn key_file_is_created_once_with_private_mode() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keys.toml");
-        let (k1, created) = TgcKeys::load_or_create(&path).unwrap();
-        assert!(created);
-        let (k2, created) = TgcKeys::load_or_create(&path).unwrap();
-        assert!(!created);
-        assert_eq!(k1.encryption, k2.encryption);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-    }
-}
+mod tests;

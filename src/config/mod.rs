@@ -973,12 +973,7 @@ impl Ctx {
                     match TgcKeys::from_base64(e, s) {
                         Ok(k) => keys.push(k),
                         Err(why) => {
-                            let which = if why.starts_with("encryption") {
-                                "encryption_key"
-                            } else {
-                                "signing_key"
-                            };
-                            self.problem(&format!("{prefix}{which}"), why);
+                            self.problem(&format!("{prefix}{}", why.key()), why.to_string());
                         }
                     }
                 }

@@ -4,8 +4,11 @@
 
 use std::time::Duration;
 
-use cas_server::crypto::b64url_decode;
-use cas_server::tgc::CryptoMode;
+use cas_server::config::TgcKeySource;
+use cas_server::crypto::{b64url_encode, sha256};
+use cas_server::tgc::{CryptoMode, TgcCodec, TgcKeys, base62};
+use josekit::jwe::{self, Dir, JweHeader};
+use josekit::jws::{self, HS512, JwsHeader};
 use reqwest::StatusCode;
 
 use crate::support::*;
@@ -25,26 +28,82 @@ fn attributes(set_cookie: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every readable text hidden in a compact JOSE value: each dot-separated part, decoded,
-/// and recursively the parts of any nested compact token.
-fn decoded_parts(value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for part in value.split('.') {
-        let Some(bytes) = b64url_decode(part) else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        if text.contains('.') && !text.contains('{') {
-            out.extend(decoded_parts(&text));
+/// TKT-01: whether `value` has the shape of every cookie value the server issues: only
+/// `A-Z a-z 0-9 -`, as the `TGC-` prefix, a layout letter and a base62 body.
+fn has_the_value_shape(value: &str) -> bool {
+    regex::Regex::new("^TGC-[ES]-[A-Za-z0-9]+$")
+        .unwrap()
+        .is_match(value)
+}
+
+/// The bytes a cookie value carries: its body, decoded from base62 (the one encoding in
+/// it). There is no nested token left to decode: the body is IV, tag, signature and
+/// ciphertext.
+fn carried_bytes(value: &str) -> Vec<u8> {
+    assert!(has_the_value_shape(value), "{value}");
+    base62::decode(&value[6..]).expect("the body is base62")
+}
+
+/// Whether `needle` appears in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The keys and crypto mode of a server whose cookies a test also makes or opens.
+struct KnownKeys {
+    keys: TgcKeys,
+    mode: CryptoMode,
+}
+
+impl KnownKeys {
+    fn new(mode: CryptoMode) -> Self {
+        Self {
+            keys: TgcKeys::generate(),
+            mode,
         }
-        out.push(text);
     }
-    out
+
+    async fn server(&self) -> TestServer {
+        TestServer::start_with(|s| {
+            s.tgc.keys = TgcKeySource::Configured(vec![self.keys.clone()]);
+            s.tgc.crypto = self.mode;
+        })
+        .await
+    }
+
+    /// The TGT id in `value` (issued to the harness's browser on 127.0.0.1).
+    fn tgt_id(&self, value: &str) -> String {
+        TgcCodec::new(std::slice::from_ref(&self.keys), self.mode, true)
+            .unwrap()
+            .decode(value, "127.0.0.1", USER_AGENT)
+            .unwrap()
+    }
+
+    /// The value the server issued for `tgt_id` before TKT-01 was honoured: compact
+    /// JOSE (JWE `dir` A256GCM and JWS HS512, nested as compact text), made as it made it.
+    fn legacy_value(&self, tgt_id: &str) -> String {
+        let pin = b64url_encode(&sha256(USER_AGENT.as_bytes())[..16]);
+        let payload = format!("{tgt_id}@127.0.0.1@{pin}");
+        let encrypt = |plain: &[u8]| {
+            let mut header = JweHeader::new();
+            header.set_content_encryption("A256GCM");
+            let encrypter = Dir.encrypter_from_bytes(self.keys.encryption).unwrap();
+            jwe::serialize_compact(plain, &header, &encrypter).unwrap()
+        };
+        let sign = |plain: &[u8]| {
+            let signer = HS512.signer_from_bytes(self.keys.signing).unwrap();
+            jws::serialize_compact(plain, &JwsHeader::new(), &signer).unwrap()
+        };
+        match self.mode {
+            CryptoMode::EncryptAndSign => sign(encrypt(payload.as_bytes()).as_bytes()),
+            CryptoMode::SignAndEncrypt => encrypt(sign(payload.as_bytes()).as_bytes()),
+        }
+    }
 }
 
 /// TGC-01, TGC-06, TKT-08: a successful login sets the `TGC` cookie; its value references
-/// the session but shows neither the TGT id nor the pinned User-Agent in clear, even
-/// after base64url-decoding every part.
+/// the session but shows neither the TGT id, nor the user, nor the pinned IP or
+/// User-Agent in clear, even once its body is decoded.
 #[tokio::test]
 async fn a_login_sets_a_tgc_whose_value_hides_the_tgt_id() {
     let server = TestServer::start().await;
@@ -61,11 +120,20 @@ async fn a_login_sets_a_tgc_whose_value_hides_the_tgt_id() {
         "{set_cookie}"
     );
     assert!(!value.contains("TGT-"), "{value}");
-    for part in decoded_parts(&value) {
-        assert!(!part.contains("TGT-"), "TGT id in clear: {part}");
-        assert!(!part.contains(USER_AGENT), "User-Agent in clear: {part}");
-        assert!(!part.contains("alice"), "username in clear: {part}");
+    let bytes = carried_bytes(&value);
+    for clear in ["TGT-", USER_AGENT, "alice", "127.0.0.1"] {
+        assert!(
+            !contains(&bytes, clear.as_bytes()),
+            "{clear} in clear: {value}"
+        );
     }
+    // Nor anything else readable, such as a base64 form of the above: random bytes hold
+    // a run of 16 printable characters in about one cookie in 50 000.
+    let longest_text = bytes
+        .split(|b| !(b.is_ascii_graphic() || *b == b' '))
+        .map(<[u8]>::len)
+        .max();
+    assert!(longest_text < Some(16), "{longest_text:?}: {value}");
     assert_sso_as(&server, &browser, OTHER_SERVICE, "alice").await;
 }
 
@@ -115,50 +183,110 @@ async fn the_tgc_is_secure_when_secure_cookies_are_enabled() {
     );
 }
 
-/// TGC-07: by default (encrypt, then sign) the value is a compact JWS: three base64url
-/// parts, the header naming HS512, the payload a five-part compact JWE (`dir`, A256GCM).
+/// TGC-07, TKT-01: by default (encrypt, then sign) the value is `TGC-E-` and, in base62,
+/// the parts of a JWS (HS512) over a JWE (`dir`, A256GCM) without their constant headers:
+/// a 12-byte IV, a 16-byte tag, a 64-byte signature and the ciphertext of the payload
+/// (`TGT id@IP@User-Agent digest`).
 #[tokio::test]
 async fn the_default_tgc_value_is_a_signed_jwe() {
-    let server = TestServer::start().await;
+    let known = KnownKeys::new(CryptoMode::EncryptAndSign);
+    let server = known.server().await;
     let browser = server.browser();
 
     browser.login(None, "alice", PASSWORD).await;
 
     let value = browser.tgc().unwrap();
-    let parts: Vec<&str> = value.split('.').collect();
-    assert_eq!(parts.len(), 3, "JWS compact shape: {value}");
-    assert!(parts.iter().all(|p| !p.is_empty()), "{value}");
-    let header = String::from_utf8(b64url_decode(parts[0]).unwrap()).unwrap();
-    assert!(header.contains("\"HS512\""), "{header}");
-    let payload = String::from_utf8(b64url_decode(parts[1]).unwrap()).unwrap();
-    let jwe: Vec<&str> = payload.split('.').collect();
-    assert_eq!(jwe.len(), 5, "the signed payload is a JWE: {payload}");
-    let jwe_header = String::from_utf8(b64url_decode(jwe[0]).unwrap()).unwrap();
-    assert!(
-        jwe_header.contains("\"dir\"") && jwe_header.contains("\"A256GCM\""),
-        "{jwe_header}"
+    assert!(value.starts_with("TGC-E-"), "{value}");
+    let tgt_id = known.tgt_id(&value);
+    assert!(tgt_id.starts_with("TGT-"), "{tgt_id}");
+    let payload_len = format!("{tgt_id}@127.0.0.1@").len() + 22;
+    assert_eq!(
+        carried_bytes(&value).len(),
+        12 + 16 + 64 + payload_len,
+        "{value}"
     );
 }
 
-/// TGC-07: both nesting orders work end to end (login, SSO, validation); with
-/// sign-then-encrypt the outer token is a five-part JWE instead of a JWS.
+/// TGC-07, TKT-01: both nesting orders work end to end (login, SSO, validation); in both,
+/// the value holds only `A-Z a-z 0-9 -` and is under 70% of the length of the compact
+/// JOSE value the server issued for the same session before.
 #[tokio::test]
 async fn both_crypto_modes_give_working_single_sign_on() {
-    for (mode, outer_parts) in [
-        (CryptoMode::EncryptAndSign, 3),
-        (CryptoMode::SignAndEncrypt, 5),
+    for (mode, layout) in [
+        (CryptoMode::EncryptAndSign, "TGC-E-"),
+        (CryptoMode::SignAndEncrypt, "TGC-S-"),
     ] {
-        let server = TestServer::start_with(|s| s.tgc.crypto = mode).await;
+        let known = KnownKeys::new(mode);
+        let server = known.server().await;
         let browser = server.browser();
 
         let first = browser.login_for_ticket(SERVICE).await;
 
         let value = browser.tgc().unwrap();
-        assert_eq!(value.split('.').count(), outer_parts, "{mode:?}: {value}");
+        assert!(has_the_value_shape(&value), "{mode:?}: {value}");
+        assert!(value.starts_with(layout), "{mode:?}: {value}");
+        let before = known.legacy_value(&known.tgt_id(&value));
+        assert!(
+            value.len() * 10 < before.len() * 7,
+            "{mode:?}: {} characters, against {} before",
+            value.len(),
+            before.len()
+        );
         assert!(!value.contains("TGT-"), "{mode:?}: {value}");
         assert_validates_as(&server, SERVICE, &first, "alice").await;
         assert_sso_as(&server, &browser, OTHER_SERVICE, "alice").await;
     }
+}
+
+/// A session started before the value's format changed (compact JOSE, with `.` and `_`)
+/// survives the upgrade: its cookie still gives SSO, in either crypto mode, and is
+/// still pinned to its User-Agent.
+#[tokio::test]
+async fn a_cookie_of_the_earlier_format_still_gives_single_sign_on() {
+    for mode in [CryptoMode::EncryptAndSign, CryptoMode::SignAndEncrypt] {
+        let known = KnownKeys::new(mode);
+        let server = known.server().await;
+        let owner = server.signed_in_browser().await;
+        let legacy = known.legacy_value(&known.tgt_id(&owner.tgc().unwrap()));
+        assert!(legacy.contains('.'), "{legacy}");
+        let upgraded = server.browser();
+
+        upgraded.set_tgc(&legacy);
+
+        assert_sso_as(&server, &upgraded, SERVICE, "alice").await;
+        let other_agent = Browser::new(&server.base, "Mozilla/5.0 (Thief)", None);
+        other_agent.set_tgc(&legacy);
+        assert_no_sso(&other_agent, &format!("{mode:?}: old cookie, other agent")).await;
+    }
+}
+
+/// TKT-01, TGC-08: a value with a character outside the alphabet, or cut short, is no
+/// session: the form is shown; the genuine value, put back, still works.
+#[tokio::test]
+async fn a_cookie_outside_the_alphabet_or_cut_short_shows_the_form() {
+    let server = TestServer::start().await;
+    let browser = server.signed_in_browser().await;
+    let genuine = browser.tgc().unwrap();
+    let middle = genuine.len() / 2;
+
+    for (how, bad) in [
+        (
+            "an underscore",
+            format!("{}_{}", &genuine[..middle], &genuine[middle + 1..]),
+        ),
+        (
+            "a dot",
+            format!("{}.{}", &genuine[..middle], &genuine[middle + 1..]),
+        ),
+        ("cut by one", genuine[..genuine.len() - 1].to_owned()),
+        ("cut by half", genuine[..middle].to_owned()),
+        ("without its prefix", genuine[6..].to_owned()),
+    ] {
+        browser.set_tgc(&bad);
+        assert_no_sso(&browser, how).await;
+    }
+    browser.set_tgc(&genuine);
+    assert_sso_as(&server, &browser, SERVICE, "alice").await;
 }
 
 /// TGC-08: a cookie with one character changed is not a session, in either crypto mode:
