@@ -515,7 +515,7 @@ fn bench_config(extra: &str) -> Result<String, BenchError> {
     .hash_password(b"bench-password")
     .map_err(|e| BenchError::Usage(e.to_string()))?
     .to_string();
-    let full = crate::auth::hash_password("Mellon").map_err(BenchError::Usage)?;
+    let full = cas_server::auth::hash_password("Mellon").map_err(BenchError::Usage)?;
     Ok(format!(
         "[server]\nbind = \"127.0.0.1:0\"\n[tgc]\nsecure = false\n[throttle]\nenabled = false\n\
          [[users]]\nusername = \"casuser\"\npassword_hash = \"{full}\"\n\
@@ -695,13 +695,13 @@ async fn redis_pairs(
     url: &str,
     memory: &[Pair],
 ) -> Result<Vec<Pair>, BenchError> {
-    let key = || crate::crypto::b64url_encode(&crate::crypto::random_bytes::<32>());
-    let tgc = crate::tgc::TgcKeys::generate().to_config();
+    let key = || cas_server::crypto::b64url_encode(&cas_server::crypto::random_bytes::<32>());
+    let tgc = cas_server::tgc::TgcKeys::generate().to_config();
     let base = bench_config(&format!(
         "[login]\nflow_key = \"{}\"\n[tickets]\nstore = \"redis\"\nkey = \"{}\"\n[tickets.redis]\nurl = \"{url}\"\nkey_prefix = \"cas-bench-{}:\"\n",
         key(),
         key(),
-        crate::crypto::random_base62(8)
+        cas_server::crypto::random_base62(8)
     ))?;
     // bench_config's [tgc] gets the shared keys every Redis node must have.
     let config_text = base.replacen("[tgc]\n", &format!("[tgc]\n{tgc}"), 1);
@@ -848,7 +848,7 @@ fn tempfile_dir() -> Result<BenchDir, BenchError> {
     let dir = std::env::temp_dir().join(format!(
         "cas-bench-{}-{}",
         std::process::id(),
-        crate::crypto::random_base62(10)
+        cas_server::crypto::random_base62(10)
     ));
     let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
