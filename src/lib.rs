@@ -6,7 +6,6 @@
 
 pub mod app;
 pub mod auth;
-pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod crypto;

@@ -4,7 +4,6 @@
 
 mod support;
 
-mod bench;
 mod browser;
 mod cli;
 mod connections;

@@ -2,6 +2,9 @@
 //! the null server, counted, never timed, and its error paths (wrong password, nothing
 //! listening, bad arguments) checked through exit codes and messages.
 #![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failing test should panic loudly
+
+mod support;
 
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -10,7 +13,7 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 use tokio::time::timeout;
 
-use crate::support::{PASSWORD, SERVICE, TestServer};
+use support::{PASSWORD, SERVICE, TestServer};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_cas-bench");
 const LIMIT: Duration = Duration::from_secs(120);
@@ -145,7 +148,7 @@ async fn a_service_the_server_refuses_stops_the_run() {
         "--url",
         &server.base,
         "--service",
-        crate::support::FOREIGN_SERVICE,
+        support::FOREIGN_SERVICE,
         "--user",
         "alice",
         "--password",

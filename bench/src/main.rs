@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cas_server::bench::{self, BenchError, CompareOptions, LoadOptions};
+use cas_bench::{self as bench, BenchError, CompareOptions, LoadOptions};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]

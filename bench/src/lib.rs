@@ -4,6 +4,7 @@
 //! The SSO cycle is what a CAS server does most: a browser with a session asks `/login`
 //! for a service and is redirected with a ticket, and the application validates it.
 
+mod compare;
 pub mod http;
 mod null;
 mod run;
@@ -12,11 +13,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use compare::{CompareOptions, Comparison, ReaperReport, compare};
 pub use null::{NULL_TICKET, NULL_USER, serve_null};
-pub use run::{
-    CompareOptions, Comparison, LoadOptions, MAX_DURATION, ReaperReport, SessionsReport, compare,
-    login_load, rss_kib, sessions, sso_load,
-};
+pub use run::{LoadOptions, MAX_DURATION, SessionsReport, login_load, rss_kib, sessions, sso_load};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
