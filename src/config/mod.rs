@@ -1366,7 +1366,7 @@ impl Ctx {
     }
 
     fn ui(&mut self, raw: raw::Ui) -> Option<Ui> {
-        let locales = crate::web::locales();
+        let locales = crate::locales::codes();
         if !locales.contains(&raw.default_locale.as_str()) {
             self.problem(
                 "ui.default_locale",
