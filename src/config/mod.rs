@@ -20,7 +20,7 @@ use config::{Config, Environment, File, FileFormat};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-pub use duration::parse as parse_duration;
+pub use duration::{DurationError, parse as parse_duration};
 pub use settings::{
     Authn, HttpClient, HttpHeaders, Login, Logout, Origin, RequestFilter, SameSite, Server,
     Settings, Slo, Sso, Tgc, TgcKeySource, Throttle, TicketStore, Tickets, Tls, Ui, Validation,
@@ -614,7 +614,7 @@ impl Ctx {
             }
             Ok(d) => Some(d),
             Err(e) => {
-                self.problem(key, e);
+                self.problem(key, e.to_string());
                 None
             }
         }

@@ -11,20 +11,25 @@ use crate::crypto::{Sealer, b64url_decode};
 pub const KEY_VARIABLE: &str = "CAS_CONFIG_KEY";
 const PURPOSE: &[u8] = b"cas-server config value v1";
 
+/// Why the configuration key cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("{KEY_VARIABLE} is not base64url; generate one with `cas-server keygen`")]
+    NotBase64,
+    #[error("{KEY_VARIABLE} must be 32 bytes in base64url; generate one with `cas-server keygen`")]
+    WrongLength,
+    #[error(
+        "{KEY_VARIABLE} is not a random key (all one byte, a repeated pattern or a sequence); generate one with `cas-server keygen`"
+    )]
+    Degenerate,
+}
+
 /// Parses a key as `cas-server keygen` prints it.
-pub fn parse_key(text: &str) -> Result<Sealer, String> {
-    let bytes = b64url_decode(text).ok_or_else(|| {
-        format!("{KEY_VARIABLE} is not base64url; generate one with `cas-server keygen`")
-    })?;
-    let key = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-        format!(
-            "{KEY_VARIABLE} must be 32 bytes in base64url; generate one with `cas-server keygen`"
-        )
-    })?;
+pub fn parse_key(text: &str) -> Result<Sealer, KeyError> {
+    let bytes = b64url_decode(text).ok_or(KeyError::NotBase64)?;
+    let key = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| KeyError::WrongLength)?;
     if crate::crypto::is_degenerate(&key) {
-        return Err(format!(
-            "{KEY_VARIABLE} is not a random key (all one byte, a repeated pattern or a sequence); generate one with `cas-server keygen`"
-        ));
+        return Err(KeyError::Degenerate);
     }
     Ok(Sealer::new(&key))
 }
@@ -32,6 +37,19 @@ pub fn parse_key(text: &str) -> Result<Sealer, String> {
 /// `ENC(…)` of `plaintext`.
 pub fn encrypt(sealer: &Sealer, plaintext: &str) -> String {
     format!("ENC({})", sealer.seal(plaintext.as_bytes(), PURPOSE))
+}
+
+/// Why an `ENC(…)` value stays encrypted.
+#[derive(Debug, thiserror::Error)]
+enum DecryptError {
+    #[error("is encrypted (ENC(...)) but {KEY_VARIABLE} is not set")]
+    NoKey,
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(
+        "cannot be decrypted with {KEY_VARIABLE}: wrong key, or not made by `cas-server encrypt-value`"
+    )]
+    WrongKey,
 }
 
 /// Replaces every `ENC(…)` string under `value` by its plaintext, also noted in
@@ -49,27 +67,12 @@ pub fn decrypt_all(
             let Some(sealed) = text.strip_prefix("ENC(").and_then(|t| t.strip_suffix(')')) else {
                 return;
             };
-            let Some(key) = key else {
-                problems.push((
-                    path.to_owned(),
-                    format!("is encrypted (ENC(...)) but {KEY_VARIABLE} is not set"),
-                ));
-                return;
-            };
-            let plain = parse_key(key).and_then(|sealer| {
-                sealer
-                    .open(sealed, PURPOSE)
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .ok_or_else(|| {
-                        format!("cannot be decrypted with {KEY_VARIABLE}: wrong key, or not made by `cas-server encrypt-value`")
-                    })
-            });
-            match plain {
+            match decrypt(sealed, key) {
                 Ok(plain) => {
                     revealed.push(plain.clone());
                     *text = plain;
                 }
-                Err(message) => problems.push((path.to_owned(), message)),
+                Err(e) => problems.push((path.to_owned(), e.to_string())),
             }
         }
         Value::Array(items) => {
@@ -89,6 +92,14 @@ pub fn decrypt_all(
         }
         _ => {}
     }
+}
+
+fn decrypt(sealed: &str, key: Option<&str>) -> Result<String, DecryptError> {
+    let sealer = parse_key(key.ok_or(DecryptError::NoKey)?)?;
+    sealer
+        .open(sealed, PURPOSE)
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or(DecryptError::WrongKey)
 }
 
 #[cfg(test)]
@@ -115,6 +126,9 @@ mod tests {
         assert_eq!(problems.len(), 2);
         assert_eq!(problems[0].0, "a");
         assert!(problems.iter().all(|(_, m)| !m.contains("s3cret")));
-        assert!(parse_key("short").is_err());
+        assert_eq!(parse_key("short").err(), Some(KeyError::NotBase64));
+        assert_eq!(parse_key("AAAA").err(), Some(KeyError::WrongLength));
+        let zeros = b64url_encode(&[0; 32]);
+        assert_eq!(parse_key(&zeros).err(), Some(KeyError::Degenerate));
     }
 }
