@@ -2,13 +2,14 @@
 //!
 //! Layers, top to bottom: `app` (composition root), `web` (axum handlers), `protocol`
 //! (CAS rules), then `tickets`, `services`, `tgc`, `auth`, `config`, and the leaf
-//! modules `clock` and `crypto`. Only `app` and `web` know about HTTP.
+//! modules `clock`, `crypto` and `locales`. Only `app` and `web` know about HTTP.
 
 pub mod app;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod locales;
 pub mod outbound;
 pub mod protocol;
 pub mod services;

@@ -91,7 +91,7 @@ enum Cmd {
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
-    cas_server::config::parse_duration(text)
+    cas_server::config::parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn load(t: Target) -> LoadOptions {

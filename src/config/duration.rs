@@ -3,30 +3,54 @@
 
 use std::time::Duration;
 
-pub fn parse(text: &str) -> Result<Duration, String> {
+/// A duration that could not be read; its message quotes the text and shows the forms
+/// that work.
+#[derive(Debug, thiserror::Error)]
+#[error("`{text}` is not a duration ({cause}); write e.g. \"30s\", \"8h\", \"PT8H\" or \"P14D\"")]
+pub struct DurationError {
+    text: String,
+    #[source]
+    cause: Cause,
+}
+
+/// Why the text is not a duration, in the notation it started with.
+#[derive(Debug, thiserror::Error)]
+enum Cause {
+    #[error(transparent)]
+    Humantime(#[from] humantime::DurationError),
+    #[error("{0}")]
+    Iso8601(&'static str),
+    #[error("unit `{0}` is not supported")]
+    IsoUnit(char),
+    #[error("missing number before `{0}`")]
+    IsoNumber(char),
+    #[error("number `{0}` has no unit")]
+    IsoNoUnit(String),
+}
+
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     let parsed = if text.starts_with(['P', 'p']) {
         parse_iso8601(text)
     } else {
-        humantime::parse_duration(text).map_err(|e| e.to_string())
+        humantime::parse_duration(text).map_err(Cause::from)
     };
-    parsed.map_err(|e| {
-        format!(
-            "`{text}` is not a duration ({e}); write e.g. \"30s\", \"8h\", \"PT8H\" or \"P14D\""
-        )
+    parsed.map_err(|cause| DurationError {
+        text: text.to_owned(),
+        cause,
     })
 }
 
 /// `PnW`, or `P[nD][T[nH][nM][n[.f]S]]`; years and months are refused (their length varies).
-fn parse_iso8601(text: &str) -> Result<Duration, String> {
+fn parse_iso8601(text: &str) -> Result<Duration, Cause> {
     let upper = text.to_ascii_uppercase();
     let body = &upper[1..];
     if body.is_empty() || body == "T" {
-        return Err("empty ISO-8601 duration".into());
+        return Err(Cause::Iso8601("empty ISO-8601 duration"));
     }
     let (date, time) = match body.split_once('T') {
         Some((d, t)) if !t.is_empty() => (d, Some(t)),
-        Some(_) => return Err("nothing after `T`".into()),
+        Some(_) => return Err(Cause::Iso8601("nothing after `T`")),
         None => (body, None),
     };
     let mut total = 0f64;
@@ -38,11 +62,9 @@ fn parse_iso8601(text: &str) -> Result<Duration, String> {
                 continue;
             }
             if !units.contains(c) {
-                return Err(format!("unit `{c}` is not supported"));
+                return Err(Cause::IsoUnit(c));
             }
-            let value: f64 = number
-                .parse()
-                .map_err(|_| format!("missing number before `{c}`"))?;
+            let value: f64 = number.parse().map_err(|_| Cause::IsoNumber(c))?;
             number.clear();
             total += value
                 * match c {
@@ -54,11 +76,11 @@ fn parse_iso8601(text: &str) -> Result<Duration, String> {
                 };
         }
         if !number.is_empty() {
-            return Err(format!("number `{number}` has no unit"));
+            return Err(Cause::IsoNoUnit(number));
         }
     }
     if !total.is_finite() || total > 1e12 {
-        return Err("too long".into());
+        return Err(Cause::Iso8601("too long"));
     }
     Ok(Duration::from_secs_f64(total))
 }
@@ -93,7 +115,7 @@ mod tests {
             "P1M",
             "10 parsecs",
         ] {
-            let e = parse(bad).unwrap_err();
+            let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains("\"PT8H\""), "{bad}: {e}");
         }
     }

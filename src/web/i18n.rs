@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::locales::BUILTIN;
+
 /// Every string a page shows. A catalogue missing a key, or with an unknown one, fails
 /// to load (and the unit test below fails), so translations cannot fall out of step.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -58,14 +60,9 @@ pub struct Messages {
     pub slowed_text: String,
 }
 
-const BUILTIN: &[(&str, &str)] = &[
-    ("en", include_str!("../../static/i18n/en.toml")),
-    ("fr", include_str!("../../static/i18n/fr.toml")),
-];
-
 /// The built-in locales' codes.
 pub fn locales() -> Vec<&'static str> {
-    BUILTIN.iter().map(|(code, _)| *code).collect()
+    crate::locales::codes()
 }
 
 /// The pages cannot be set up: an operator template, or a built-in catalogue.

@@ -1,0 +1,224 @@
+//! `[tickets.redis]`: the shared ticket store of a cluster. The URL may carry a
+//! password, so no message quotes it.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::report::Scope;
+use crate::crypto::Secret;
+use crate::tickets::RedisOptions;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Raw {
+    url: String,
+    username: Option<String>,
+    password: Option<String>,
+    ca_file: Option<String>,
+    key_prefix: String,
+    pool_size: u32,
+    connect_timeout: String,
+    command_timeout: String,
+    encrypt: bool,
+}
+
+impl Raw {
+    pub(super) fn validate(self, cx: &mut Scope<'_>) -> Option<RedisOptions> {
+        let connect_timeout = cx.duration("connect_timeout", &self.connect_timeout);
+        let command_timeout = cx.duration("command_timeout", &self.command_timeout);
+        let pool_ok = cx.within("pool_size", self.pool_size as usize, 1..=64);
+        for (name, timeout) in [
+            ("connect_timeout", connect_timeout),
+            ("command_timeout", command_timeout),
+        ] {
+            if timeout.is_some_and(|t| t > Duration::from_secs(30)) {
+                cx.problem(
+                    name,
+                    "must be at most 30s: a request waits up to connect_timeout + command_timeout before it is answered 503",
+                );
+            }
+        }
+        let tls = self.tls(cx);
+        let ca_pem = match (&self.ca_file, tls) {
+            (None, _) => Some(None),
+            (Some(_), Some(false)) => {
+                cx.problem(
+                    "ca_file",
+                    "a CA file only applies to TLS: use a rediss:// URL",
+                );
+                None
+            }
+            (Some(file), _) => cx
+                .pem_certificates("ca_file", file)
+                .and_then(|_| std::fs::read(cx.resolve(file)).ok())
+                .map(Some),
+        };
+        if self.key_prefix.is_empty()
+            || self.key_prefix.len() > 64
+            || self
+                .key_prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "*?[]\\".contains(c))
+        {
+            cx.problem(
+                "key_prefix",
+                "must be 1 to 64 characters without spaces or * ? [ ] \\, e.g. \"cas:\"",
+            );
+            return None;
+        }
+        if self.password.is_some()
+            && url::Url::parse(&self.url).is_ok_and(|u| u.password().is_some())
+        {
+            cx.problem(
+                "password",
+                "give the password either in the URL or here, not both",
+            );
+            return None;
+        }
+        tls?;
+        pool_ok.then_some(())?;
+        Some(RedisOptions {
+            url: Secret::new(self.url),
+            username: self.username,
+            password: self.password.map(Secret::new),
+            ca_pem: ca_pem?,
+            key_prefix: self.key_prefix,
+            pool_size: self.pool_size as usize,
+            connect_timeout: connect_timeout?,
+            command_timeout: command_timeout?,
+            encrypt: self.encrypt,
+        })
+    }
+
+    /// Whether the URL asks for TLS (`rediss://`); `None` when it is not one to use.
+    fn tls(&self, cx: &mut Scope<'_>) -> Option<bool> {
+        match url::Url::parse(&self.url) {
+            // `#insecure` would turn certificate checks off in the client library; a query
+            // could carry other client options. Neither belongs in this setting.
+            Ok(u) if u.fragment().is_some() || u.query().is_some() => {
+                cx.problem(
+                    "url",
+                    "must not have a query or #fragment (e.g. #insecure); the form is redis[s]://[user:password@]host:port/db",
+                );
+                None
+            }
+            Ok(u) if ::redis::IntoConnectionInfo::into_connection_info(u.as_str()).is_err() => {
+                cx.problem(
+                    "url",
+                    "is not a Redis URL the client accepts (check the port and the database number after the /)",
+                );
+                None
+            }
+            Ok(u) if u.scheme() == "redis" && u.host_str().is_some() => Some(false),
+            Ok(u) if u.scheme() == "rediss" && u.host_str().is_some() => Some(true),
+            // Never quote the URL itself: it may carry a password.
+            Ok(u) => {
+                cx.problem(
+                    "url",
+                    format!(
+                        "the scheme `{}` is not redis:// or rediss:// with a host, e.g. \"redis://127.0.0.1:6379\"",
+                        u.scheme()
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                cx.problem(
+                    "url",
+                    format!("is not a URL ({e}); e.g. \"redis://127.0.0.1:6379\""),
+                );
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{KEY, assert_problem, keys, load_text};
+
+    /// A configuration using the Redis store, with `redis` lines in `[tickets.redis]`.
+    fn redis(redis: &str) -> String {
+        format!(
+            "[tgc]\n{}[login]\nflow_key = \"{KEY}\"\n[tickets]\nstore = \"redis\"\nkey = \"{KEY}\"\n[tickets.redis]\n{redis}",
+            crate::tgc::TgcKeys::generate().to_config()
+        )
+    }
+
+    #[test]
+    fn redis_mistakes_are_reported_without_quoting_the_url() {
+        let e = load_text(
+            "[tickets]\nstore = \"memcached\"\nkey = \"short\"\n[tickets.redis]\nurl = \"http://user:hunter2@x\"\npool_size = 0\nconect_timeout = \"1s\"\n"
+        )
+        .unwrap_err();
+        let k = keys(&e);
+        assert!(
+            k.contains(&"tickets.key") && k.contains(&"tickets.store"),
+            "{k:?}"
+        );
+        assert!(k.contains(&"tickets.redis.conect_timeout"), "{k:?}");
+        let e = load_text(&format!(
+            "[tickets]\nstore = \"redis\"\nkey = \"{KEY}\"\n[tickets.redis]\nurl = \"http://user:hunter2@x\"\npool_size = 0\nca_file = \"ca.pem\"\n"
+        ))
+        .unwrap_err();
+        let k = keys(&e);
+        assert!(
+            k.contains(&"tickets.redis.url") && k.contains(&"tickets.redis.pool_size"),
+            "{k:?}"
+        );
+        assert_problem(
+            &e,
+            "tickets.redis.url",
+            "is not a Redis URL the client accepts",
+        );
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = load_text(&format!(
+            "[tickets]\nstore = \"redis\"\nkey = \"{KEY}\"\n[tickets.redis]\nurl = \"redis://x\"\nca_file = \"ca.pem\"\n"
+        ))
+        .unwrap_err();
+        assert!(keys(&e).contains(&"tickets.redis.ca_file"));
+    }
+
+    #[test]
+    fn redis_urls_prefixes_and_timeouts_are_checked() {
+        for (lines, key) in [
+            (
+                "url = \"rediss://r.internal#insecure\"\n",
+                "tickets.redis.url",
+            ),
+            (
+                "url = \"redis://r.internal/?protocol=resp3\"\n",
+                "tickets.redis.url",
+            ),
+            ("key_prefix = \"\"\n", "tickets.redis.key_prefix"),
+            ("key_prefix = \"cas:*\"\n", "tickets.redis.key_prefix"),
+            (
+                "command_timeout = \"1m\"\n",
+                "tickets.redis.command_timeout",
+            ),
+            (
+                "url = \"redis://:pw@r.internal\"\npassword = \"pw\"\n",
+                "tickets.redis.password",
+            ),
+        ] {
+            let e = load_text(&redis(lines)).unwrap_err();
+            assert_eq!(keys(&e), vec![key], "{lines}");
+        }
+        let remote = load_text(&redis("url = \"redis://r.internal:6379\"\n")).unwrap();
+        assert!(
+            remote.warnings().iter().any(|w| w.contains("rediss://")),
+            "{:?}",
+            remote.warnings()
+        );
+        let local = load_text(&redis("url = \"redis://127.0.0.1:6379\"\n")).unwrap();
+        assert!(local.warnings().is_empty(), "{:?}", local.warnings());
+        let plain = load_text(&redis("encrypt = false\n")).unwrap();
+        assert!(
+            plain
+                .warnings()
+                .iter()
+                .any(|w| w.contains("encrypt is off"))
+        );
+    }
+}
