@@ -113,37 +113,63 @@ pub fn is_degenerate(key: &[u8]) -> bool {
     distinct < key.len().min(256) / 2 || periodic || counting
 }
 
+/// A file of secrets whose mode lets too many people read it, or whose mode cannot be
+/// read. The message names the file, its mode and the `chmod` that fixes it.
+#[derive(Debug, thiserror::Error)]
+pub enum FileModeError {
+    #[error("cannot read {}", path.display())]
+    Metadata {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{} holds secret keys but is readable by {who} (mode {mode:o}); run `chmod {chmod} {}`",
+        path.display(),
+        path.display()
+    )]
+    Readable {
+        path: std::path::PathBuf,
+        who: &'static str,
+        mode: u32,
+        chmod: &'static str,
+    },
+}
+
 /// Refuses a file holding secrets that group or others may read (Unix), with the fix.
-pub fn check_private_file(path: &std::path::Path) -> Result<(), String> {
+pub fn check_private_file(path: &std::path::Path) -> Result<(), FileModeError> {
     check_mode(path, 0o077, "group or others", "600")
 }
 
 /// Refuses a private key file that anyone may read. A group may: Debian gives TLS keys
 /// to the `ssl-cert` group (mode 0640).
-pub fn check_not_world_readable(path: &std::path::Path) -> Result<(), String> {
+pub fn check_not_world_readable(path: &std::path::Path) -> Result<(), FileModeError> {
     check_mode(path, 0o007, "others", "o-rwx")
 }
 
 fn check_mode(
     path: &std::path::Path,
     forbidden: u32,
-    who: &str,
-    chmod: &str,
-) -> Result<(), String> {
+    who: &'static str,
+    chmod: &'static str,
+) -> Result<(), FileModeError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .map_err(|source| FileModeError::Metadata {
+                path: path.to_owned(),
+                source,
+            })?
             .permissions()
             .mode();
         if mode & forbidden != 0 {
-            return Err(format!(
-                "{} holds secret keys but is readable by {who} (mode {:o}); run `chmod {chmod} {}`",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            ));
+            return Err(FileModeError::Readable {
+                path: path.to_owned(),
+                who,
+                mode: mode & 0o777,
+                chmod,
+            });
         }
     }
     #[cfg(not(unix))]
@@ -206,9 +232,79 @@ impl Sealer {
     }
 }
 
+/// Costs above these are refused at load: one verification would take seconds, and a
+/// burst of logins would stall every core.
+const MAX_M_COST: u32 = 1 << 20;
+const MAX_T_COST: u32 = 64;
+const MAX_P_COST: u32 = 16;
+
+/// A password hash that cannot be used, or a password that cannot be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordHashError {
+    #[error("not a PHC hash string")]
+    NotPhc(#[source] argon2::password_hash::phc::Error),
+    #[error("uses `{0}`; only argon2id hashes are accepted")]
+    Algorithm(String),
+    #[error("has unusable argon2 parameters")]
+    Params(#[source] argon2::password_hash::Error),
+    #[error(
+        "costs too much to verify (at most m={MAX_M_COST}, t={MAX_T_COST}, p={MAX_P_COST}); `cas-server hash-password` writes m={}, t={}, p={}",
+        argon2::Params::DEFAULT_M_COST,
+        argon2::Params::DEFAULT_T_COST,
+        argon2::Params::DEFAULT_P_COST
+    )]
+    TooCostly,
+    #[error("the password cannot be hashed")]
+    Hash(#[source] argon2::password_hash::Error),
+}
+
+/// Hashes `password` with argon2id and the crate's default (OWASP-recommended) cost.
+pub fn hash_password(password: &str) -> Result<String, PasswordHashError> {
+    use argon2::PasswordHasher as _;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(PasswordHashError::Hash)
+}
+
+/// Checks that `phc` is an argon2id PHC string of a sane cost.
+pub fn check_password_hash(phc: &str) -> Result<(), PasswordHashError> {
+    let parsed =
+        argon2::password_hash::phc::PasswordHash::new(phc).map_err(PasswordHashError::NotPhc)?;
+    if parsed.algorithm.as_str() != "argon2id" {
+        return Err(PasswordHashError::Algorithm(
+            parsed.algorithm.as_str().to_owned(),
+        ));
+    }
+    let params = argon2::Params::try_from(&parsed).map_err(PasswordHashError::Params)?;
+    if params.m_cost() > MAX_M_COST || params.t_cost() > MAX_T_COST || params.p_cost() > MAX_P_COST
+    {
+        return Err(PasswordHashError::TooCostly);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashes_too_costly_to_verify_are_refused() {
+        let huge = "$argon2id$v=19$m=4194304,t=1000,p=1$c2FsdHNhbHQ$Ml2Y8yXQbEnU1NxiHbVYsw";
+        let e = check_password_hash(huge).unwrap_err();
+        assert!(matches!(e, PasswordHashError::TooCostly), "{e}");
+        assert!(e.to_string().contains("costs too much"), "{e}");
+    }
+
+    #[test]
+    fn only_argon2id_hashes_are_accepted() {
+        assert!(check_password_hash(&hash_password("x").unwrap()).is_ok());
+        assert!(check_password_hash("plaintext").is_err());
+        assert!(
+            check_password_hash("$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$Ml2Y8yXQbEnU1NxiHbVYsw")
+                .is_err()
+        );
+    }
 
     #[test]
     fn degenerate_keys_are_recognised_and_random_ones_never() {

@@ -57,24 +57,13 @@ use lru::LruCache;
 use crate::crypto::{b64url_encode, sha256};
 
 pub mod base62;
-mod keys;
 mod wire;
 
-pub use keys::{
+pub use crate::config::CryptoMode;
+pub use crate::config::keys::{
     ENCRYPTION_KEY_LEN, KeyError, KeyFileError, KeyFileSyntax, KeyName, SIGNING_KEY_LEN, TgcKeys,
 };
 use wire::Token;
-
-/// Which operation wraps the other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CryptoMode {
-    /// Encrypt, then sign the JWE (Apereo's default): the signature is checked before any
-    /// decryption is attempted.
-    #[default]
-    EncryptAndSign,
-    /// Sign, then encrypt the JWS.
-    SignAndEncrypt,
-}
 
 /// Why a cookie value is not a session. Each is an expected outcome (a stale, foreign or
 /// forged cookie), so the variant is the whole story: josekit's own message adds nothing

@@ -199,7 +199,8 @@ fn bench_config(extra: &str) -> Result<String, BenchError> {
     .hash_password(b"bench-password")
     .map_err(|e| BenchError::Usage(e.to_string()))?
     .to_string();
-    let full = cas_server::auth::hash_password("Mellon").map_err(BenchError::Usage)?;
+    let full =
+        cas_server::auth::hash_password("Mellon").map_err(|e| BenchError::Usage(e.to_string()))?;
     Ok(format!(
         "[server]\nbind = \"127.0.0.1:0\"\n[tgc]\nsecure = false\n[throttle]\nenabled = false\n\
          [[users]]\nusername = \"casuser\"\npassword_hash = \"{full}\"\n\

@@ -30,60 +30,12 @@ use tokio::sync::Semaphore;
 
 use super::Principal;
 use super::{AuthError, Authenticator, SourceError, SourceHealth};
-use crate::crypto::Secret;
+pub use crate::config::{LdapOptions, Lookup, Mode, UsernameRules};
 
 /// OpenLDAP's password policy control (draft-behera-ldap-password-policy).
 const PPOLICY_OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";
 const INVALID_CREDENTIALS: u32 = 49;
 const UNWILLING_TO_PERFORM: u32 = 53;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Ldap,
-    /// Active Directory: account state comes from the bind error's sub-code.
-    ActiveDirectory,
-}
-
-/// How the user's entry is found.
-#[derive(Debug, Clone)]
-pub enum Lookup {
-    /// Search under `base_dn` with `filter`, where `{user}` is the escaped username.
-    Search { base_dn: String, filter: String },
-    /// Bind directly as this DN, where `{user}` is the DN-escaped username (or, for
-    /// Active Directory, a UPN template such as `{user}@example.org`).
-    Template(String),
-}
-
-/// How a login name becomes the name looked up.
-#[derive(Debug, Clone, Copy)]
-pub struct UsernameRules {
-    pub trim: bool,
-    pub lowercase: bool,
-    /// `jdoe@example.org` → `jdoe`.
-    pub strip_domain: bool,
-}
-
-/// One `[[authn.ldap]]` source, validated.
-#[derive(Debug, Clone)]
-pub struct LdapOptions {
-    pub name: String,
-    pub url: String,
-    pub start_tls: bool,
-    /// Extra trusted CAs (DER), with the system roots.
-    pub extra_roots: Vec<Vec<u8>>,
-    /// The service account; `None` searches anonymously.
-    pub bind: Option<(String, Secret<String>)>,
-    pub lookup: Lookup,
-    pub mode: Mode,
-    /// Directory attribute → released attribute name.
-    pub attributes: Vec<(String, String)>,
-    /// The directory attribute whose value becomes the principal id; default the login name.
-    pub principal_attribute: Option<String>,
-    pub username: UsernameRules,
-    pub connect_timeout: Duration,
-    pub operation_timeout: Duration,
-    pub pool_size: usize,
-}
 
 #[derive(Debug)]
 pub struct LdapSource {

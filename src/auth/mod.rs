@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use crate::config::UserRecord;
+pub use crate::crypto::{PasswordHashError, check_password_hash, hash_password};
 pub use chain::Chain;
 pub use ldap::LdapFault;
-pub use users::{StaticUsers, UserRecord, check_password_hash, hash_password};
+pub use users::StaticUsers;
 pub use verifier::VerifierPool;
 
 /// The authenticated user as released to services: what every source answers, and what

@@ -5,43 +5,16 @@
 //! An unknown user is verified against a dummy hash with the same cost, so the response
 //! time does not tell which usernames exist.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use argon2::Argon2;
+use argon2::password_hash::PasswordVerifier;
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use async_trait::async_trait;
 
-use super::Principal;
 use super::{AuthError, Authenticator, VerifierPool};
-
-/// One `[[users]]` entry.
-#[derive(Clone)]
-pub struct UserRecord {
-    pub username: String,
-    /// An argon2id PHC string, checked at config load.
-    pub password_hash: String,
-    pub attributes: BTreeMap<String, Vec<String>>,
-}
-
-impl std::fmt::Debug for UserRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserRecord")
-            .field("username", &self.username)
-            .field("password_hash", &"***")
-            .field("attributes", &self.attributes)
-            .finish()
-    }
-}
-
-/// Hashes `password` with argon2id and the crate's default (OWASP-recommended) cost.
-pub fn hash_password(password: &str) -> Result<String, String> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
-}
+use super::{Principal, UserRecord};
 
 /// A hash no password matches, in PHC form with `params` (`m=…,t=…,p=…`), so that
 /// verifying an unknown user costs what a known one does. Random bytes rather than a
@@ -79,36 +52,6 @@ fn usual_params(users: &[UserRecord]) -> String {
         .into_iter()
         .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
         .map_or_else(default_params, |(params, _)| params)
-}
-
-/// Highest argon2 memory cost accepted (1 GiB): more would let one login exhaust memory.
-const MAX_M_COST: u32 = 1 << 20;
-const MAX_T_COST: u32 = 64;
-const MAX_P_COST: u32 = 16;
-
-/// Checks that `phc` is an argon2id PHC string of a sane cost; the error text is for
-/// operators.
-pub fn check_password_hash(phc: &str) -> Result<(), String> {
-    let parsed = PasswordHash::new(phc).map_err(|e| format!("not a PHC hash string ({e})"))?;
-    if parsed.algorithm.as_str() != "argon2id" {
-        return Err(format!(
-            "uses `{}`; only argon2id hashes are accepted",
-            parsed.algorithm.as_str()
-        ));
-    }
-    let params = argon2::Params::try_from(&parsed)
-        .map_err(|e| format!("has unusable argon2 parameters ({e})"))?;
-    if params.m_cost() > MAX_M_COST || params.t_cost() > MAX_T_COST || params.p_cost() > MAX_P_COST
-    {
-        return Err(format!(
-            "costs too much to verify (at most m={MAX_M_COST}, t={MAX_T_COST}, p={MAX_P_COST}); \
-             `cas-server hash-password` writes m={}, t={}, p={}",
-            argon2::Params::DEFAULT_M_COST,
-            argon2::Params::DEFAULT_T_COST,
-            argon2::Params::DEFAULT_P_COST
-        ));
-    }
-    Ok(())
 }
 
 /// Users listed in the configuration file.
@@ -164,7 +107,10 @@ impl Authenticator for StaticUsers {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::crypto::hash_password;
 
     fn users() -> StaticUsers {
         let mut attributes = BTreeMap::new();
@@ -244,22 +190,5 @@ mod tests {
         let dummy = dummy_hash(&usual_params(&users));
         let parsed = PasswordHash::new(&dummy).unwrap();
         assert_eq!(parsed.params.to_string(), "m=8,t=1,p=1");
-    }
-
-    #[test]
-    fn hashes_too_costly_to_verify_are_refused() {
-        let huge = "$argon2id$v=19$m=4194304,t=1000,p=1$c2FsdHNhbHQ$Ml2Y8yXQbEnU1NxiHbVYsw";
-        let e = check_password_hash(huge).unwrap_err();
-        assert!(e.contains("costs too much"), "{e}");
-    }
-
-    #[test]
-    fn only_argon2id_hashes_are_accepted() {
-        assert!(check_password_hash(&hash_password("x").unwrap()).is_ok());
-        assert!(check_password_hash("plaintext").is_err());
-        assert!(
-            check_password_hash("$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$Ml2Y8yXQbEnU1NxiHbVYsw")
-                .is_err()
-        );
     }
 }

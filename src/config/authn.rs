@@ -3,9 +3,9 @@
 
 use serde::Deserialize;
 
+use super::ldap::LdapOptions;
 use super::report::Scope;
 use super::{Section, ldap};
-use crate::auth::ldap::LdapOptions;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

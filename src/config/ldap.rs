@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 
 use super::report::Scope;
-use crate::auth::ldap::{LdapOptions, Lookup, Mode, UsernameRules};
 use crate::crypto::Secret;
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +224,54 @@ fn lookup(
             None
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Ldap,
+    /// Active Directory: account state comes from the bind error's sub-code.
+    ActiveDirectory,
+}
+
+/// How the user's entry is found.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// Search under `base_dn` with `filter`, where `{user}` is the escaped username.
+    Search { base_dn: String, filter: String },
+    /// Bind directly as this DN, where `{user}` is the DN-escaped username (or, for
+    /// Active Directory, a UPN template such as `{user}@example.org`).
+    Template(String),
+}
+
+/// How a login name becomes the name looked up.
+#[derive(Debug, Clone, Copy)]
+pub struct UsernameRules {
+    pub trim: bool,
+    pub lowercase: bool,
+    /// `jdoe@example.org` → `jdoe`.
+    pub strip_domain: bool,
+}
+
+/// One `[[authn.ldap]]` source, validated.
+#[derive(Debug, Clone)]
+pub struct LdapOptions {
+    pub name: String,
+    pub url: String,
+    pub start_tls: bool,
+    /// Extra trusted CAs (DER), with the system roots.
+    pub extra_roots: Vec<Vec<u8>>,
+    /// The service account; `None` searches anonymously.
+    pub bind: Option<(String, Secret<String>)>,
+    pub lookup: Lookup,
+    pub mode: Mode,
+    /// Directory attribute → released attribute name.
+    pub attributes: Vec<(String, String)>,
+    /// The directory attribute whose value becomes the principal id; default the login name.
+    pub principal_attribute: Option<String>,
+    pub username: UsernameRules,
+    pub connect_timeout: std::time::Duration,
+    pub operation_timeout: std::time::Duration,
+    pub pool_size: usize,
 }
 
 #[cfg(test)]

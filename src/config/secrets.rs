@@ -130,7 +130,7 @@ impl Scope<'_> {
                 if let Err(e) = crate::crypto::check_private_file(&path)
                     && path.exists()
                 {
-                    self.problem(&file_key, e);
+                    self.problem(&file_key, crate::telemetry::Chain(&e).to_string());
                     return Err(Reported);
                 }
                 match std::fs::read_to_string(&path) {

@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
+use super::RegisteredService;
+use super::UserRecord;
 use super::{
     Authn, HttpClient, HttpHeaders, Login, Logout, RequestFilter, Server, Slo, Sso, Tgc, Throttle,
     TicketStore, Tickets, Ui, Validation,
 };
-use crate::auth::UserRecord;
-use crate::services::RegisteredService;
 
 /// Where the settings came from, for messages and key-file placement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +88,7 @@ impl Settings {
                 ("proxy_callback", service.proxy_callback.as_ref()),
             ];
             for (key, pattern) in loose {
-                if pattern.is_some_and(crate::services::ServicePattern::has_loose_host) {
+                if pattern.is_some_and(super::pattern::ServicePattern::has_loose_host) {
                     warnings.push(format!(
                         "services[{i}].{key} (`{}`): the host part of this regex can match `/`, `?`, `#`, `@` or `\\` \
                          (an unescaped `.`, `.*` or a class such as `[^/]` before the domain), so a URL on \

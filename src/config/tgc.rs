@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::Section;
+use super::keys::TgcKeys;
 use super::report::Scope;
 use super::server::Server;
 use super::settings::Origin;
-use crate::tgc::{CryptoMode, TgcKeys};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -195,6 +195,17 @@ pub(super) fn check_with_server(tgc: &Tgc, server: &Server, cx: &mut Scope<'_>) 
             "false is only for local testing on a loopback address; an SSO cookie without Secure can leak over plain HTTP",
         );
     }
+}
+
+/// Which operation wraps the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CryptoMode {
+    /// Encrypt, then sign the JWE (Apereo's default): the signature is checked before any
+    /// decryption is attempted.
+    #[default]
+    EncryptAndSign,
+    /// Sign, then encrypt the JWS.
+    SignAndEncrypt,
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ pub struct Tickets {
 #[derive(Debug, Clone)]
 pub enum TicketStore {
     Memory,
-    Redis(crate::tickets::RedisOptions),
+    Redis(super::RedisOptions),
 }
 
 impl Section for Raw {

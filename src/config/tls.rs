@@ -92,7 +92,7 @@ impl Raw {
         };
         let key = match std::fs::read(&key_path) {
             Ok(_) if let Err(e) = crate::crypto::check_not_world_readable(&key_path) => {
-                cx.problem("key_file", e);
+                cx.problem("key_file", crate::telemetry::Chain(&e).to_string());
                 None
             }
             Err(e) => {

@@ -31,7 +31,7 @@ pub struct Ui {
     pub default_locale: String,
     pub templates_dir: Option<PathBuf>,
     /// The look of pages not shown for a themed service.
-    pub theme: crate::services::Theme,
+    pub theme: super::Theme,
 }
 
 impl Section for Raw {
@@ -66,7 +66,7 @@ impl Section for Raw {
             }
         };
         let theme = match self.theme {
-            None => crate::services::Theme::default(),
+            None => super::Theme::default(),
             Some(theme) => theme.validate(&mut cx.at("theme"))?,
         };
         Some(Ui {
@@ -78,7 +78,7 @@ impl Section for Raw {
 }
 
 impl Theme {
-    pub(super) fn validate(self, cx: &mut Scope<'_>) -> Option<crate::services::Theme> {
+    pub(super) fn validate(self, cx: &mut Scope<'_>) -> Option<super::Theme> {
         let before = cx.problems();
         if let Some(colour) = &self.accent_colour {
             let ok = colour.len() == 7
@@ -101,7 +101,7 @@ impl Theme {
                 );
             }
         }
-        (cx.problems() == before).then_some(crate::services::Theme {
+        (cx.problems() == before).then_some(super::Theme {
             display_name: self.display_name,
             logo_url: self.logo_url,
             accent_colour: self.accent_colour,

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::Section;
 use super::report::Scope;
-use crate::auth::{UserRecord, check_password_hash};
+use crate::crypto::check_password_hash;
 
 /// The `[[users]]` entries, in file order.
 #[derive(Debug, Deserialize)]
@@ -51,7 +51,10 @@ impl Section for Raw {
             if let Err(e) = check_password_hash(&u.password_hash) {
                 cx.problem(
                     "password_hash",
-                    format!("{e}; create one with `cas-server hash-password`"),
+                    format!(
+                        "{}; create one with `cas-server hash-password`",
+                        crate::telemetry::Chain(&e)
+                    ),
                 );
             }
             let attributes = u
@@ -75,13 +78,32 @@ impl Section for Raw {
     }
 }
 
+/// One `[[users]]` entry.
+#[derive(Clone)]
+pub struct UserRecord {
+    pub username: String,
+    /// An argon2id PHC string, checked at load.
+    pub password_hash: String,
+    pub attributes: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("username", &self.username)
+            .field("password_hash", &"***")
+            .field("attributes", &self.attributes)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::tests::{assert_problem, keys, load_text};
 
     #[test]
     fn users_need_argon2id_hashes_and_attributes_may_be_lists() {
-        let hash = crate::auth::hash_password("pw").unwrap();
+        let hash = crate::crypto::hash_password("pw").unwrap();
         let s = load_text(&format!(
             "[[users]]\nusername = \"a\"\npassword_hash = \"{hash}\"\nattributes = {{ mail = \"a@x\", memberOf = [\"g1\", \"g2\"] }}\n"
         ))
@@ -96,7 +118,7 @@ mod tests {
 
     #[test]
     fn a_user_listed_twice_is_named_at_its_second_entry() {
-        let hash = crate::auth::hash_password("pw").unwrap();
+        let hash = crate::crypto::hash_password("pw").unwrap();
         let user = format!("[[users]]\nusername = \"a\"\npassword_hash = \"{hash}\"\n");
         let e = load_text(&format!("{user}{user}")).unwrap_err();
         assert_eq!(keys(&e), ["users[1].username"]);

@@ -4,91 +4,10 @@
 //! and gets neither a ticket nor a redirect. Entries are tried in `evaluation_order`,
 //! then by `id`, and the first match wins (SVC-01).
 
-mod pattern;
-
-pub use pattern::{Candidate, PatternError, ServicePattern, is_well_formed, normalize};
-
-/// One `[[services]]` entry, validated.
-#[derive(Debug, Clone)]
-pub struct RegisteredService {
-    pub id: u32,
-    pub name: String,
-    pub description: String,
-    pub pattern: ServicePattern,
-    pub evaluation_order: i32,
-    /// A disabled entry behaves as if it were absent (SVC-02).
-    pub enabled: bool,
-    /// Names of the user attributes released to this service on `/p3` and JSON; none by default.
-    pub attributes: Vec<String>,
-    /// SVC-03: which `pgtUrl`s may receive a PGT for this service; `None` refuses proxying.
-    pub proxy_callback: Option<ServicePattern>,
-    /// Whether proxy tickets may be issued for this service (`/proxy?targetService=`).
-    pub accept_proxy_tickets: bool,
-    /// How this service learns of single logout (SVC-08).
-    pub logout: LogoutPolicy,
-    /// How the ticket is delivered (SVC-09, LOGIN-14).
-    pub response_type: ResponseType,
-    /// LOGIN-17: `false` asks for credentials every time, as if `renew` were always set.
-    pub sso_enabled: bool,
-    /// SVC-05: an SSO session authenticated longer ago than this must log in again.
-    pub max_auth_age: Option<std::time::Duration>,
-    /// TGC-09: overrides `sso.create_cookie_on_renew` for this service.
-    pub create_cookie_on_renew: Option<bool>,
-    /// The look of the pages shown for this service.
-    pub theme: Option<Theme>,
-}
-
-/// SVC-09: how the browser is sent back to the service with its ticket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ResponseType {
-    /// A 302 to the service with `ticket` in the query (the default).
-    #[default]
-    Redirect,
-    /// A page that POSTs `ticket` to the service (LOGIN-11).
-    Post,
-    /// `service` and `ticket` response headers, no redirect (LOGIN-12).
-    Header,
-}
-
-impl ResponseType {
-    /// The `method` parameter's meaning (LOGIN-11..13); unknown values are `None`.
-    pub fn from_method(method: &str) -> Option<Self> {
-        match method.to_ascii_uppercase().as_str() {
-            "GET" => Some(Self::Redirect),
-            "POST" => Some(Self::Post),
-            "HEADER" => Some(Self::Header),
-            _ => None,
-        }
-    }
-}
-
-/// The look of the pages: a name, a logo and an accent colour.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Theme {
-    pub display_name: Option<String>,
-    pub logo_url: Option<String>,
-    /// `#rrggbb`, checked at load.
-    pub accent_colour: Option<String>,
-}
-
-/// SLO-07: how a service is told that an SSO session it joined has ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogoutType {
-    /// The server POSTs a LogoutRequest (the default).
-    #[default]
-    BackChannel,
-    /// The logout page sends the user's browser with a SAMLRequest.
-    FrontChannel,
-    /// Not told.
-    None,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogoutPolicy {
-    pub kind: LogoutType,
-    /// Where to send it; by default the service URL the ticket was issued for.
-    pub url: Option<String>,
-}
+pub use crate::config::pattern::{
+    Candidate, PatternError, ServicePattern, is_well_formed, normalize,
+};
+pub use crate::config::{LogoutPolicy, LogoutType, RegisteredService, ResponseType, Theme};
 
 #[derive(Debug, Clone, Default)]
 pub struct ServiceRegistry {

@@ -15,7 +15,8 @@ mod snapshot;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-pub use self::redis::{RedisOptions, RedisRegistry};
+pub use self::redis::RedisRegistry;
+pub use crate::config::RedisOptions;
 pub use expiration::ExpirationPolicy;
 pub use memory::MemoryRegistry;
 pub use model::{

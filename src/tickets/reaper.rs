@@ -94,7 +94,8 @@ mod tests {
 
         let mut emptied = false;
         for _ in 0..200 {
-            if registry.count().await.unwrap() == 0 {
+            // The sweep removes the session, then reports it: wait for both.
+            if registry.count().await.unwrap() == 0 && !notified.lock().unwrap().is_empty() {
                 emptied = true;
                 break;
             }

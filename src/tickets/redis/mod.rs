@@ -52,40 +52,7 @@ use super::{
     model::MAX_ISSUED, unix_ms,
 };
 use crate::clock::Clock;
-use crate::crypto::Secret;
-
-/// `[tickets.redis]`.
-#[derive(Debug, Clone)]
-pub struct RedisOptions {
-    /// May carry a password, so it never prints.
-    pub url: Secret<String>,
-    pub username: Option<String>,
-    pub password: Option<Secret<String>>,
-    /// Trusted roots for `rediss://`, PEM; the system's roots when absent.
-    pub ca_pem: Option<Vec<u8>>,
-    pub key_prefix: String,
-    pub pool_size: usize,
-    pub connect_timeout: Duration,
-    pub command_timeout: Duration,
-    pub encrypt: bool,
-}
-
-impl RedisOptions {
-    /// `redis://` to anything but this machine.
-    pub fn is_plain_remote(&self) -> bool {
-        // `redis:` is not a special scheme to the URL parser: an IPv4 host stays text.
-        url::Url::parse(self.url.expose()).is_ok_and(|u| {
-            let host = u.host_str().unwrap_or_default();
-            let loopback = host == "localhost"
-                || host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            u.scheme() == "redis" && !loopback
-        })
-    }
-}
+use crate::config::RedisOptions;
 
 /// Sessions drained from the expiry index per script call, and calls per sweep.
 const SWEEP_BATCH: usize = 500;

@@ -1,9 +1,9 @@
 //! The codec's secrets: decoded from configuration, or read from (and first written to)
 //! the key file the server generates when none are configured.
 //!
-//! The key file is this module's own format, so it is read here rather than by `config`
-//! (which sits above the codec). Error messages name the file and the key, never a key's
-//! value: a syntax error reports a line and column, not the line itself.
+//! Key material is configuration: the codec in `tgc` receives it from here, and never
+//! reads a file itself. Error messages name the file and the key, never a key's value: a
+//! syntax error reports a line and column, not the line itself.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -93,10 +93,10 @@ pub enum KeyFileError {
         #[source]
         source: std::io::Error,
     },
-    /// Group or others may read it. The message, from the shared file-mode check, already
-    /// names the file, its mode and the `chmod` to run.
-    #[error("{message}")]
-    NotPrivate { path: PathBuf, message: String },
+    /// Group or others may read it; the cause names the file, its mode and the `chmod`
+    /// to run.
+    #[error(transparent)]
+    NotPrivate(crate::crypto::FileModeError),
     #[error("{}: not a valid key file: {source}", path.display())]
     Syntax {
         path: PathBuf,
@@ -185,12 +185,7 @@ impl TgcKeys {
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), KeyFileError> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                crate::crypto::check_private_file(path).map_err(|message| {
-                    KeyFileError::NotPrivate {
-                        path: path.to_owned(),
-                        message,
-                    }
-                })?;
+                crate::crypto::check_private_file(path).map_err(KeyFileError::NotPrivate)?;
                 Self::parse_key_file(&text, path).map(|k| (k, false))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -224,7 +219,7 @@ impl TgcKeys {
         )
     }
 
-    pub(super) fn parse_key_file(text: &str, path: &Path) -> Result<Self, KeyFileError> {
+    pub(crate) fn parse_key_file(text: &str, path: &Path) -> Result<Self, KeyFileError> {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct KeyFile {
