@@ -26,7 +26,7 @@ use crate::tickets::{
 };
 use crate::web::{
     self, AppState, CasListener, Catalogues, ConnectionLimits, ConnectionStats, CookieSettings,
-    HeaderPolicy, InFlight, Inner, Limits, Overrides, PeerAddr, Slots,
+    HeaderPolicy, InFlight, Inner, Limits, Overrides, PeerAddr, Slots, TrustedProxies,
 };
 
 /// Why the server cannot start. Each variant keeps its cause; `main` prints the chain.
@@ -227,7 +227,7 @@ impl App {
             cas,
             tgc,
             cookie: cookie(&settings.tgc.name),
-            trusted_proxies: settings.server.trusted_proxies.clone(),
+            trusted_proxies: TrustedProxies(settings.server.trusted_proxies.clone()),
             in_flight: InFlight::new(settings.server.max_connections_per_client),
             slo: slo.stats(),
             connections: connections.clone(),

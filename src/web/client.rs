@@ -14,7 +14,6 @@ use axum::http::request::Parts;
 use ipnet::IpNet;
 
 use super::error::WebError;
-use super::state::AppState;
 use super::transport::PeerAddr;
 
 #[derive(Debug, Clone)]
@@ -23,13 +22,26 @@ pub struct ClientInfo {
     pub user_agent: String,
 }
 
-impl FromRequestParts<AppState> for ClientInfo {
+/// Peers whose `X-Forwarded-For` is believed (`server.trusted_proxies`).
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<IpNet>);
+
+impl std::ops::Deref for TrustedProxies {
+    type Target = [IpNet];
+
+    fn deref(&self) -> &[IpNet] {
+        &self.0
+    }
+}
+
+// Generic over the state so that this module needs only the part it reads.
+impl<S: AsRef<TrustedProxies> + Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = WebError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, WebError> {
         let peer = peer_ip(&parts.extensions)
             .ok_or_else(|| WebError::internal("no peer address on the connection"))?;
-        let ip = forwarded_client(peer, &parts.headers, &state.trusted_proxies);
+        let ip = forwarded_client(peer, &parts.headers, state.as_ref());
         let user_agent = parts
             .headers
             .get(USER_AGENT)

@@ -1,15 +1,15 @@
 //! The only place where an error becomes an HTTP response.
 //!
 //! Handlers return [`WebError`]; its `IntoResponse` only records the error in the response
-//! extensions, and [`render`], called by the one middleware every response crosses, which knows the base path, logs it and
-//! renders the page. The client sees a fixed message, never the cause.
+//! extensions, and the one middleware every response crosses (`envelope.rs`), which
+//! knows the base path and the language, logs it and renders the page from here. The
+//! client sees a fixed message, never the cause.
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::i18n::Messages;
-use super::state::AppState;
-use super::views::{ErrorPage, html};
+use super::views::{Chrome, ErrorPage, html};
 use crate::protocol::ProtocolError;
 use crate::protocol::throttle::Wait;
 
@@ -93,9 +93,10 @@ impl IntoResponse for WebError {
     }
 }
 
-/// Replaces a [`WebError`] marker with its logged, rendered page (in the language the
-/// request asked for); any other response passes untouched.
-pub fn render(state: &AppState, language: Option<HeaderValue>, response: Response) -> Response {
+/// Replaces a [`WebError`] marker with its logged, rendered page (`chrome` gives the
+/// request's language and look; only called for an error); any other response passes
+/// untouched.
+pub fn render<'c>(response: Response, chrome: impl FnOnce() -> Chrome<'c>) -> Response {
     let Some(Rendered(error)) = response.extensions().get::<Rendered>().cloned() else {
         return response;
     };
@@ -107,11 +108,7 @@ pub fn render(state: &AppState, language: Option<HeaderValue>, response: Respons
         WebError::Unavailable(_) => tracing::warn!(error = %chain, "request failed"),
         _ => tracing::debug!(error = %chain, "request refused"),
     }
-    let mut headers = axum::http::HeaderMap::new();
-    if let Some(language) = language {
-        headers.insert(axum::http::header::ACCEPT_LANGUAGE, language);
-    }
-    let c = state.chrome(&headers, None);
+    let c = chrome();
     let (title, message) = error.page(c.t);
     let mut page = html(error.status(), &ErrorPage { c, title, message });
     if let WebError::Throttled(wait) = &*error {

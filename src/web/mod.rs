@@ -4,6 +4,7 @@
 mod assets;
 mod client;
 mod cookies;
+mod envelope;
 mod error;
 mod i18n;
 mod login;
@@ -30,7 +31,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use client::InFlight;
+pub use client::{InFlight, TrustedProxies};
 pub use cookies::CookieSettings;
 pub use error::WebError;
 pub use i18n::PagesError;
@@ -94,7 +95,7 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
         // Outside the timeout, so that a 408 gets the security headers and no-store too.
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            security::envelope,
+            envelope::envelope,
         ))
         .with_state(state)
         // The span names the route, never the URI: query strings carry tickets.

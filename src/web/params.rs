@@ -14,7 +14,6 @@ use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
 
 use super::error::WebError;
-use super::state::AppState;
 
 /// How long a value may be, by parameter.
 #[derive(Debug, Clone, Copy)]
@@ -166,11 +165,12 @@ fn printable(name: &str) -> String {
 #[derive(Debug)]
 pub struct CasParams(pub Params);
 
-impl FromRequest<AppState> for CasParams {
+// Generic over the state so that this module needs only the part it reads.
+impl<S: AsRef<Limits> + Send + Sync> FromRequest<S> for CasParams {
     type Rejection = Rejected;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Rejected> {
-        let limits = &state.limits;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Rejected> {
+        let limits: &Limits = state.as_ref();
         let mut params = Params::parse(req.uri().query().unwrap_or_default().as_bytes(), limits)?;
         let is_form = req
             .headers()

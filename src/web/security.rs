@@ -7,19 +7,17 @@
 //! proxy. Oversized header sections are refused here.
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{
-    ACCEPT_LANGUAGE, CACHE_CONTROL, CONTENT_SECURITY_POLICY, EXPIRES, PRAGMA, REFERRER_POLICY,
-    RETRY_AFTER, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, EXPIRES, PRAGMA, REFERRER_POLICY,
+    STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 
 use std::sync::Arc;
 
-use super::client::{forwarded_client, is_trusted, peer_ip};
-use super::state::AppState;
 use crate::config::Tls;
 
 /// The operator's header choices, resolved once.
@@ -92,94 +90,40 @@ impl HeaderPolicy {
     }
 }
 
-/// What every response goes through, as one middleware: each axum middleware layer
-/// costs a boxed service clone and a future per request, and the six this replaces
-/// were a tenth of an SSO cycle. In order: refuse oversized header sections, run the
-/// route, render an error page from a [`super::WebError`], then add the headers.
-pub async fn envelope(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let policy = &state.headers;
-    let header_bytes: usize = req
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    let peer = peer_ip(req.extensions());
-    let proxied = peer.filter(|peer| is_trusted(peer, &state.trusted_proxies));
-    // Behind a trusted proxy, each forwarded client's requests in flight are capped as a
-    // direct client's connections are (see `server.max_connections_per_client`).
-    let entered = proxied.map(|proxy| {
-        let client = forwarded_client(proxy, req.headers(), &state.trusted_proxies);
-        state.in_flight.enter(client)
-    });
-    let (https, language, response) = if header_bytes > policy.max_header_bytes {
-        let refused = (
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "Request headers too large",
-        )
-            .into_response();
-        // Native TLS is known without reading the (oversized) headers.
-        (policy.tls, None, refused)
-    } else if matches!(entered, Some(None)) {
-        let refused = (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(RETRY_AFTER, HeaderValue::from_static("1"))],
-            "Too many requests at once from this address",
-        )
-            .into_response();
-        (policy.tls, None, refused)
-    } else {
-        let https = policy.tls || forwarded_https(&state, &req);
-        // Only the language is needed to render an error page; keep just that.
-        let language = req.headers().get(ACCEPT_LANGUAGE).cloned();
-        (https, language, next.run(req).await)
-    };
-    let mut response = super::error::render(&state, language, response);
-    let headers = response.headers_mut();
-    // GEN-06: nothing that carries or leads to a ticket may be cached. Only the static
-    // assets set their own Cache-Control.
-    if !headers.contains_key(CACHE_CONTROL) {
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-        headers.insert(
-            EXPIRES,
-            HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
-        );
-    }
-    // A handler's own value wins (the logout page widens `frame-src`).
-    let mut default = |on: bool, name: HeaderName, value: &HeaderValue| {
-        if on && !headers.contains_key(&name) {
-            headers.insert(name, value.clone());
+impl HeaderPolicy {
+    /// Adds no-store and the security headers a response does not set itself.
+    pub fn apply(&self, headers: &mut HeaderMap, https: bool) {
+        // GEN-06: nothing that carries or leads to a ticket may be cached. Only the static
+        // assets set their own Cache-Control.
+        if !headers.contains_key(CACHE_CONTROL) {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+            headers.insert(
+                EXPIRES,
+                HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+            );
         }
-    };
-    default(policy.frame_options, X_FRAME_OPTIONS, &DENY);
-    default(
-        policy.content_type_options,
-        X_CONTENT_TYPE_OPTIONS,
-        &NOSNIFF,
-    );
-    default(policy.referrer_policy, REFERRER_POLICY, &NO_REFERRER);
-    if let Some(csp) = &policy.csp_header {
-        default(true, CONTENT_SECURITY_POLICY, csp);
+        // A handler's own value wins (the logout page widens `frame-src`).
+        let mut default = |on: bool, name: HeaderName, value: &HeaderValue| {
+            if on && !headers.contains_key(&name) {
+                headers.insert(name, value.clone());
+            }
+        };
+        default(self.frame_options, X_FRAME_OPTIONS, &DENY);
+        default(self.content_type_options, X_CONTENT_TYPE_OPTIONS, &NOSNIFF);
+        default(self.referrer_policy, REFERRER_POLICY, &NO_REFERRER);
+        if let Some(csp) = &self.csp_header {
+            default(true, CONTENT_SECURITY_POLICY, csp);
+        }
+        if https && let Some(hsts) = &self.hsts {
+            headers.insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
     }
-    if https && let Some(hsts) = &policy.hsts {
-        headers.insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
-    }
-    response
 }
 
 const DENY: HeaderValue = HeaderValue::from_static("DENY");
 const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 const NO_REFERRER: HeaderValue = HeaderValue::from_static("no-referrer");
-
-/// `X-Forwarded-Proto: https` from a trusted proxy (never from anyone else).
-fn forwarded_https(state: &AppState, req: &Request) -> bool {
-    peer_ip(req.extensions()).is_some_and(|peer| is_trusted(&peer, &state.trusted_proxies))
-        && req
-            .headers()
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
-}
 
 /// The router of the plain-HTTP listener: every request is sent to the same path over
 /// HTTPS on `https_port`, at a host the certificate names exactly. The `Host` header is

@@ -3,11 +3,9 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use ipnet::IpNet;
-
 use axum::http::HeaderMap;
 
-use super::client::InFlight;
+use super::client::{InFlight, TrustedProxies};
 use super::cookies::CookieSettings;
 use super::i18n::Catalogues;
 use super::params::Limits;
@@ -28,7 +26,7 @@ pub struct Inner {
     pub tgc: TgcCodec,
     pub cookie: CookieSettings,
     /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<IpNet>,
+    pub trusted_proxies: TrustedProxies,
     /// Requests in flight per client forwarded by a trusted proxy.
     pub in_flight: InFlight,
     /// Single-logout counters, reported by `/health`.
@@ -88,6 +86,18 @@ impl Inner {
 impl AppState {
     pub fn new(inner: Inner) -> Self {
         Self(Arc::new(inner))
+    }
+}
+
+impl AsRef<TrustedProxies> for AppState {
+    fn as_ref(&self) -> &TrustedProxies {
+        &self.trusted_proxies
+    }
+}
+
+impl AsRef<Limits> for AppState {
+    fn as_ref(&self) -> &Limits {
+        &self.limits
     }
 }
 
