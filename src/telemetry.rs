@@ -30,6 +30,47 @@ impl std::fmt::Display for Chain<'_> {
     }
 }
 
+/// How often a repeated fault is logged: the first time in full, then at most once per
+/// interval, with the number of occurrences left out since. An outage of the ticket
+/// store fails every request, and logging each one wrote 200 000 lines in six seconds.
+#[derive(Debug)]
+pub struct Repeats {
+    interval: Duration,
+    /// When the last line was written, and how many occurrences were left out since.
+    state: Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Repeats {
+    pub const fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(left_out)` when this occurrence is to be logged (`left_out` occurrences were
+    /// not, since the last line), `None` when it is one of them.
+    pub fn admit(&self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match state.0 {
+            Some(at) if now.duration_since(at) < self.interval => {
+                state.1 += 1;
+                None
+            }
+            _ => {
+                let left_out = std::mem::take(&mut state.1);
+                state.0 = Some(now);
+                Some(left_out)
+            }
+        }
+    }
+}
+
+/// The interval of the repeated-fault logs of the ticket store and authentication
+/// sources ([`Repeats`]).
+pub const FAULT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Logs to stderr, filtered by `RUST_LOG` (default: info for this crate, warnings
 /// elsewhere). Returns the flusher to keep until exit, unless stderr is a terminal.
 pub fn init() -> Option<LogFlusher> {
@@ -231,6 +272,22 @@ pub mod audit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_fault_is_logged_once_per_interval_with_the_count_left_out() {
+        let repeats = Repeats::new(Duration::from_millis(200));
+        assert_eq!(repeats.admit(), Some(0), "the first occurrence is logged");
+        for _ in 0..1000 {
+            assert_eq!(repeats.admit(), None);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(
+            repeats.admit(),
+            Some(1000),
+            "then one line says how many were left out"
+        );
+        assert_eq!(repeats.admit(), None);
+    }
 
     #[test]
     fn redaction_keeps_kind_and_hides_the_secret() {

@@ -26,6 +26,7 @@ use std::time::Duration;
 use lru::LruCache;
 use time::OffsetDateTime;
 
+use crate::telemetry::{FAULT_LOG_INTERVAL, Repeats};
 pub use crate::tickets::AttemptWait as Wait;
 use crate::tickets::{AttemptOp, AttemptRules, AttemptStore, RegistryError};
 
@@ -340,7 +341,10 @@ impl LoginThrottle {
 
     async fn best_effort(&self, op: AttemptOp, ip: IpAddr, username: &str, now: OffsetDateTime) {
         if let Err(e) = self.shared(op, ip, username, now).await {
-            tracing::warn!(error = %crate::telemetry::Chain(&e), ?op, "login attempt counter not updated");
+            static REPEATS: Repeats = Repeats::new(FAULT_LOG_INTERVAL);
+            if let Some(left_out) = REPEATS.admit() {
+                tracing::warn!(error = %crate::telemetry::Chain(&e), ?op, left_out, "login attempt counter not updated");
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use super::{Cas, ErrorCode, Failure};
 use crate::services::normalize;
+use crate::telemetry::{FAULT_LOG_INTERVAL, Repeats};
 use crate::tickets::{Grant, Redeemed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,7 +292,10 @@ impl Cas {
 }
 
 pub(super) fn internal(e: crate::tickets::RegistryError) -> Failure {
-    tracing::error!(error = %crate::telemetry::Chain(&e), "validation failed on a registry fault");
+    static REPEATS: Repeats = Repeats::new(FAULT_LOG_INTERVAL);
+    if let Some(left_out) = REPEATS.admit() {
+        tracing::error!(error = %crate::telemetry::Chain(&e), left_out, "validation failed on a registry fault");
+    }
     Failure::new(
         ErrorCode::InternalError,
         "The server could not complete the validation; try again later",

@@ -12,6 +12,7 @@ use super::i18n::Messages;
 use super::views::{Chrome, ErrorPage, html};
 use crate::protocol::ProtocolError;
 use crate::protocol::throttle::Wait;
+use crate::telemetry::{FAULT_LOG_INTERVAL, Repeats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
@@ -105,7 +106,13 @@ pub fn render<'c>(response: Response, chrome: impl FnOnce() -> Chrome<'c>) -> Re
     let chain = crate::telemetry::Chain(&*error);
     match &*error {
         WebError::Internal(_) => tracing::error!(error = %chain, "request failed"),
-        WebError::Unavailable(_) => tracing::warn!(error = %chain, "request failed"),
+        // A store or source that is down fails every request until it is back.
+        WebError::Unavailable(_) => {
+            static REPEATS: Repeats = Repeats::new(FAULT_LOG_INTERVAL);
+            if let Some(left_out) = REPEATS.admit() {
+                tracing::warn!(error = %chain, left_out, "request failed (a dependency is unavailable)");
+            }
+        }
         _ => tracing::debug!(error = %chain, "request refused"),
     }
     let c = chrome();

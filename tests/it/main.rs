@@ -7,6 +7,7 @@ mod support;
 mod browser;
 mod cli;
 mod connections;
+mod faults;
 mod hardening;
 mod ldap;
 mod login;

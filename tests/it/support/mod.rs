@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 pub mod callback;
 pub mod chrome;
+pub mod process;
 pub mod receiver;
 pub mod redis;
 pub mod slapd;
