@@ -53,6 +53,10 @@ pub enum StartupError {
     RegistryKeyMissing,
     #[error("the Redis ticket store cannot be set up")]
     Redis(#[source] crate::tickets::RedisSetupError),
+    #[error(
+        "tickets.redis: Redis' maxmemory-policy is {0}, which may evict live sessions under memory pressure; set it to noeviction (or tickets.redis.eviction = \"warn\" to start anyway)"
+    )]
+    EvictingRedis(String),
     #[error("the outbound HTTP client cannot be built")]
     Outbound(#[source] crate::outbound::ClientSetupError),
     #[error("an authentication source cannot be set up")]
@@ -78,6 +82,9 @@ pub struct App {
     reaper_interval: std::time::Duration,
     on_expired: Option<OnExpired>,
     base_path: String,
+    /// The single-logout queue, drained at shutdown within `slo_grace`.
+    slo: Arc<SloQueue>,
+    slo_grace: std::time::Duration,
 }
 
 impl std::fmt::Debug for App {
@@ -100,7 +107,11 @@ impl App {
             tickets: registry,
             snapshot,
             attempts,
+            redis,
         } = ticket_registry(&settings, &clock)?;
+        if let (Some(redis), TicketStore::Redis(options)) = (&redis, &settings.tickets.store) {
+            check_eviction(redis, options.refuse_eviction).await?;
+        }
         let outbound = Outbound::new(&settings.http_client).map_err(StartupError::Outbound)?;
         let slo = SloQueue::start(outbound.clone(), &settings.slo);
         let mut flow_keys: Vec<[u8; 32]> = settings
@@ -304,6 +315,8 @@ impl App {
             reaper_interval: settings.tickets.reaper_interval,
             on_expired,
             base_path,
+            slo_grace: settings.slo.shutdown_grace,
+            slo,
         })
     }
 
@@ -362,6 +375,8 @@ impl App {
         if let Some(redirect) = redirect {
             let _ = redirect.await;
         }
+        // No request or sweep can queue a logout message any more.
+        self.slo.drain(self.slo_grace).await;
         // After the drain: no request can add a ticket the snapshot would miss.
         if let Some((registry, file)) = &self.snapshot {
             match file.save(registry, self.clock.now()) {
@@ -408,6 +423,31 @@ struct Registries {
     snapshot: Option<(Arc<MemoryRegistry>, SnapshotFile)>,
     /// Login-attempt counters shared by the nodes, with a shared store.
     attempts: Option<Arc<dyn AttemptStore>>,
+    /// The Redis store, for the checks made at startup.
+    redis: Option<Arc<RedisRegistry>>,
+}
+
+/// Redis' `maxmemory-policy`, read at startup: anything but `noeviction` may drop live
+/// sessions under memory pressure. Unknown when Redis is down or the ACL forbids
+/// `CONFIG GET` (`check-config --probe` says which); the server starts either way.
+async fn check_eviction(redis: &RedisRegistry, refuse: bool) -> Result<(), StartupError> {
+    match redis.eviction_policy().await {
+        Some(policy) if policy == "noeviction" => Ok(()),
+        Some(policy) if refuse => Err(StartupError::EvictingRedis(policy)),
+        Some(policy) => {
+            tracing::warn!(
+                %policy,
+                "ticket store: Redis' maxmemory-policy may evict live sessions, used login forms and logout histories under memory pressure; set it to noeviction (tickets.redis.eviction = \"refuse\" makes this fatal)"
+            );
+            Ok(())
+        }
+        None => {
+            tracing::info!(
+                "ticket store: Redis' maxmemory-policy could not be read; make sure it is noeviction"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// The configured store; a snapshot, if any, is restored before the first request.
@@ -431,7 +471,8 @@ fn ticket_registry(
             Ok(Registries {
                 tickets: registry.clone(),
                 snapshot: None,
-                attempts: Some(registry),
+                attempts: Some(registry.clone()),
+                redis: Some(registry),
             })
         }
         (TicketStore::Redis(_), None) => Err(StartupError::RegistryKeyMissing),
@@ -462,6 +503,7 @@ fn ticket_registry(
                 tickets: memory,
                 snapshot,
                 attempts: None,
+                redis: None,
             })
         }
     }

@@ -218,6 +218,23 @@ pub struct SloStats {
 pub struct SloQueue {
     queue: mpsc::Sender<LogoutMessage>,
     stats: Arc<SloStats>,
+    pending: Arc<Pending>,
+}
+
+/// Messages accepted and not yet finished (queued, or being sent), so that a shutdown
+/// can wait for them.
+#[derive(Debug, Default)]
+struct Pending {
+    count: AtomicU64,
+    idle: tokio::sync::Notify,
+}
+
+impl Pending {
+    fn finished(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
 }
 
 impl SloQueue {
@@ -228,6 +245,8 @@ impl SloQueue {
         let workers = Arc::new(Semaphore::new(slo.workers));
         let timeout = slo.timeout;
         let counters = stats.clone();
+        let accepted = Arc::new(Pending::default());
+        let in_flight = accepted.clone();
         tokio::spawn(async move {
             while let Some(message) = pending.recv().await {
                 let Ok(permit) = workers.clone().acquire_owned().await else {
@@ -235,6 +254,7 @@ impl SloQueue {
                 };
                 let outbound = outbound.clone();
                 let counters = counters.clone();
+                let in_flight = in_flight.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
                     let body = form_urlencoded::Serializer::new(String::new())
@@ -256,10 +276,51 @@ impl SloQueue {
                             tracing::warn!(url = %message.url, timeout = ?timeout, "single-logout message timed out; not retried");
                         }
                     }
+                    in_flight.finished();
                 });
             }
         });
-        Arc::new(Self { queue, stats })
+        Arc::new(Self {
+            queue,
+            stats,
+            pending: accepted,
+        })
+    }
+
+    /// At shutdown, after the last request: waits at most `grace` for the messages
+    /// already accepted to be sent (or to fail). What is left is logged and counted as
+    /// dropped rather than lost without a word; returns how many.
+    pub async fn drain(&self, grace: std::time::Duration) -> u64 {
+        let all_sent = async {
+            loop {
+                let idle = self.pending.idle.notified();
+                tokio::pin!(idle);
+                // Registered before the check, so a wake-up between the two is not missed.
+                idle.as_mut().enable();
+                if self.pending.count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let waiting = self.pending.count.load(Ordering::Acquire);
+        if tokio::time::timeout(grace, all_sent).await.is_ok() {
+            if waiting > 0 {
+                tracing::info!(
+                    messages = waiting,
+                    "shutdown: queued single-logout messages sent"
+                );
+            }
+            return 0;
+        }
+        let left = self.pending.count.load(Ordering::Acquire);
+        self.stats.dropped.fetch_add(left, Ordering::Relaxed);
+        tracing::warn!(
+            messages = left,
+            grace = ?grace,
+            "shutdown: single-logout messages not sent within slo.shutdown_grace; dropped"
+        );
+        left
     }
 
     pub fn stats(&self) -> Arc<SloStats> {
@@ -273,7 +334,13 @@ impl LogoutSender for SloQueue {
     }
 
     fn send(&self, message: LogoutMessage) {
-        match self.queue.try_send(message) {
+        // Counted before it is queued: a fast sender could finish it before the count.
+        self.pending.count.fetch_add(1, Ordering::AcqRel);
+        let result = self.queue.try_send(message);
+        if result.is_err() {
+            self.pending.finished();
+        }
+        match result {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(message)) => {
                 let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;

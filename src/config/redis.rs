@@ -20,6 +20,7 @@ pub(super) struct Raw {
     connect_timeout: String,
     command_timeout: String,
     encrypt: bool,
+    eviction: String,
 }
 
 impl Raw {
@@ -75,6 +76,17 @@ impl Raw {
             );
             return None;
         }
+        let refuse_eviction = match self.eviction.as_str() {
+            "warn" => Some(false),
+            "refuse" => Some(true),
+            other => {
+                cx.problem(
+                    "eviction",
+                    format!("`{other}` is not one of \"warn\", \"refuse\""),
+                );
+                None
+            }
+        };
         tls?;
         pool_ok.then_some(())?;
         Some(RedisOptions {
@@ -87,6 +99,7 @@ impl Raw {
             connect_timeout: connect_timeout?,
             command_timeout: command_timeout?,
             encrypt: self.encrypt,
+            refuse_eviction: refuse_eviction?,
         })
     }
 
@@ -147,6 +160,9 @@ pub struct RedisOptions {
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub encrypt: bool,
+    /// Refuse to start on a Redis whose `maxmemory-policy` may evict sessions, instead of
+    /// warning.
+    pub refuse_eviction: bool,
 }
 
 impl RedisOptions {

@@ -15,6 +15,7 @@ pub(super) struct Raw {
     queue_capacity: u32,
     timeout: String,
     on_expiry: bool,
+    shutdown_grace: String,
 }
 
 /// Single logout (SLO-01..12).
@@ -29,6 +30,8 @@ pub struct Slo {
     pub timeout: Duration,
     /// Also notify services when a session ends by idle or hard timeout.
     pub on_expiry: bool,
+    /// How long a graceful shutdown waits for queued messages to go out.
+    pub shutdown_grace: Duration,
 }
 
 impl Section for Raw {
@@ -37,6 +40,7 @@ impl Section for Raw {
 
     fn validate(self, cx: &mut Scope<'_>) -> Option<Slo> {
         let timeout = cx.duration("timeout", &self.timeout);
+        let shutdown_grace = cx.duration("shutdown_grace", &self.shutdown_grace);
         let counts = [
             cx.within("workers", self.workers as usize, 1..=1024),
             cx.within(
@@ -54,6 +58,7 @@ impl Section for Raw {
             queue_capacity: self.queue_capacity as usize,
             timeout: timeout?,
             on_expiry: self.on_expiry,
+            shutdown_grace: shutdown_grace?,
         })
     }
 }

@@ -39,6 +39,10 @@ pub enum RegistryError {
     /// A recent connection attempt failed: requests fail at once until the backoff ends.
     #[error("redis is unreachable (retrying)")]
     Unreachable,
+    /// Redis answers but refuses to write: out of memory under `noeviction`, or a
+    /// read-only replica. Nothing can be logged in until it writes again.
+    #[error("redis refuses writes (out of memory, or a read-only replica)")]
+    RefusesWrites(#[source] ::redis::RedisError),
     /// The stored tickets were written with another registry key.
     #[error("the tickets in redis were written with another tickets.key")]
     KeyMismatch,

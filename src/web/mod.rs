@@ -110,7 +110,13 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    let registry_ok = state.cas.tickets.check().await.is_ok();
+    let registry = state.cas.tickets.check().await;
+    let registry_ok = registry.is_ok();
+    // Out of memory or a replica: Redis answers, but no one can log in.
+    let refuses_writes = matches!(
+        registry,
+        Err(crate::tickets::RegistryError::RefusesWrites(_))
+    );
     let directories: Vec<_> = state
         .cas
         .authenticator
@@ -128,7 +134,11 @@ async fn health(State(state): State<AppState>) -> Response {
     let body = serde_json::json!({
         "status": if registry_ok { "UP" } else { "DOWN" },
         "version": env!("CARGO_PKG_VERSION"),
-        "tickets": { "store": state.cas.tickets.store(), "reachable": registry_ok },
+        "tickets": {
+            "store": state.cas.tickets.store(),
+            "reachable": registry_ok || refuses_writes,
+            "writable": registry_ok,
+        },
         "directories": directories,
         "connections": {
             "open": load(&state.connections.open),

@@ -154,12 +154,23 @@ async fn the_key_flows_work_with_the_redis_store() {
     let left = cluster.redis.keys(&format!("{}*", cluster.prefix)).await;
     assert!(
         left.iter().all(|k| {
-            ["c:", "a:", "keycheck"]
+            // Receipts of one-shot scripts (r:) expire after 30 s.
+            ["c:", "a:", "r:", "keycheck", "health"]
                 .iter()
                 .any(|kind| k.starts_with(&format!("{}{kind}", cluster.prefix)))
         }),
-        "only used login forms, login-attempt counters and the key check are left: {left:?}"
+        "only used login forms, login-attempt counters, receipts and the checks are left: {left:?}"
     );
+    for receipt in left
+        .iter()
+        .filter(|k| k.starts_with(&format!("{}r:", cluster.prefix)))
+    {
+        let ttl = cluster.redis.pttl(receipt).await;
+        assert!(
+            0 < ttl && ttl <= 30_000,
+            "a receipt expires: {receipt} {ttl}"
+        );
+    }
     let (status, body) = health(&server).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["tickets"]["store"], "redis");

@@ -500,3 +500,72 @@ fn logout_types_come_from_the_service_registry() {
     assert_eq!(kind(9), LogoutType::None);
     assert_eq!(kind(10), LogoutType::FrontChannel);
 }
+
+/// A graceful shutdown (SIGTERM) sends the messages still queued before the process
+/// ends, within `slo.shutdown_grace`: a logout just before a restart reaches its
+/// applications.
+#[tokio::test]
+async fn a_graceful_shutdown_sends_the_queued_messages_first() {
+    let (logs, _guard) = Captured::install();
+    let app = Receiver::start().await;
+    let server = TestServer::start_with(|s| {
+        allow_loopback(s);
+        s.slo.workers = 1;
+        s.slo.shutdown_grace = Duration::from_secs(10);
+    })
+    .await;
+    let browser = server.browser();
+    browser.login_for_ticket(&app.url("/one/lag/0")).await;
+    for i in 1..10 {
+        browser.sso_ticket(&app.url(&format!("/one/lag/{i}"))).await;
+    }
+    // One sender, 100 ms per message: a second of work queued by this logout.
+    assert_eq!(browser.get("/logout", &[]).await.status(), StatusCode::OK);
+    server.stop().await;
+
+    assert_eq!(
+        app.received().len(),
+        10,
+        "every message was sent before the server stopped"
+    );
+    assert!(
+        logs.text().contains("queued single-logout messages sent"),
+        "{}",
+        logs.text()
+    );
+}
+
+/// What cannot go out within `slo.shutdown_grace` is logged and counted, never lost
+/// without a word, and the shutdown does not wait for it longer.
+#[tokio::test]
+async fn messages_left_at_shutdown_are_logged_as_dropped() {
+    let (logs, _guard) = Captured::install();
+    let app = Receiver::start().await;
+    let server = TestServer::start_with(|s| {
+        allow_loopback(s);
+        s.slo.workers = 1;
+        s.slo.timeout = Duration::from_secs(20);
+        s.slo.shutdown_grace = Duration::from_millis(300);
+    })
+    .await;
+    let browser = server.browser();
+    browser.login_for_ticket(&app.url("/slow/0")).await;
+    for i in 1..3 {
+        browser.sso_ticket(&app.url(&format!("/slow/{i}"))).await;
+    }
+    assert_eq!(browser.get("/logout", &[]).await.status(), StatusCode::OK);
+    let started = Instant::now();
+    server.stop().await;
+    let took = started.elapsed();
+
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("not sent within slo.shutdown_grace"))
+        .unwrap_or_else(|| panic!("no line for the messages left: {text}"));
+    assert!(
+        line.contains("messages=3"),
+        "one sending, two queued: {line}"
+    );
+}

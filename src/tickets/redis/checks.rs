@@ -36,6 +36,27 @@ impl RedisRegistry {
         reply.get(1).cloned()
     }
 
+    /// One small write, as every login and SSO makes: a Redis out of memory (under
+    /// `noeviction`) or a read-only replica refuses it.
+    pub(super) async fn write_probe(&self) -> Result<(), RegistryError> {
+        let name = format!("{}health", self.prefix);
+        self.command::<()>(|| {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(&name).arg("1").arg("PX").arg(10_000);
+            cmd
+        })
+        .await
+        .map_err(|e| match e {
+            RegistryError::Redis(e)
+                if e.code() == Some("OOM")
+                    || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) =>
+            {
+                RegistryError::RefusesWrites(e)
+            }
+            other => other,
+        })
+    }
+
     /// Sessions due at `now`, leased to this node for [`SWEEP_LEASE`].
     pub(super) async fn lease_expired(
         &self,
@@ -82,16 +103,30 @@ impl RedisRegistry {
 
     /// Whether the entries in Redis were written with this node's registry key. The first
     /// node to ask records a keyed check value; a node whose key differs is told, and says
-    /// so in its log and on `/health`, instead of silently seeing no session.
+    /// so in its log and on `/health`, and refuses logins, instead of silently seeing no
+    /// session.
+    ///
+    /// After Redis lost its data the check value is gone too, and whoever asks first
+    /// records theirs. A node that found another key before must not be that one: it
+    /// would leave every rightly configured node DOWN. It records nothing until the check
+    /// value has stayed absent for [`UNCLAIMED_GRACE`], time enough for the nodes that
+    /// held the key to record it again (each does at its next health check or sweep).
     pub(super) async fn key_check(&self) -> Result<(), RegistryError> {
         let name = format!("{}keycheck", self.prefix);
         let ours = self.sealer.tag("keycheck", "cas-server registry key");
-        let args = [ours, KEY_CHECK_TTL_MS.to_string()];
+        let may_claim = !self.key_mismatch.load(Ordering::Relaxed) || self.unclaimed_long_enough();
+        let mut args = vec![ours, KEY_CHECK_TTL_MS.to_string()];
+        if !may_claim {
+            args.push("0".to_owned());
+        }
         let matches: i64 = self
             .script(|s| &s.claim, std::slice::from_ref(&name), &args, true)
             .await?;
+        self.note_unclaimed(matches == -1);
         if matches == 1 {
-            self.key_mismatch.store(false, Ordering::Relaxed);
+            if self.key_mismatch.swap(false, Ordering::Relaxed) {
+                tracing::info!(prefix = %self.prefix, "ticket registry: redis holds this node's tickets.key again");
+            }
             return Ok(());
         }
         if !self.key_mismatch.swap(true, Ordering::Relaxed) {
@@ -102,6 +137,27 @@ impl RedisRegistry {
             );
         }
         Err(RegistryError::KeyMismatch)
+    }
+
+    /// Whether the check value has been seen absent, without this node recording it, for
+    /// [`UNCLAIMED_GRACE`].
+    fn unclaimed_long_enough(&self) -> bool {
+        self.unclaimed_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|since| since.elapsed() >= UNCLAIMED_GRACE)
+    }
+
+    fn note_unclaimed(&self, absent: bool) {
+        let mut since = self
+            .unclaimed_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (absent, *since) {
+            (true, None) => *since = Some(std::time::Instant::now()),
+            (false, _) => *since = None,
+            (true, Some(_)) => {}
+        }
     }
 
     /// Removes the session stored under `hash` with everything it issued.

@@ -77,6 +77,9 @@ pub struct RedisRegistry {
     clock: Arc<dyn Clock>,
     /// Set while the key check fails, so the error is logged once, not at every probe.
     key_mismatch: std::sync::atomic::AtomicBool,
+    /// Since when the key check value has been seen absent by this node, which may not
+    /// record it (see `key_check`).
+    unclaimed_since: std::sync::Mutex<Option<std::time::Instant>>,
     /// When `check` last succeeded.
     checked_ok_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -91,6 +94,10 @@ impl std::fmt::Debug for RedisRegistry {
 
 /// The key check value is rewritten by the first node to ask after it expires (ten years).
 const KEY_CHECK_TTL_MS: i64 = 10 * 365 * 24 * 3600 * 1000;
+
+/// How long a node that found another key in Redis waits, once the check value is gone,
+/// before it records its own (see `key_check`).
+const UNCLAIMED_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How long a reaper holds the expired sessions it took before another may retry them.
 const SWEEP_LEASE: Duration = Duration::from_secs(300);
@@ -156,6 +163,7 @@ impl RedisRegistry {
             expiry_margin,
             clock,
             key_mismatch: std::sync::atomic::AtomicBool::new(false),
+            unclaimed_since: std::sync::Mutex::new(None),
             checked_ok_at: std::sync::Mutex::new(None),
             scripts: Arc::new(Scripts::new()),
         })
@@ -195,7 +203,9 @@ impl RedisRegistry {
             .await
     }
 
-    /// One of the scripts, on `keys` and `args`; `repeatable` as for [`Pool::run`].
+    /// One of the scripts, on `keys` and `args`. A script that is not `repeatable` (it
+    /// redeems, removes or counts) was built with a receipt (see `scripts::once`): it gets
+    /// a receipt key of its own for this call, so that the pool may send it again.
     async fn script<T: redis::FromRedisValue>(
         &self,
         pick: fn(&Scripts) -> &Script,
@@ -203,6 +213,14 @@ impl RedisRegistry {
         args: &[String],
         repeatable: bool,
     ) -> Result<T, RegistryError> {
+        let with_receipt;
+        let keys = if repeatable {
+            keys
+        } else {
+            let receipt = format!("{}r:{}", self.prefix, crate::crypto::random_base62(22));
+            with_receipt = [keys, std::slice::from_ref(&receipt)].concat();
+            &with_receipt[..]
+        };
         let call = |mut c: MultiplexedConnection| {
             let scripts = self.scripts.clone();
             async move {
@@ -213,11 +231,7 @@ impl RedisRegistry {
                     .await
             }
         };
-        if repeatable {
-            self.pool.run(call).await
-        } else {
-            self.pool.run_once(call).await
-        }
+        self.pool.run(call).await
     }
 
     fn seal<T: serde::Serialize>(&self, value: &T, kind: &str, hash: &str) -> String {
@@ -352,6 +366,11 @@ type Fields4 = (
 #[async_trait]
 impl TicketRegistry for RedisRegistry {
     async fn add_tgt(&self, tgt: TicketGrantingTicket) -> Result<(), RegistryError> {
+        // A node that cannot read the others' sessions must not start its own: they would
+        // work on this node only, and look like lost sessions everywhere else.
+        if self.key_mismatch.load(Ordering::Relaxed) {
+            return Err(RegistryError::KeyMismatch);
+        }
         let hash = self.sealer.hash_id(&tgt.id);
         // Created `now` by the caller: its last use is its creation.
         let now = tgt.last_used_at;
@@ -687,7 +706,8 @@ impl TicketRegistry for RedisRegistry {
         "redis"
     }
 
-    /// Redis answers, and holds this node's key (which it cannot read otherwise). A
+    /// Redis answers, holds this node's key (which it cannot read otherwise) and takes a
+    /// write: an out-of-memory Redis still reads, and fails every login and SSO. A
     /// success is reused for a second: `/health` is public and must not become a way to
     /// load Redis; a failure is never reused, so recovery shows at once.
     async fn check(&self) -> Result<(), RegistryError> {
@@ -703,6 +723,7 @@ impl TicketRegistry for RedisRegistry {
             return Ok(());
         }
         self.key_check().await?;
+        self.write_probe().await?;
         *self
             .checked_ok_at
             .lock()

@@ -8,9 +8,11 @@
 //! but it has none of what an SSO server needs from its store when Redis is down: a
 //! hard bound on each call (one connection attempt plus one command, so a login never
 //! hangs), a backoff shared by all slots (so requests fail at once during an outage
-//! instead of each waiting out a connect timeout), and the rule that only idempotent
-//! commands are sent twice after a broken connection (redeeming a ticket is not). This
-//! file is those three rules over the crate's multiplexed connections, and nothing more.
+//! instead of each waiting out a connect timeout), and one more attempt on a fresh
+//! connection after a broken one, for commands that answer the same when repeated (the
+//! one-shot scripts keep a receipt for that). A broken connection means Redis closed
+//! them all (a restart): every slot is reopened, not only the one that found out. This
+//! file is those rules over the crate's multiplexed connections, and nothing more.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -120,26 +122,26 @@ impl Pool {
         slot.connection = None;
     }
 
-    /// Runs an idempotent `command` on a pooled connection. A connection that broke
-    /// (Redis restarted, say) is replaced and the command sent once more, so a restart
-    /// costs no request: only for commands whose repetition answers the same.
+    /// After a dropped connection: Redis closed them all, most likely (a restart), and the
+    /// others would each fail their next command. A slot busy connecting is left alone.
+    async fn forget_all(&self) {
+        for slot in &self.slots {
+            if let Ok(mut slot) = slot.try_lock() {
+                slot.connection = None;
+            }
+        }
+    }
+
+    /// Runs `command` on a pooled connection. A connection that broke (Redis restarted,
+    /// say) is replaced and the command sent once more, so a restart costs no request:
+    /// every command of the store answers the same when repeated (the one-shot scripts
+    /// through their receipts).
     pub(super) async fn run<T, F, Fut>(&self, command: F) -> Result<T, RegistryError>
     where
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         self.within_deadline(self.attempt(command, 2)).await
-    }
-
-    /// Runs a command that must not be repeated (redeeming a ticket, removing a session):
-    /// had the first attempt reached Redis and only its answer been lost, a second one
-    /// would answer differently.
-    pub(super) async fn run_once<T, F, Fut>(&self, command: F) -> Result<T, RegistryError>
-    where
-        F: Fn(MultiplexedConnection) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        self.within_deadline(self.attempt(command, 1)).await
     }
 
     /// However the attempts go, a request waits at most one connection and one command.
@@ -168,6 +170,7 @@ impl Pool {
                         || e.is_connection_refusal()
                         || (e.is_io_error() && !e.is_timeout()) =>
                 {
+                    self.forget_all().await;
                     self.forget(index).await;
                     last = Some(RegistryError::Redis(e));
                 }

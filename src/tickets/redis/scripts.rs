@@ -165,11 +165,13 @@ for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[3], member) end
 return due
 ";
 
-/// KEYS: the claim. ARGV: this call's token, TTL (ms). `1` for the first claimant, and
-/// for the same call sent again after a lost answer; `0` for anyone else.
+/// KEYS: the claim. ARGV: this call's token, TTL (ms), and optionally '0' to only look.
+/// `1` for the first claimant, and for the same call sent again after a lost answer; `0`
+/// for anyone else; `-1` when there is no claim and this call only looked.
 const CLAIM: &str = r"
 local held = redis.call('GET', KEYS[1])
 if not held then
+  if ARGV[3] == '0' then return -1 end
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 1
 end
@@ -230,17 +232,46 @@ if op == 'form_refused' then give_back(KEYS[2]) return {0, 0} end
 return redis.error_reply('unknown operation')
 ";
 
+/// How long a one-shot script's reply is kept for a repeat of the same call.
+const RECEIPT_TTL_MS: u64 = 30_000;
+
+/// Makes a script that must not run twice safe to send twice. Its last key is a receipt,
+/// unique to one call: the first run keeps its reply there, and a repeat answers the
+/// kept reply instead of running again. A command whose connection broke may or may not
+/// have reached Redis (a restart closes every pooled connection, and the first command
+/// on each fails so); with a receipt the pool sends it again on a fresh connection, and
+/// a ticket is never redeemed twice nor lost to a broken pipe.
+fn once(body: &str) -> String {
+    format!(
+        r"
+local kept = redis.call('GET', KEYS[#KEYS])
+if kept then
+  if kept == 'null' then return nil end
+  return cjson.decode(kept)
+end
+local function run()
+{body}
+end
+local reply = run()
+local text = 'null'
+if reply ~= nil then text = cjson.encode(reply) end
+redis.call('SET', KEYS[#KEYS], text, 'PX', {RECEIPT_TTL_MS})
+return reply
+"
+    )
+}
+
 impl Scripts {
     pub(super) fn new() -> Self {
         Self {
             add_ticket: Script::new(&format!("{LIVE_SESSION}{ADD_TICKET}")),
             add_pgt: Script::new(&format!("{LIVE_SESSION}{ADD_PGT}")),
-            redeem: Script::new(REDEEM),
-            take_pending: Script::new(TAKE_PENDING),
-            remove_tgt: Script::new(REMOVE_TGT),
-            drain_expired: Script::new(DRAIN_EXPIRED),
+            redeem: Script::new(&once(REDEEM)),
+            take_pending: Script::new(&once(TAKE_PENDING)),
+            remove_tgt: Script::new(&once(REMOVE_TGT)),
+            drain_expired: Script::new(&once(DRAIN_EXPIRED)),
             claim: Script::new(CLAIM),
-            attempts: Script::new(ATTEMPTS),
+            attempts: Script::new(&once(ATTEMPTS)),
         }
     }
 }

@@ -187,6 +187,7 @@ fn on_shared_redis(settings: &mut Settings) {
         connect_timeout: std::time::Duration::from_secs(2),
         command_timeout: std::time::Duration::from_secs(2),
         encrypt: true,
+        refuse_eviction: false,
     });
     settings.tickets.key = Some(key());
     if matches!(settings.tgc.keys, TgcKeySource::Ephemeral) {

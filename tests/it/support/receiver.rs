@@ -1,5 +1,6 @@
 //! A plain-HTTP loopback application that records what CAS sends it: back-channel
-//! logout POSTs (and anything else). `/…/slow…` paths answer only after 30 s.
+//! logout POSTs (and anything else). `/…/slow…` paths answer only after 30 s, `/…/lag…`
+//! paths after 100 ms.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -109,6 +110,8 @@ async fn record(
     });
     if path.contains("/slow") {
         tokio::time::sleep(Duration::from_secs(30)).await;
+    } else if path.contains("/lag") {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     axum::response::Html(
         "<!DOCTYPE html><html lang=\"en\"><title>App</title><p id=\"app\">application page</p></html>",
