@@ -1,7 +1,7 @@
 //! GET `/logout` (§2.3).
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::client::ClientInfo;
@@ -39,22 +39,9 @@ pub async fn get_logout(
             },
         ),
     };
-    // The frames of front-channel logout need their origins allowed by the page's policy.
-    if !outcome.front_channel.is_empty() {
-        let origins: Vec<String> = outcome
-            .front_channel
-            .iter()
-            .filter_map(|u| url::Url::parse(u).ok())
-            .map(|u| u.origin().ascii_serialization())
-            .collect();
-        if let Some(csp) = state.headers.csp_with_frames(&origins)
-            && let Ok(value) = HeaderValue::from_str(&csp)
-        {
-            response
-                .headers_mut()
-                .insert(axum::http::header::CONTENT_SECURITY_POLICY, value);
-        }
-    }
+    state
+        .headers
+        .allow_frames(response.headers_mut(), &outcome.front_channel);
     // LOGOUT-01: always clear the cookie, even one we could not read.
     super::login_answer::append_cookie(&mut response, &state.cookie.clear())?;
     Ok(response)

@@ -6,6 +6,7 @@ mod client;
 mod cookies;
 mod envelope;
 mod error;
+mod health;
 mod i18n;
 mod login;
 mod login_answer;
@@ -23,7 +24,6 @@ mod views;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -72,7 +72,7 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
             get(validate::p3_proxy_validate).post(validate::p3_proxy_validate),
         )
         .route(&at("/proxy"), get(proxy::get_proxy).post(proxy::get_proxy))
-        .route(&at("/health"), get(health))
+        .route(&at("/health"), get(health::health))
         .route(&at("/static/cas.css"), get(assets::css))
         .route(&at("/static/theme/{file}"), get(assets::theme_css))
         .route(&at("/"), get(to_login));
@@ -107,57 +107,6 @@ pub fn router(state: AppState, request_timeout: std::time::Duration) -> Router {
             // Debug level: at the default `info` no span is built at all on the hot path.
             tracing::debug_span!("request", method = %req.method(), route)
         }))
-}
-
-async fn health(State(state): State<AppState>) -> Response {
-    let registry = state.cas.tickets.check().await;
-    let registry_ok = registry.is_ok();
-    // Out of memory or a replica: Redis answers, but no one can log in.
-    let refuses_writes = matches!(
-        registry,
-        Err(crate::tickets::RegistryError::RefusesWrites(_))
-    );
-    let directories: Vec<_> = state
-        .cas
-        .authenticator
-        .health()
-        .await
-        .into_iter()
-        .map(|d| serde_json::json!({ "name": d.name, "reachable": d.reachable }))
-        .collect();
-    let status = if registry_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    let body = serde_json::json!({
-        "status": if registry_ok { "UP" } else { "DOWN" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "tickets": {
-            "store": state.cas.tickets.store(),
-            "reachable": registry_ok || refuses_writes,
-            "writable": registry_ok,
-        },
-        "directories": directories,
-        "connections": {
-            "open": load(&state.connections.open),
-            "refused": load(&state.connections.refused),
-            "reclaimed": load(&state.connections.reclaimed),
-        },
-        "single_logout": {
-            "sent": load(&state.slo.sent),
-            "failed": load(&state.slo.failed),
-            "dropped": load(&state.slo.dropped),
-            "forgotten": load(&state.slo.forgotten),
-        },
-    });
-    (
-        status,
-        [(CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 async fn to_login(State(state): State<AppState>) -> Response {

@@ -91,6 +91,26 @@ impl HeaderPolicy {
 }
 
 impl HeaderPolicy {
+    /// Widens the page's policy for the frames of front-channel logout: each of `urls`
+    /// is loaded in a frame, so its origin must be allowed.
+    pub fn allow_frames(&self, headers: &mut HeaderMap, urls: &[String]) {
+        if urls.is_empty() {
+            return;
+        }
+        let origins: Vec<String> = urls
+            .iter()
+            .filter_map(|u| url::Url::parse(u).ok())
+            .map(|u| u.origin().ascii_serialization())
+            .collect();
+        if let Some(csp) = self.csp_with_frames(&origins)
+            && let Ok(value) = HeaderValue::from_str(&csp)
+        {
+            headers.insert(CONTENT_SECURITY_POLICY, value);
+        }
+    }
+}
+
+impl HeaderPolicy {
     /// Adds no-store and the security headers a response does not set itself.
     pub fn apply(&self, headers: &mut HeaderMap, https: bool) {
         // GEN-06: nothing that carries or leads to a ticket may be cached. Only the static
