@@ -20,7 +20,7 @@ use crate::protocol::throttle::{LoginThrottle, Throttle, ThrottlePolicy};
 use crate::protocol::{Cas, ProtocolOptions, TicketPolicies};
 use crate::services::ServiceRegistry;
 use crate::tgc::{TgcCodec, TgcKeys};
-use crate::tickets::reaper::{self, OnExpired};
+use crate::tickets::reaper::{self, Listeners, OnExpired};
 use crate::tickets::{
     AttemptStore, ExpirationPolicy, MemoryRegistry, RedisRegistry, SnapshotFile, TicketRegistry,
 };
@@ -80,7 +80,8 @@ pub struct App {
     snapshot: Option<(Arc<MemoryRegistry>, SnapshotFile)>,
     clock: Arc<dyn Clock>,
     reaper_interval: std::time::Duration,
-    on_expired: Option<OnExpired>,
+    /// Who hears of the sessions a sweep ended.
+    listeners: Listeners,
     base_path: String,
     /// The single-logout queue, drained at shutdown within `slo_grace`.
     slo: Arc<SloQueue>,
@@ -169,11 +170,16 @@ impl App {
                 remember_me: settings.sso.remember_me,
             },
         };
-        let on_expired: Option<OnExpired> =
-            (settings.slo.enabled && settings.slo.on_expiry).then(|| {
+        let listeners = Listeners {
+            expired: (settings.slo.enabled && settings.slo.on_expiry).then(|| {
                 let cas = cas.clone();
                 Arc::new(move |sessions| cas.sessions_expired(sessions)) as OnExpired
-            });
+            }),
+            orphaned_logouts: settings.slo.enabled.then(|| {
+                let cas = cas.clone();
+                Arc::new(move |sessions| cas.sessions_logged_out(sessions)) as OnExpired
+            }),
+        };
         let base_path = settings.server.base_path.clone();
         let cookie = |name: &str| CookieSettings {
             name: name.to_owned(),
@@ -313,7 +319,7 @@ impl App {
             snapshot,
             clock,
             reaper_interval: settings.tickets.reaper_interval,
-            on_expired,
+            listeners,
             base_path,
             slo_grace: settings.slo.shutdown_grace,
             slo,
@@ -353,7 +359,7 @@ impl App {
             self.registry,
             self.clock.clone(),
             self.reaper_interval,
-            self.on_expired,
+            self.listeners,
             stop_rx.clone(),
         );
         let redirect = self.redirect.map(|(listener, tls)| {

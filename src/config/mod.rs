@@ -69,7 +69,7 @@ pub use http_headers::HttpHeaders;
 pub use ldap::{LdapOptions, Lookup, Mode, UsernameRules};
 pub use login::Login;
 pub use logout::Logout;
-pub use redis::RedisOptions;
+pub use redis::{RedisOptions, SentinelOptions};
 pub use report::{ConfigError, Problem};
 pub use request_filter::RequestFilter;
 pub use server::Server;

@@ -21,6 +21,10 @@ pub(super) struct Raw {
     command_timeout: String,
     encrypt: bool,
     eviction: String,
+    sentinels: Option<Vec<String>>,
+    sentinel_master: Option<String>,
+    sentinel_username: Option<String>,
+    sentinel_password: Option<String>,
 }
 
 impl Raw {
@@ -87,6 +91,7 @@ impl Raw {
                 None
             }
         };
+        let sentinel = self.sentinel(cx);
         tls?;
         pool_ok.then_some(())?;
         Some(RedisOptions {
@@ -100,6 +105,65 @@ impl Raw {
             command_timeout: command_timeout?,
             encrypt: self.encrypt,
             refuse_eviction: refuse_eviction?,
+            sentinel: sentinel?,
+        })
+    }
+
+    /// `Some(None)` without sentinels; `None` after a problem.
+    fn sentinel(&self, cx: &mut Scope<'_>) -> Option<Option<Box<SentinelOptions>>> {
+        let Some(addresses) = &self.sentinels else {
+            if self.sentinel_master.is_some() {
+                cx.problem("sentinel_master", "only applies with `sentinels`");
+                return None;
+            }
+            return Some(None);
+        };
+        let mut ok = true;
+        if addresses.is_empty() {
+            cx.problem(
+                "sentinels",
+                "list at least one sentinel, e.g. [\"redis://10.0.0.11:26379\"] (three or more for a quorum)",
+            );
+            ok = false;
+        }
+        for address in addresses {
+            let valid = url::Url::parse(address).is_ok_and(|u| {
+                matches!(u.scheme(), "redis" | "rediss")
+                    && u.host_str().is_some()
+                    && u.port().is_some()
+                    && u.username().is_empty()
+                    && u.password().is_none()
+                    && matches!(u.path(), "" | "/")
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if !valid {
+                // Never quote it: a URL may carry a password.
+                cx.problem(
+                    "sentinels",
+                    "each is redis://host:port or rediss://host:port, without credentials (sentinel_username, sentinel_password) or a path",
+                );
+                ok = false;
+                break;
+            }
+        }
+        let master = match self.sentinel_master.as_deref() {
+            Some(name) if !name.is_empty() && !name.chars().any(char::is_whitespace) => name,
+            _ => {
+                cx.problem(
+                    "sentinel_master",
+                    "with sentinels, name the primary as the sentinels know it (their `sentinel monitor <name>`)",
+                );
+                return None;
+            }
+        };
+        ok.then(|| {
+            Some(Box::new(SentinelOptions {
+                addresses: addresses.clone(),
+                master: master.to_owned(),
+                username: self.sentinel_username.clone(),
+                password: self.sentinel_password.clone().map(Secret::new),
+            }))
         })
     }
 
@@ -163,6 +227,20 @@ pub struct RedisOptions {
     /// Refuse to start on a Redis whose `maxmemory-policy` may evict sessions, instead of
     /// warning.
     pub refuse_eviction: bool,
+    /// Find the primary through these sentinels; `url` then gives only its scheme,
+    /// database and credentials.
+    pub sentinel: Option<Box<SentinelOptions>>,
+}
+
+/// Redis Sentinel: where to ask for the primary, and as whom.
+#[derive(Debug, Clone)]
+pub struct SentinelOptions {
+    /// `redis://host:port` or `rediss://host:port` of each sentinel.
+    pub addresses: Vec<String>,
+    /// The primary's name in the sentinels' configuration.
+    pub master: String,
+    pub username: Option<String>,
+    pub password: Option<Secret<String>>,
 }
 
 impl RedisOptions {
@@ -267,6 +345,55 @@ mod tests {
                 .warnings()
                 .iter()
                 .any(|w| w.contains("encrypt is off"))
+        );
+    }
+
+    #[test]
+    fn sentinel_settings_are_checked_without_quoting_them() {
+        for (lines, key, says) in [
+            (
+                "sentinels = []\nsentinel_master = \"cas\"\n",
+                "tickets.redis.sentinels",
+                "at least one",
+            ),
+            (
+                "sentinels = [\"redis://:hunter2@10.0.0.1:26379\"]\nsentinel_master = \"cas\"\n",
+                "tickets.redis.sentinels",
+                "without credentials",
+            ),
+            (
+                "sentinels = [\"redis://10.0.0.1\"]\nsentinel_master = \"cas\"\n",
+                "tickets.redis.sentinels",
+                "host:port",
+            ),
+            (
+                "sentinels = [\"redis://10.0.0.1:26379\"]\n",
+                "tickets.redis.sentinel_master",
+                "name the primary",
+            ),
+            (
+                "sentinel_master = \"cas\"\n",
+                "tickets.redis.sentinel_master",
+                "only applies",
+            ),
+        ] {
+            let e = load_text(&redis(lines)).unwrap_err();
+            assert_problem(&e, key, says);
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        let settings = load_text(&redis(
+            "sentinels = [\"redis://10.0.0.1:26379\", \"rediss://10.0.0.2:26380\"]\nsentinel_master = \"cas\"\nsentinel_password = \"s3cret\"\n",
+        ))
+        .unwrap();
+        let crate::config::TicketStore::Redis(options) = settings.tickets.store else {
+            panic!("the Redis store");
+        };
+        let sentinel = options.sentinel.expect("sentinels");
+        assert_eq!(sentinel.addresses.len(), 2);
+        assert_eq!(sentinel.master, "cas");
+        assert_eq!(
+            sentinel.password.map(|p| p.expose().clone()).as_deref(),
+            Some("s3cret")
         );
     }
 }

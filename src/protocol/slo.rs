@@ -119,6 +119,16 @@ impl Cas {
         front_channel
     }
 
+    /// Single logout for sessions a logout ended whose answer was lost on the way (a
+    /// stalled store ran the removal after the request had given up): the back channel
+    /// only, as the browser has gone.
+    pub fn sessions_logged_out(&self, sessions: Vec<TicketGrantingTicket>) {
+        for tgt in &sessions {
+            tracing::warn!(user = %tgt.principal.id, "a logout's answer was lost in a store fault; sending its single logout now");
+            self.single_logout(tgt);
+        }
+    }
+
     /// Single logout for sessions that ended by timeout: only the back channel can be
     /// used, as no browser is waiting.
     pub fn sessions_expired(&self, sessions: Vec<TicketGrantingTicket>) {

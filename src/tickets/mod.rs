@@ -34,7 +34,7 @@ pub enum RegistryError {
     #[error("redis failed")]
     Redis(#[source] ::redis::RedisError),
     /// No answer within the configured timeouts.
-    #[error("redis did not answer within {0:?}")]
+    #[error("redis did not answer within {0:?}; the command may still run when it does")]
     Timeout(std::time::Duration),
     /// A recent connection attempt failed: requests fail at once until the backoff ends.
     #[error("redis is unreachable (retrying)")]
@@ -173,6 +173,10 @@ impl Added {
 pub struct Swept {
     pub freed: usize,
     pub expired_sessions: Vec<TicketGrantingTicket>,
+    /// Sessions a logout removed whose answer never reached the node that asked (a
+    /// stalled Redis ran the removal after the request gave up): their single logout is
+    /// still owed. Only a networked store has them.
+    pub orphaned_logouts: Vec<TicketGrantingTicket>,
 }
 
 #[async_trait]

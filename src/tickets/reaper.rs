@@ -10,15 +10,25 @@ use tokio::time::MissedTickBehavior;
 use super::{TicketGrantingTicket, TicketRegistry};
 use crate::clock::Clock;
 
-/// Told about sessions that ended by expiry (single logout on expiry).
+/// Told about sessions that ended by expiry (single logout on expiry), or by a logout
+/// whose answer was lost (single logout owed).
 pub type OnExpired = Arc<dyn Fn(Vec<TicketGrantingTicket>) + Send + Sync>;
+
+/// Who is told what a sweep found.
+#[derive(Clone, Default)]
+pub struct Listeners {
+    /// Sessions that ended by expiry.
+    pub expired: Option<OnExpired>,
+    /// Sessions a logout ended whose single logout was never sent.
+    pub orphaned_logouts: Option<OnExpired>,
+}
 
 /// Sweeps every `every` until `shutdown` turns true (or its sender is dropped).
 pub fn spawn(
     registry: Arc<dyn TicketRegistry>,
     clock: Arc<dyn Clock>,
     every: Duration,
-    on_expired: Option<OnExpired>,
+    listeners: Listeners,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -31,10 +41,15 @@ pub fn spawn(
                         if swept.freed > 0 {
                             tracing::debug!(freed = swept.freed, "reaper swept expired tickets");
                         }
-                        if let Some(notify) = &on_expired
+                        if let Some(notify) = &listeners.expired
                             && !swept.expired_sessions.is_empty()
                         {
                             notify(swept.expired_sessions);
+                        }
+                        if let Some(notify) = &listeners.orphaned_logouts
+                            && !swept.orphaned_logouts.is_empty()
+                        {
+                            notify(swept.orphaned_logouts);
                         }
                     }
                     Err(e) => tracing::warn!(error = %crate::telemetry::Chain(&e), "reaper could not sweep"),
@@ -88,7 +103,10 @@ mod tests {
             registry.clone(),
             Arc::new(clock),
             Duration::from_millis(5),
-            Some(on_expired),
+            Listeners {
+                expired: Some(on_expired),
+                orphaned_logouts: None,
+            },
             stopped,
         );
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use crate::support::process::{Server, write};
+use crate::support::receiver::Receiver;
 use crate::support::redis::RedisServer;
 use crate::support::{ClusterKeys, SERVICE as SERVICE_URL, TestServer};
 
@@ -57,30 +58,27 @@ async fn an_outage_is_logged_once_not_once_per_request() {
     let config = redis_config(dir.path(), &ClusterKeys::generate(), &redis.url());
     let server = Server::start(dir.path(), Some(&config), &[]).await;
     let client = reqwest::Client::new();
-    let validate = |ticket: String| {
+    // A ticket never issued, validated: the answer's text.
+    let validate = || async {
+        let ticket = format!("ST-{}", cas_server::crypto::random_base62(29));
         client
             .get(server.url("/serviceValidate"))
             .query(&[("service", SERVICE), ("ticket", ticket.as_str())])
             .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     };
     // While Redis runs, an unknown ticket is simply invalid.
-    let body = validate(format!("ST-{}", cas_server::crypto::random_base62(29)))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = validate().await;
     assert!(body.contains("INVALID_TICKET"), "{body}");
 
     redis.kill();
     const REQUESTS: usize = 200;
     for _ in 0..REQUESTS {
-        let body = validate(format!("ST-{}", cas_server::crypto::random_base62(29)))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = validate().await;
         assert!(body.contains("INTERNAL_ERROR"), "{body}");
     }
     let stopped = server.stop().await;
@@ -314,4 +312,61 @@ async fn a_wrong_node_never_takes_the_key_check_over_after_a_data_loss() {
     assert_eq!(health(&wrong).await.0, StatusCode::SERVICE_UNAVAILABLE);
     let ticket = right.browser().login_for_ticket(SERVICE_URL).await;
     crate::support::assert_validates_as(&right, SERVICE_URL, &ticket, "alice").await;
+}
+
+/// Redis stalls (SIGSTOP) while a user logs out: the request gives up (503) and keeps the
+/// cookie, then Redis runs the removal. The single logout that removal owes is not lost
+/// with its answer: a sweep finds it in the outbox and sends each message once, and the
+/// user's retry simply answers "logged out".
+#[tokio::test]
+async fn a_logout_during_a_redis_stall_still_reaches_every_application() {
+    let (logs, _guard) = crate::support::Captured::install();
+    let redis = RedisServer::start(false).await;
+    let app = Receiver::start().await;
+    let keys = ClusterKeys::generate();
+    let mut settings = keys.redis_settings(&redis.url(), &prefix());
+    settings.http_client.allow_local_urls = true;
+    settings.tickets.reaper_interval = Duration::from_millis(200);
+    let server = TestServer::start_settings(settings).await;
+    let browser = server.browser();
+    browser.login_for_ticket(&app.url("/one/a")).await;
+    browser.sso_ticket(&app.url("/one/b")).await;
+    browser.sso_ticket(&app.url("/one/c")).await;
+    // Someone else logs out first: Redis knows the removal script (a script it has never
+    // seen is refused after the stall, not run).
+    let other = server.signed_in_browser().await;
+    assert_eq!(other.get("/logout", &[]).await.status(), StatusCode::OK);
+
+    redis.freeze(true);
+    let stalled = tokio::time::timeout(Duration::from_secs(5), browser.get("/logout", &[]))
+        .await
+        .expect("a stalled store costs a bounded wait");
+    assert_eq!(stalled.status(), StatusCode::SERVICE_UNAVAILABLE);
+    redis.freeze(false);
+    // The server's clock is the test's: past the moment the outbox entry falls due.
+    server.clock.advance(Duration::from_secs(3));
+
+    let mut received = Vec::new();
+    for _ in 0..100 {
+        received = app.received();
+        if received.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut paths: Vec<String> = received.iter().map(|r| r.path.clone()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        ["/one/a", "/one/b", "/one/c"],
+        "every application is told:\n{}\n{}",
+        logs.text(),
+        redis.dump().await
+    );
+    assert!(received.iter().all(|r| r.logout_request.is_some()));
+
+    let retry = browser.get("/logout", &[]).await;
+    assert_eq!(retry.status(), StatusCode::OK, "the retry: logged out");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.received().len(), 3, "each message is sent once");
 }

@@ -15,6 +15,7 @@ mod logout;
 mod proxy;
 mod redis;
 mod security;
+mod sentinel;
 mod slo;
 mod tgc;
 mod tls;

@@ -67,7 +67,7 @@ impl RedisRegistry {
             SWEEP_BATCH.to_string(),
             unix_ms(now + SWEEP_LEASE).to_string(),
         ];
-        self.script(|s| &s.drain_expired, &[self.expiry_key()], &args, false)
+        self.script(|s| &s.drain_expired, &[self.expiry_key()], &args, true)
             .await
     }
 
@@ -92,7 +92,7 @@ impl RedisRegistry {
             }
             Loaded::Unreadable => Ok(()),
             Loaded::Tgt(_) | Loaded::Absent => {
-                if let Some(tgt) = self.remove_by_hash(hash).await? {
+                if let Some(tgt) = self.remove_by_hash(hash, None).await? {
                     swept.freed += 1 + tgt.issued.len();
                     swept.expired_sessions.push(tgt);
                 }
@@ -160,27 +160,36 @@ impl RedisRegistry {
         }
     }
 
-    /// Removes the session stored under `hash` with everything it issued.
+    /// Removes the session stored under `hash` with everything it issued. With `outbox`
+    /// (a logout), the removal is also kept in the outbox until [`Self::acknowledge`],
+    /// falling due at that time.
     pub(super) async fn remove_by_hash(
         &self,
         hash: &str,
+        outbox: Option<OffsetDateTime>,
     ) -> Result<Option<TicketGrantingTicket>, RegistryError> {
         let keys = [
             self.ticket_key(hash),
             self.history_key(hash),
             self.pgts_key(hash),
             self.expiry_key(),
+            self.outbox_key(),
+            self.outbox_queue_key(),
         ];
-        let args = [hash.to_owned(), format!("{}t:", self.prefix)];
+        let due = outbox.map_or_else(|| "0".to_owned(), |at| unix_ms(at).to_string());
+        let args = [hash.to_owned(), format!("{}t:", self.prefix), due];
         let reply: Option<Vec<String>> =
             self.script(|s| &s.remove_tgt, &keys, &args, false).await?;
-        let Some(mut reply) = reply.filter(|r| r.len() >= 3) else {
-            return Ok(None);
-        };
+        Ok(reply.and_then(|reply| self.removed(hash, reply)))
+    }
+
+    /// The session in a removal's reply, with the tickets it issued.
+    fn removed(&self, hash: &str, mut reply: Vec<String>) -> Option<TicketGrantingTicket> {
+        if reply.len() < 3 {
+            return None;
+        }
         let history = reply.split_off(3);
-        let Some(mut tgt) = self.open::<TicketGrantingTicket>(&reply[0], TGT, hash) else {
-            return Ok(None);
-        };
+        let mut tgt = self.open::<TicketGrantingTicket>(&reply[0], TGT, hash)?;
         self.apply_last_use(&mut tgt, hash, Some(&reply[1]), Some(&reply[2]));
         tgt.issued = history
             .iter()
@@ -189,6 +198,67 @@ impl RedisRegistry {
                 self.open::<IssuedTicket>(sealed, "issued", hash)
             })
             .collect();
-        Ok(Some(tgt))
+        Some(tgt)
+    }
+
+    /// The single logout of these removals was taken care of: out of the outbox.
+    pub(super) async fn acknowledge(&self, hashes: &[String]) -> Result<(), RegistryError> {
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        let (outbox, queue) = (self.outbox_key(), self.outbox_queue_key());
+        self.pool
+            .run(|mut c| {
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .hdel(&outbox, hashes)
+                    .ignore()
+                    .zrem(&queue, hashes)
+                    .ignore();
+                async move { pipe.query_async::<()>(&mut c).await }
+            })
+            .await
+    }
+
+    /// Removals whose answer was lost, fallen due at `now`: leased to this node, decoded,
+    /// and acknowledged (their messages are queued next, on this node).
+    pub(super) async fn orphaned_logouts(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<TicketGrantingTicket>, RegistryError> {
+        let args = [
+            unix_ms(now).to_string(),
+            SWEEP_BATCH.to_string(),
+            unix_ms(now + SWEEP_LEASE).to_string(),
+        ];
+        let due: Vec<String> = self
+            .script(
+                |s| &s.drain_expired,
+                &[self.outbox_queue_key()],
+                &args,
+                true,
+            )
+            .await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let outbox = self.outbox_key();
+        let entries: Vec<Option<String>> = self
+            .command(|| {
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(&outbox).arg(&due);
+                cmd
+            })
+            .await?;
+        let sessions = due
+            .iter()
+            .zip(entries)
+            .filter_map(|(hash, entry)| {
+                let reply: Vec<String> = serde_json::from_str(&entry?).ok()?;
+                self.removed(hash, reply)
+            })
+            .collect();
+        self.acknowledge(&due).await?;
+        Ok(sessions)
     }
 }

@@ -30,8 +30,10 @@
 
 mod attempts;
 mod checks;
+mod connect;
 mod pool;
 mod scripts;
+mod sentinel;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -42,8 +44,10 @@ use redis::Script;
 use redis::aio::MultiplexedConnection;
 use time::OffsetDateTime;
 
-use self::pool::Pool;
+use self::connect::{client, with_credentials};
+use self::pool::{Pool, Target};
 use self::scripts::Scripts;
+use self::sentinel::Sentinels;
 use super::model::MAX_PGTS;
 use super::sealing::TicketSealer;
 use super::{
@@ -126,34 +130,35 @@ impl RedisRegistry {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, RedisSetupError> {
         use redis::IntoConnectionInfo as _;
-        let mut info = options
+        let info = options
             .url
             .expose()
             .as_str()
             .into_connection_info()
             .map_err(RedisSetupError::Url)?;
-        let mut redis_settings = info.redis_settings().clone();
-        if let Some(user) = &options.username {
-            redis_settings = redis_settings.set_username(user);
-        }
-        if let Some(password) = &options.password {
-            redis_settings = redis_settings.set_password(password.expose());
-        }
-        info = info.set_redis_settings(redis_settings);
-        let client = match &options.ca_pem {
-            Some(pem) => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
-            ),
-            None => redis::Client::open(info),
-        }
-        .map_err(RedisSetupError::Client)?;
+        let redis_settings = with_credentials(
+            info.redis_settings().clone(),
+            options.username.as_deref(),
+            options.password.as_ref(),
+        );
+        let target = match &options.sentinel {
+            Some(sentinel) => {
+                let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+                Target::Sentinel(Sentinels::new(
+                    sentinel,
+                    redis_settings,
+                    tls,
+                    options.ca_pem.clone(),
+                )?)
+            }
+            None => Target::Direct(client(
+                info.set_redis_settings(redis_settings),
+                options.ca_pem.as_deref(),
+            )?),
+        };
         Ok(Self {
             pool: Pool::new(
-                client,
+                target,
                 options.pool_size,
                 options.connect_timeout,
                 options.command_timeout,
@@ -187,6 +192,16 @@ impl RedisRegistry {
 
     fn expiry_key(&self) -> String {
         format!("{}expiry", self.prefix)
+    }
+
+    /// Removals by logout, kept until their single logout is taken care of.
+    fn outbox_key(&self) -> String {
+        format!("{}outbox", self.prefix)
+    }
+
+    /// The outbox's entries by when they fall due.
+    fn outbox_queue_key(&self) -> String {
+        format!("{}outbox:due", self.prefix)
     }
 
     /// One command, built afresh for each attempt; sent again after a broken connection,
@@ -591,7 +606,16 @@ impl TicketRegistry for RedisRegistry {
     }
 
     async fn remove_tgt(&self, id: &str) -> Result<Option<TicketGrantingTicket>, RegistryError> {
-        let tgt = self.remove_by_hash(&self.sealer.hash_id(id)).await?;
+        let hash = self.sealer.hash_id(id);
+        // Due once this request could no longer be waiting for the answer.
+        let due = self.clock.now() + self.pool.deadline() + Duration::from_secs(1);
+        let tgt = self.remove_by_hash(&hash, Some(due)).await?;
+        if tgt.is_some()
+            && let Err(e) = self.acknowledge(std::slice::from_ref(&hash)).await
+        {
+            // The outbox will send this session's single logout once more.
+            tracing::warn!(error = %crate::telemetry::Chain(&e), "ticket registry: a logout was not acknowledged; its single-logout messages may be sent twice");
+        }
         Ok(tgt.filter(|t| t.id == id))
     }
 
@@ -672,6 +696,13 @@ impl TicketRegistry for RedisRegistry {
                 break;
             }
             tokio::task::yield_now().await;
+        }
+        match self.orphaned_logouts(now).await {
+            Ok(sessions) => swept.orphaned_logouts = sessions,
+            // Still leased: a later sweep (here or on another node) takes them up.
+            Err(e) => {
+                tracing::warn!(error = %crate::telemetry::Chain(&e), "ticket registry: the logout outbox was not read");
+            }
         }
         Ok(swept)
     }

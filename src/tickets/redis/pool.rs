@@ -29,7 +29,7 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 /// One multiplexed connection per slot, opened on first use and reopened after a failure,
 /// so the server starts, and recovers, whatever state Redis is in.
 pub(super) struct Pool {
-    client: redis::Client,
+    target: Target,
     config: AsyncConnectionConfig,
     slots: Vec<tokio::sync::Mutex<Slot>>,
     failed_at: std::sync::Mutex<Option<Instant>>,
@@ -39,6 +39,12 @@ pub(super) struct Pool {
     deadline: Duration,
 }
 
+/// Where connections go: one Redis, or the primary that Sentinel names at the time.
+pub(super) enum Target {
+    Direct(redis::Client),
+    Sentinel(super::sentinel::Sentinels),
+}
+
 #[derive(Default)]
 struct Slot {
     connection: Option<MultiplexedConnection>,
@@ -46,13 +52,13 @@ struct Slot {
 
 impl Pool {
     pub(super) fn new(
-        client: redis::Client,
+        target: Target,
         size: usize,
         connect_timeout: Duration,
         command_timeout: Duration,
     ) -> Self {
         Self {
-            client,
+            target,
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(connect_timeout))
                 .set_response_timeout(Some(command_timeout)),
@@ -66,6 +72,11 @@ impl Pool {
         }
     }
 
+    /// The most any operation may take.
+    pub(super) fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
     async fn connection(&self, index: usize) -> Result<MultiplexedConnection, RegistryError> {
         let mut slot = self.slots[index].lock().await;
         if let Some(c) = &slot.connection {
@@ -77,11 +88,15 @@ impl Pool {
         {
             return Err(RegistryError::Unreachable);
         }
-        match self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await
-        {
+        let connected = match &self.target {
+            Target::Direct(client) => {
+                client
+                    .get_multiplexed_async_connection_with_config(&self.config)
+                    .await
+            }
+            Target::Sentinel(sentinels) => sentinels.primary(&self.config).await,
+        };
+        match connected {
             Ok(c) => {
                 if self.set_failed_at(None).is_some() {
                     tracing::info!("ticket registry: connected to redis again");
@@ -174,8 +189,21 @@ impl Pool {
                     self.forget(index).await;
                     last = Some(RegistryError::Redis(e));
                 }
+                // A replica now (the old primary after a failover): the write was refused,
+                // and the primary is elsewhere.
+                Ok(Err(e))
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) =>
+                {
+                    self.forget_all().await;
+                    self.forget(index).await;
+                    last = Some(RegistryError::RefusesWrites(e));
+                }
                 // A slow Redis is not retried: that would only double the wait.
-                Ok(Err(e)) if e.is_io_error() || e.is_timeout() => {
+                Ok(Err(e)) if e.is_timeout() => {
+                    self.forget(index).await;
+                    return Err(RegistryError::Timeout(self.command_timeout));
+                }
+                Ok(Err(e)) if e.is_io_error() => {
                     self.forget(index).await;
                     return Err(RegistryError::Redis(e));
                 }

@@ -129,9 +129,12 @@ redis.call('DEL', KEYS[1])
 return v[2]
 ";
 
-/// KEYS: session, history, PGT list, expiry index. ARGV: session hash, ticket key prefix.
+/// KEYS: session, history, PGT list, expiry index, outbox, outbox queue. ARGV: session
+/// hash, ticket key prefix, and when the outbox entry falls due (ms; '0' for none).
 /// Removes the session with every ticket it issued; returns nil if it was not there, else
-/// {sealed session, last use, its tag, history...}.
+/// {sealed session, last use, its tag, history...}, which it also keeps in the outbox
+/// until the caller acknowledges it: a reply lost in a stall does not lose the single
+/// logout it carries (any node's sweep sends what falls due).
 const REMOVE_TGT: &str = r"
 local v = redis.call('HMGET', KEYS[1], 'k', 'd', 'u', 't')
 local issued = redis.call('LRANGE', KEYS[2], 0, -1)
@@ -153,6 +156,10 @@ if v[1] ~= 'tgt' then return false end
 redis.call('DEL', KEYS[1])
 local out = {v[2], v[3] or '0', v[4] or ''}
 for _, entry in ipairs(issued) do out[#out + 1] = entry end
+if ARGV[3] ~= '0' then
+  redis.call('HSET', KEYS[5], ARGV[1], cjson.encode(out))
+  redis.call('ZADD', KEYS[6], ARGV[3], ARGV[1])
+end
 return out
 ";
 
@@ -269,7 +276,9 @@ impl Scripts {
             redeem: Script::new(&once(REDEEM)),
             take_pending: Script::new(&once(TAKE_PENDING)),
             remove_tgt: Script::new(&once(REMOVE_TGT)),
-            drain_expired: Script::new(&once(DRAIN_EXPIRED)),
+            // Repeatable without a receipt: a lease whose answer was lost only delays
+            // those entries by the lease, and a receipt per sweep would pile up.
+            drain_expired: Script::new(DRAIN_EXPIRED),
             claim: Script::new(CLAIM),
             attempts: Script::new(&once(ATTEMPTS)),
         }

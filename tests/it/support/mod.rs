@@ -188,6 +188,7 @@ fn on_shared_redis(settings: &mut Settings) {
         command_timeout: std::time::Duration::from_secs(2),
         encrypt: true,
         refuse_eviction: false,
+        sentinel: None,
     });
     settings.tickets.key = Some(key());
     if matches!(settings.tgc.keys, TgcKeySource::Ephemeral) {
