@@ -21,6 +21,8 @@ pub(super) struct Raw {
     command_timeout: String,
     encrypt: bool,
     eviction: String,
+    min_replicas_acks: u32,
+    replica_ack_timeout: String,
     sentinels: Option<Vec<String>>,
     sentinel_master: Option<String>,
     sentinel_username: Option<String>,
@@ -92,8 +94,21 @@ impl Raw {
             }
         };
         let sentinel = self.sentinel(cx);
+        let acks_ok = cx.within("min_replicas_acks", self.min_replicas_acks as usize, 0..=16);
+        let ack_timeout = cx.duration("replica_ack_timeout", &self.replica_ack_timeout);
+        if let (Some(wait), Some(command)) = (ack_timeout, command_timeout)
+            && self.min_replicas_acks > 0
+            && (wait.is_zero() || wait >= command)
+        {
+            cx.problem(
+                "replica_ack_timeout",
+                "must be more than 0 and less than command_timeout: the wait for the replicas is part of the command",
+            );
+            return None;
+        }
         tls?;
         pool_ok.then_some(())?;
+        acks_ok.then_some(())?;
         Some(RedisOptions {
             url: Secret::new(self.url),
             username: self.username,
@@ -106,6 +121,8 @@ impl Raw {
             encrypt: self.encrypt,
             refuse_eviction: refuse_eviction?,
             sentinel: sentinel?,
+            min_replicas_acks: self.min_replicas_acks as usize,
+            replica_ack_timeout: ack_timeout?,
         })
     }
 
@@ -230,6 +247,9 @@ pub struct RedisOptions {
     /// Find the primary through these sentinels; `url` then gives only its scheme,
     /// database and credentials.
     pub sentinel: Option<Box<SentinelOptions>>,
+    /// Replicas that must hold a new session before the login is answered (`WAIT`).
+    pub min_replicas_acks: usize,
+    pub replica_ack_timeout: Duration,
 }
 
 /// Redis Sentinel: where to ask for the primary, and as whom.
@@ -375,6 +395,16 @@ mod tests {
                 "sentinel_master = \"cas\"\n",
                 "tickets.redis.sentinel_master",
                 "only applies",
+            ),
+            (
+                "min_replicas_acks = 1\nreplica_ack_timeout = \"5s\"\n",
+                "tickets.redis.replica_ack_timeout",
+                "less than command_timeout",
+            ),
+            (
+                "min_replicas_acks = 17\n",
+                "tickets.redis.min_replicas_acks",
+                "between 0 and 16",
             ),
         ] {
             let e = load_text(&redis(lines)).unwrap_err();

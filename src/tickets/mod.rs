@@ -43,6 +43,10 @@ pub enum RegistryError {
     /// read-only replica. Nothing can be logged in until it writes again.
     #[error("redis refuses writes (out of memory, or a read-only replica)")]
     RefusesWrites(#[source] ::redis::RedisError),
+    /// Fewer replicas than `min_replicas_acks` acknowledged a new session in time: it
+    /// may not survive a failover.
+    #[error("only {acked} of {wanted} replicas acknowledged the new session in time")]
+    NotReplicated { acked: i64, wanted: i64 },
     /// The stored tickets were written with another registry key.
     #[error("the tickets in redis were written with another tickets.key")]
     KeyMismatch,

@@ -125,16 +125,46 @@ where
     panic!("{what} within {limit:?}");
 }
 
+/// Whether a replica holds every write made on `primary` so far (at most 4 s): a write
+/// of ours after them, then WAIT for it (the replication stream keeps their order).
+async fn replicated(primary: &RedisServer) -> bool {
+    let mut direct = primary.connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("cas-test-sync")
+        .arg(1)
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(200)
+            .query_async(&mut direct)
+            .await
+            .unwrap();
+        if acked == 1 {
+            return true;
+        }
+    }
+    false
+}
+
+/// A primary with diskless replication at once (not after the default 5 s of waiting
+/// for more replicas), and its replica.
+async fn primary_and_replica() -> (RedisServer, RedisServer) {
+    let primary = RedisServer::start_with(false, &["--repl-diskless-sync-delay", "0"]).await;
+    let of = primary.port.to_string();
+    let replica = RedisServer::start_with(false, &["--replicaof", "127.0.0.1", &of]).await;
+    (primary, replica)
+}
+
 /// Log in, kill the primary, let the sentinels promote the replica: the same browser's
 /// session goes on without a restart of CAS, a ticket issued before the failover still
 /// validates, and requests during the switch fail fast instead of hanging.
 #[tokio::test]
 async fn a_failover_keeps_the_sessions_and_tickets_without_a_restart() {
     let (logs, _guard) = crate::support::Captured::install();
-    // Diskless replication at once, not after the default 5 s of waiting for others.
-    let mut primary = RedisServer::start_with(false, &["--repl-diskless-sync-delay", "0"]).await;
-    let replica_of = primary.port.to_string();
-    let replica = RedisServer::start_with(false, &["--replicaof", "127.0.0.1", &replica_of]).await;
+    let (mut primary, replica) = primary_and_replica().await;
     let mut sentinels = Vec::new();
     for _ in 0..3 {
         sentinels.push(Sentinel::start(primary.port).await);
@@ -162,28 +192,11 @@ async fn a_failover_keeps_the_sessions_and_tickets_without_a_restart() {
     let server = TestServer::start_settings(settings).await;
     let browser = server.signed_in_browser().await;
     let before = browser.sso_ticket(SERVICE).await;
-    // Acknowledged by the replica before the primary goes: a write of ours after the
-    // server's, then WAIT for it (the replication stream keeps their order).
-    let mut direct = primary.connection().await.unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(format!("{prefix}sync"))
-        .arg(1)
-        .query_async(&mut direct)
-        .await
-        .unwrap();
-    let mut acked = 0;
-    for _ in 0..20 {
-        acked = redis::cmd("WAIT")
-            .arg(1)
-            .arg(200)
-            .query_async::<i64>(&mut direct)
-            .await
-            .unwrap();
-        if acked == 1 {
-            break;
-        }
-    }
-    assert_eq!(acked, 1, "the replica has the session and the ticket");
+    // Acknowledged by the replica before the primary goes.
+    assert!(
+        replicated(&primary).await,
+        "the replica has the session and the ticket"
+    );
 
     primary.kill();
     let started = Instant::now();
@@ -226,4 +239,40 @@ async fn a_failover_keeps_the_sessions_and_tickets_without_a_restart() {
         (status, response.text().await.unwrap())
     };
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// With `min_replicas_acks = 1` a login is answered only once the replica holds the new
+/// session; a replica that does not acknowledge in time fails the login (503) rather
+/// than the server acknowledging a session a failover could lose.
+#[tokio::test]
+async fn with_min_replicas_acks_a_login_waits_for_the_replica() {
+    let (primary, replica) = primary_and_replica().await;
+    assert!(replicated(&primary).await, "the replica is in sync");
+    let keys = ClusterKeys::generate();
+    let prefix = format!("cas-test-{}:", cas_server::crypto::random_base62(8));
+    let mut settings = keys.redis_settings(&primary.url(), &prefix);
+    if let TicketStore::Redis(options) = &mut settings.tickets.store {
+        options.min_replicas_acks = 1;
+        options.replica_ack_timeout = Duration::from_millis(200);
+    }
+    let server = TestServer::start_settings(settings).await;
+    server.browser().login_for_ticket(SERVICE).await;
+
+    replica.freeze(true);
+    let browser = server.browser();
+    let form = browser.get_login(&[("service", SERVICE)]).await;
+    let lt = crate::support::hidden_input(&form.text().await.unwrap(), "lt").unwrap();
+    let started = Instant::now();
+    let refused = browser
+        .submit_login(Some(SERVICE), "alice", crate::support::PASSWORD, &lt, &[])
+        .await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    replica.freeze(false);
+
+    server.browser().login_for_ticket(SERVICE).await;
 }

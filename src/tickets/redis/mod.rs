@@ -81,6 +81,8 @@ pub struct RedisRegistry {
     clock: Arc<dyn Clock>,
     /// Set while the key check fails, so the error is logged once, not at every probe.
     key_mismatch: std::sync::atomic::AtomicBool,
+    /// `min_replicas_acks` and the wait for them (ms), when on.
+    replicas: Option<(i64, i64)>,
     /// Since when the key check value has been seen absent by this node, which may not
     /// record it (see `key_check`).
     unclaimed_since: std::sync::Mutex<Option<std::time::Instant>>,
@@ -168,6 +170,12 @@ impl RedisRegistry {
             expiry_margin,
             clock,
             key_mismatch: std::sync::atomic::AtomicBool::new(false),
+            replicas: (options.min_replicas_acks > 0).then(|| {
+                (
+                    i64::try_from(options.min_replicas_acks).unwrap_or(i64::MAX),
+                    i64::try_from(options.replica_ack_timeout.as_millis()).unwrap_or(i64::MAX),
+                )
+            }),
             unclaimed_since: std::sync::Mutex::new(None),
             checked_ok_at: std::sync::Mutex::new(None),
             scripts: Arc::new(Scripts::new()),
@@ -401,7 +409,9 @@ impl TicketRegistry for RedisRegistry {
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let score = unix_ms(deadline);
         let tag = self.last_use_tag(&hash, used);
-        self.pool
+        let wait = self.replicas;
+        let acked = self
+            .pool
             .run(|mut c| {
                 let (key, expiry, sealed, hash, tag) = (
                     key.clone(),
@@ -422,10 +432,28 @@ impl TicketRegistry for RedisRegistry {
                         .zadd(&expiry, &hash, score)
                         .ignore()
                         .query_async::<()>(&mut c)
-                        .await
+                        .await?;
+                    // On the same connection: WAIT counts the replicas that have this
+                    // connection's writes so far, ours included.
+                    match wait {
+                        Some((wanted, timeout_ms)) => {
+                            redis::cmd("WAIT")
+                                .arg(wanted)
+                                .arg(timeout_ms)
+                                .query_async::<i64>(&mut c)
+                                .await
+                        }
+                        None => Ok(0),
+                    }
                 }
             })
-            .await
+            .await?;
+        match wait {
+            Some((wanted, _)) if acked < wanted => {
+                Err(RegistryError::NotReplicated { acked, wanted })
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn get_tgt(

@@ -189,6 +189,8 @@ fn on_shared_redis(settings: &mut Settings) {
         encrypt: true,
         refuse_eviction: false,
         sentinel: None,
+        min_replicas_acks: 0,
+        replica_ack_timeout: std::time::Duration::from_millis(500),
     });
     settings.tickets.key = Some(key());
     if matches!(settings.tgc.keys, TgcKeySource::Ephemeral) {
