@@ -184,7 +184,11 @@ impl Cas {
             ));
         };
         let now = self.clock.now();
-        let redeemed = self.tickets.redeem(ticket, now).await.map_err(internal)?;
+        let (redeemed, session) = self
+            .tickets
+            .redeem_with_session(ticket, now)
+            .await
+            .map_err(internal)?;
         let st = match redeemed {
             Redeemed::Valid(st) => st,
             Redeemed::Missing | Redeemed::WrongKind => {
@@ -235,12 +239,7 @@ impl Cas {
         };
         self.proxy_chain_authorized(&st.proxied_by)?;
         // The ticket dies with its SSO session (logout or expiry).
-        let Some(tgt) = self
-            .tickets
-            .get_tgt(&st.tgt_id, now)
-            .await
-            .map_err(internal)?
-        else {
+        let Some(tgt) = session else {
             return Err(Failure::new(
                 ErrorCode::InvalidTicket,
                 format!("Ticket '{ticket}' belongs to an SSO session that has ended"),

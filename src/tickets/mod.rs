@@ -226,6 +226,21 @@ pub trait TicketRegistry: Send + Sync + std::fmt::Debug {
     /// receive `Valid` for the same id.
     async fn redeem(&self, id: &str, now: OffsetDateTime) -> Result<Redeemed, RegistryError>;
 
+    /// `redeem`, and for a valid ticket the live session it belongs to (`None` when that
+    /// has ended): what validation needs, in one trip where the store can.
+    async fn redeem_with_session(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(Redeemed, Option<std::sync::Arc<TicketGrantingTicket>>), RegistryError> {
+        let redeemed = self.redeem(id, now).await?;
+        let session = match &redeemed {
+            Redeemed::Valid(st) => self.get_tgt(&st.tgt_id, now).await?,
+            _ => None,
+        };
+        Ok((redeemed, session))
+    }
+
     /// Destroys a TGT and every ticket issued under it; returns it as it was.
     async fn remove_tgt(&self, id: &str) -> Result<Option<TicketGrantingTicket>, RegistryError>;
 

@@ -14,6 +14,7 @@ mod login;
 mod logout;
 mod proxy;
 mod redis;
+mod round_trips;
 mod security;
 mod sentinel;
 mod slo;

@@ -386,6 +386,45 @@ type Fields4 = (
     Option<String>,
 );
 
+impl RedisRegistry {
+    /// Redeems a one-use ticket; with it, for a valid one, what the store holds of its
+    /// session: `None` if the ticket does not name it, `[]` if it has gone, else the
+    /// sealed session, its last use and that one's tag.
+    async fn redeem_reply(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(Redeemed, Option<Vec<String>>), RegistryError> {
+        let hash = self.sealer.hash_id(id);
+        let keys = [self.ticket_key(&hash)];
+        let args = [format!("{}t:", self.prefix)];
+        let reply: Option<Vec<String>> = self.script(|s| &s.redeem, &keys, &args, false).await?;
+        let Some(mut reply) = reply else {
+            return Ok((Redeemed::Missing, None));
+        };
+        if reply.len() < 2 || reply[0] != ST {
+            return Ok((Redeemed::WrongKind, None));
+        }
+        let session = reply.split_off(2);
+        let Some(st) = self
+            .open::<ServiceTicket>(&reply[1], ST, &hash)
+            .filter(|st| st.id == id)
+        else {
+            return Ok((Redeemed::Missing, None));
+        };
+        let session = match session.as_slice() {
+            [] => None,
+            [gone] if gone.is_empty() => Some(Vec::new()),
+            _ => Some(session),
+        };
+        Ok(if st.is_expired(now) {
+            (Redeemed::Expired(st), None)
+        } else {
+            (Redeemed::Valid(st), session)
+        })
+    }
+}
+
 #[async_trait]
 impl TicketRegistry for RedisRegistry {
     async fn add_tgt(&self, tgt: TicketGrantingTicket) -> Result<(), RegistryError> {
@@ -609,28 +648,34 @@ impl TicketRegistry for RedisRegistry {
     }
 
     async fn redeem(&self, id: &str, now: OffsetDateTime) -> Result<Redeemed, RegistryError> {
-        let hash = self.sealer.hash_id(id);
-        let key = self.ticket_key(&hash);
-        let reply: Option<Vec<String>> = self.script(|s| &s.redeem, &[key], &[], false).await?;
-        let Some(reply) = reply else {
-            return Ok(Redeemed::Missing);
+        Ok(self.redeem_reply(id, now).await?.0)
+    }
+
+    async fn redeem_with_session(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(Redeemed, Option<Arc<TicketGrantingTicket>>), RegistryError> {
+        let (redeemed, session) = self.redeem_reply(id, now).await?;
+        let Redeemed::Valid(st) = &redeemed else {
+            return Ok((redeemed, None));
         };
-        match reply.as_slice() {
-            [kind, sealed] if kind == ST => {
-                let Some(st) = self
-                    .open::<ServiceTicket>(sealed, ST, &hash)
-                    .filter(|st| st.id == id)
-                else {
-                    return Ok(Redeemed::Missing);
-                };
-                Ok(if st.is_expired(now) {
-                    Redeemed::Expired(st)
-                } else {
-                    Redeemed::Valid(st)
-                })
+        let session = match session.as_deref() {
+            // Stored before tickets named their session: one more trip.
+            None => self.live_tgt(&st.tgt_id, now).await?,
+            Some([]) => None,
+            Some([sealed, used, tag]) => {
+                let hash = self.sealer.hash_id(&st.tgt_id);
+                self.open::<TicketGrantingTicket>(sealed, TGT, &hash)
+                    .map(|mut tgt| {
+                        self.apply_last_use(&mut tgt, &hash, Some(used), Some(tag));
+                        tgt
+                    })
+                    .filter(|tgt| tgt.id == st.tgt_id && !tgt.is_expired(now))
             }
-            _ => Ok(Redeemed::WrongKind),
-        }
+            Some(_) => return Err(RegistryError::UnexpectedAnswer("redeeming a ticket")),
+        };
+        Ok((redeemed, session.map(Arc::new)))
     }
 
     async fn remove_tgt(&self, id: &str) -> Result<Option<TicketGrantingTicket>, RegistryError> {

@@ -87,7 +87,7 @@ if redis.call('LLEN', KEYS[2]) > tonumber(ARGV[8]) then
 end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-redis.call('HSET', KEYS[5], 'k', 'st', 'd', ARGV[6])
+redis.call('HSET', KEYS[5], 'k', 'st', 'd', ARGV[6], 's', ARGV[4])
 redis.call('PEXPIRE', KEYS[5], ARGV[7])
 if forgot then return {2, forgot} end
 return 1
@@ -110,14 +110,21 @@ redis.call('PEXPIRE', KEYS[2], ttl)
 return 1
 ";
 
-/// KEYS: the ticket. Returns nil (absent), {kind} (not one-use: untouched) or
-/// {'st', sealed} (removed).
+/// KEYS: the ticket. ARGV: ticket key prefix. Returns nil (absent), {kind} (not one-use:
+/// untouched) or, removed, {'st', sealed} (a ticket stored without its session's hash),
+/// {'st', sealed, ''} (its session is gone) or {'st', sealed, sealed session, last use,
+/// its tag}: validation needs the session too, and gets it in the same trip. (The
+/// session's key is read from the ticket's `s` field; a forged one could only name a
+/// session whose payload does not open under this ticket's session id.)
 const REDEEM: &str = r"
-local v = redis.call('HMGET', KEYS[1], 'k', 'd')
+local v = redis.call('HMGET', KEYS[1], 'k', 'd', 's')
 if not v[1] then return false end
 if v[1] ~= 'st' then return {v[1]} end
 redis.call('DEL', KEYS[1])
-return {v[1], v[2]}
+if not v[3] then return {v[1], v[2]} end
+local s = redis.call('HMGET', ARGV[1] .. v[3], 'k', 'd', 'u', 't')
+if s[1] ~= 'tgt' then return {v[1], v[2], ''} end
+return {v[1], v[2], s[2], s[3] or '0', s[4] or ''}
 ";
 
 /// KEYS: the pending login. Returns its sealed value and removes it, or nil for anything
