@@ -55,15 +55,23 @@ if ARGV[2] == '1' and now > u then
 end
 redis.call('RPUSH', KEYS[2], ARGV[5])
 local forgot = nil
+local function dest(e)
+  local dot = string.find(e, '.', 1, true)
+  if not dot then return nil end
+  local colon = string.find(string.sub(e, 1, dot - 1), ':', 1, true)
+  if not colon then return nil end
+  return string.sub(e, colon + 1, dot - 1)
+end
+local oldest = nil
 if redis.call('LLEN', KEYS[2]) > tonumber(ARGV[8]) then
+  oldest = dest(redis.call('LINDEX', KEYS[2], 0))
+end
+if oldest and oldest == dest(ARGV[5]) then
+  -- The oldest entry repeats the new one's destination: the scan below would choose
+  -- it first. The usual case (the same application again), without reading the list.
+  redis.call('LPOP', KEYS[2])
+elseif redis.call('LLEN', KEYS[2]) > tonumber(ARGV[8]) then
   local entries = redis.call('LRANGE', KEYS[2], 0, -1)
-  local function dest(e)
-    local dot = string.find(e, '.', 1, true)
-    if not dot then return nil end
-    local colon = string.find(string.sub(e, 1, dot - 1), ':', 1, true)
-    if not colon then return nil end
-    return string.sub(e, colon + 1, dot - 1)
-  end
   local last = {}
   for n, e in ipairs(entries) do
     local d = dest(e)
