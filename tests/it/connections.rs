@@ -7,6 +7,7 @@
 //! the per-address rules apply to them as to hosts on a network. Every loop is bounded.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -109,7 +110,18 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 /// An HTTP/2 client (prior knowledge, no TLS) that sends the preface and an empty
 /// SETTINGS, acknowledges the server's, then only PINGs every 200 ms. Returns when the
 /// server closes the connection, or after `limit`; `true` if it was closed.
-async fn ping_only(mut stream: TcpStream, limit: Duration) -> bool {
+async fn ping_only(stream: TcpStream, limit: Duration) -> bool {
+    ping_only_counted(stream, limit, &std::sync::atomic::AtomicUsize::new(0)).await
+}
+
+/// [`ping_only`], adding one to `served` once the server has answered on the connection
+/// (it has taken a slot for it).
+async fn ping_only_counted(
+    mut stream: TcpStream,
+    limit: Duration,
+    served: &std::sync::atomic::AtomicUsize,
+) -> bool {
+    let mut answered = false;
     let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     hello.extend(frame(0x4, 0, 0, &[]));
     hello.extend(frame(0x4, 0x1, 0, &[]));
@@ -131,7 +143,11 @@ async fn ping_only(mut stream: TcpStream, limit: Duration) -> bool {
         loop {
             match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
                 Ok(Ok(0) | Err(_)) => return true,
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => {
+                    if !std::mem::replace(&mut answered, true) {
+                        served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
                 Err(_) => break,
             }
         }
@@ -209,13 +225,28 @@ async fn pinging_http2_clients_cannot_hold_every_slot() {
     let (logs, _guard) = Captured::install();
     let server = small_server(Duration::from_secs(30)).await;
     let mut pingers = Vec::new();
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for attacker in [ip(2), ip(3)] {
         for _ in 0..4 {
             let stream = connect_from(attacker, &server).await;
-            pingers.push(tokio::spawn(ping_only(stream, Duration::from_secs(4))));
+            let served = served.clone();
+            pingers.push(tokio::spawn(async move {
+                ping_only_counted(stream, Duration::from_secs(4), &served).await
+            }));
         }
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every slot is taken (each pinger has been answered), however slow the machine.
+    for _ in 0..100 {
+        if served.load(std::sync::atomic::Ordering::SeqCst) == 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        served.load(std::sync::atomic::Ordering::SeqCst),
+        8,
+        "8 pinging connections served"
+    );
 
     assert_served_throughout(&server, ip(9), Duration::from_secs(2)).await;
 
