@@ -22,6 +22,18 @@ pub struct Delivery<'a> {
     pub how: ResponseType,
 }
 
+/// The delivery of ticket `id` to `service`: `method`, or else the service's own way.
+fn delivery<'a>(id: String, service: ResolvedService<'a>, method: Option<&str>) -> Delivery<'a> {
+    Delivery {
+        location: append_ticket(service.url, &id),
+        ticket: id,
+        how: method
+            .and_then(ResponseType::from_method)
+            .unwrap_or(service.entry.response_type),
+        service,
+    }
+}
+
 impl Cas {
     /// Issues a service ticket for `service` under the live session `tgt_id`, and says how
     /// it goes to the browser; `None` if the session has ended.
@@ -49,14 +61,42 @@ impl Cas {
             return Ok(None);
         }
         audit::ticket_issued(&id, user, service.url, ip);
-        Ok(Some(Delivery {
-            location: append_ticket(service.url, &id),
-            ticket: id,
-            how: method
-                .and_then(ResponseType::from_method)
-                .unwrap_or(service.entry.response_type),
-            service,
-        }))
+        Ok(Some(delivery(id, service, method)))
+    }
+
+    /// Single sign-on straight to the ticket: issued under the session `tgt_id` without
+    /// reading it first (the store checks it is live, and answers it); `None` if it has
+    /// ended. Only for a service and a browser that need nothing of the session before
+    /// the grant (no `max_auth_age`, no warn step).
+    pub(super) async fn deliver_sso<'a>(
+        &self,
+        tgt_id: &str,
+        service: ResolvedService<'a>,
+        method: Option<&str>,
+        ip: IpAddr,
+    ) -> Result<Option<Delivery<'a>>, ProtocolError> {
+        let now = self.clock.now();
+        let ticket = ServiceTicket::new(
+            tgt_id,
+            service.url,
+            now,
+            self.policies.service_ticket,
+            false,
+        );
+        let id = ticket.id.clone();
+        let logout = logout_target(service.entry, service.url);
+        let (added, session) = self
+            .tickets
+            .add_service_ticket_for_session(ticket, logout, now)
+            .await?;
+        if !self.stored_for_logout(added) {
+            return Ok(None);
+        }
+        let Some(session) = session else {
+            return Ok(None);
+        };
+        audit::ticket_issued(&id, &session.principal.id, service.url, ip);
+        Ok(Some(delivery(id, service, method)))
     }
 
     /// LOGINP-01..03: a new SSO session for `principal`, who has just passed every step,
