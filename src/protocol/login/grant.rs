@@ -35,6 +35,24 @@ fn delivery<'a>(id: String, service: ResolvedService<'a>, method: Option<&str>) 
 }
 
 impl Cas {
+    /// A new service ticket for `service` under the session `tgt_id`, and its time.
+    fn service_ticket(
+        &self,
+        tgt_id: &str,
+        service: ResolvedService<'_>,
+        from_new_login: bool,
+    ) -> (ServiceTicket, time::OffsetDateTime) {
+        let now = self.clock.now();
+        let ticket = ServiceTicket::new(
+            tgt_id,
+            service.url,
+            now,
+            self.policies.service_ticket,
+            from_new_login,
+        );
+        (ticket, now)
+    }
+
     /// Issues a service ticket for `service` under the live session `tgt_id`, and says how
     /// it goes to the browser; `None` if the session has ended.
     pub(super) async fn deliver<'a>(
@@ -46,14 +64,7 @@ impl Cas {
         method: Option<&str>,
         ip: IpAddr,
     ) -> Result<Option<Delivery<'a>>, ProtocolError> {
-        let now = self.clock.now();
-        let ticket = ServiceTicket::new(
-            tgt_id,
-            service.url,
-            now,
-            self.policies.service_ticket,
-            from_new_login,
-        );
+        let (ticket, now) = self.service_ticket(tgt_id, service, from_new_login);
         let id = ticket.id.clone();
         let logout = logout_target(service.entry, service.url);
         let added = self.tickets.add_service_ticket(ticket, logout, now).await?;
@@ -75,14 +86,7 @@ impl Cas {
         method: Option<&str>,
         ip: IpAddr,
     ) -> Result<Option<Delivery<'a>>, ProtocolError> {
-        let now = self.clock.now();
-        let ticket = ServiceTicket::new(
-            tgt_id,
-            service.url,
-            now,
-            self.policies.service_ticket,
-            false,
-        );
+        let (ticket, now) = self.service_ticket(tgt_id, service, false);
         let id = ticket.id.clone();
         let logout = logout_target(service.entry, service.url);
         let (added, session) = self

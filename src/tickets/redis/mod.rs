@@ -31,6 +31,7 @@
 mod attempts;
 mod checks;
 mod connect;
+mod issue;
 mod pool;
 mod scripts;
 mod sentinel;
@@ -386,136 +387,6 @@ type Fields4 = (
     Option<String>,
 );
 
-impl RedisRegistry {
-    /// The keys and arguments of `ADD_TICKET` for `ticket`, and its session's hash; with
-    /// `answer_session`, the script also answers the session.
-    fn ticket_script(
-        &self,
-        ticket: &ServiceTicket,
-        logout: LogoutTarget,
-        now: OffsetDateTime,
-        answer_session: bool,
-    ) -> ([String; 5], [String; 11], String) {
-        let tgt_hash = self.sealer.hash_id(&ticket.tgt_id);
-        let st_hash = self.sealer.hash_id(&ticket.id);
-        // The destination in clear (keyed), so that the script can tell repeats apart
-        // without opening the entries.
-        let destination = match &logout {
-            LogoutTarget::None => "-".to_owned(),
-            LogoutTarget::BackChannel { url } => self
-                .sealer
-                .tag("destination", &format!("b\0{}\0{url}", ticket.service)),
-            LogoutTarget::FrontChannel { url } => self
-                .sealer
-                .tag("destination", &format!("f\0{}\0{url}", ticket.service)),
-        };
-        let entry = format!(
-            "{st_hash}:{destination}.{}",
-            self.seal(
-                &IssuedTicket {
-                    ticket_id: ticket.id.clone(),
-                    service: ticket.service.clone(),
-                    logout,
-                },
-                "issued",
-                &tgt_hash,
-            )
-        );
-        let sealed = self.seal(&ticket, ST, &st_hash);
-        // Kept a little past its expiry, so a late validation is told "expired", as in
-        // memory, rather than "not recognised".
-        let st_ttl = ms_until(
-            ticket.expiration.hard_deadline(ticket.created_at) + Duration::from_secs(60),
-            now,
-        );
-        let keys = [
-            self.ticket_key(&tgt_hash),
-            self.history_key(&tgt_hash),
-            self.pgts_key(&tgt_hash),
-            self.expiry_key(),
-            self.ticket_key(&st_hash),
-        ];
-        let slide = if ticket.grant == Grant::Service {
-            "1"
-        } else {
-            "0"
-        };
-        let tag = self.last_use_tag(&tgt_hash, unix_ms(now));
-        let args: [String; 11] = [
-            unix_ms(now).to_string(),
-            slide.to_owned(),
-            self.margin_ms().to_string(),
-            tgt_hash.clone(),
-            entry,
-            sealed,
-            st_ttl.to_string(),
-            MAX_ISSUED.to_string(),
-            tag,
-            format!("{}t:", self.prefix),
-            if answer_session { "1" } else { "0" }.to_owned(),
-        ];
-        (keys, args, tgt_hash)
-    }
-
-    /// What `ADD_TICKET` answered, as [`Added`].
-    fn added(&self, added: redis::Value, tgt_hash: &str) -> Result<Added, RegistryError> {
-        Ok(match added {
-            redis::Value::Int(1) => Added::Recorded,
-            redis::Value::Array(reply) => match reply.as_slice() {
-                [redis::Value::Int(2), redis::Value::BulkString(entry)] => {
-                    let forgotten = std::str::from_utf8(entry)
-                        .ok()
-                        .and_then(|entry| entry.split_once('.'))
-                        .and_then(|(_, sealed)| self.open(sealed, "issued", tgt_hash));
-                    match forgotten {
-                        Some(forgotten) => Added::Forgot(forgotten),
-                        None => Added::Recorded,
-                    }
-                }
-                _ => return Err(RegistryError::UnexpectedAnswer("adding a ticket")),
-            },
-            _ => Added::SessionEnded,
-        })
-    }
-
-    /// Redeems a one-use ticket; with it, for a valid one, what the store holds of its
-    /// session: `None` if the ticket does not name it, `[]` if it has gone, else the
-    /// sealed session, its last use and that one's tag.
-    async fn redeem_reply(
-        &self,
-        id: &str,
-        now: OffsetDateTime,
-    ) -> Result<(Redeemed, Option<Vec<String>>), RegistryError> {
-        let hash = self.sealer.hash_id(id);
-        let keys = [self.ticket_key(&hash)];
-        let args = [format!("{}t:", self.prefix)];
-        let reply: Option<Vec<String>> = self.script(|s| &s.redeem, &keys, &args, false).await?;
-        let Some(mut reply) = reply else {
-            return Ok((Redeemed::Missing, None));
-        };
-        if reply.len() < 2 || reply[0] != ST {
-            return Ok((Redeemed::WrongKind, None));
-        }
-        let session = reply.split_off(2);
-        let Some(st) = self
-            .open::<ServiceTicket>(&reply[1], ST, &hash)
-            .filter(|st| st.id == id)
-        else {
-            return Ok((Redeemed::Missing, None));
-        };
-        let session = match session.as_slice() {
-            [] => None,
-            [gone] if gone.is_empty() => Some(Vec::new()),
-            _ => Some(session),
-        };
-        Ok(if st.is_expired(now) {
-            (Redeemed::Expired(st), None)
-        } else {
-            (Redeemed::Valid(st), session)
-        })
-    }
-}
-
 #[async_trait]
 impl TicketRegistry for RedisRegistry {
     async fn add_tgt(&self, tgt: TicketGrantingTicket) -> Result<(), RegistryError> {
@@ -613,45 +484,8 @@ impl TicketRegistry for RedisRegistry {
     ) -> Result<(Added, Option<Arc<TicketGrantingTicket>>), RegistryError> {
         let (keys, args, tgt_hash) = self.ticket_script(&ticket, logout, now, true);
         let reply: redis::Value = self.script(|s| &s.add_ticket, &keys, &args, true).await?;
-        let redis::Value::Array(items) = &reply else {
-            // Ended, or stored by an earlier send of this same call: read it then.
-            let added = self.added(reply, &tgt_hash)?;
-            let session = match added {
-                Added::SessionEnded => None,
-                _ => self.live_tgt(&ticket.tgt_id, now).await?.map(Arc::new),
-            };
-            return Ok((added, session));
-        };
-        let text = |v: &redis::Value| match v {
-            redis::Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_owned),
-            _ => None,
-        };
-        let [marker, forgot, sealed, used, tag] = items.as_slice() else {
-            return self.added(reply, &tgt_hash).map(|added| (added, None));
-        };
-        if text(marker).as_deref() != Some("s") {
-            return self.added(reply, &tgt_hash).map(|added| (added, None));
-        }
-        let (Some(forgot), Some(sealed), Some(used), Some(tag)) =
-            (text(forgot), text(sealed), text(used), text(tag))
-        else {
-            return Err(RegistryError::UnexpectedAnswer("adding a ticket"));
-        };
-        let added = match forgot
-            .split_once('.')
-            .and_then(|(_, sealed)| self.open(sealed, "issued", &tgt_hash))
-        {
-            Some(forgotten) => Added::Forgot(forgotten),
-            None => Added::Recorded,
-        };
-        let session = self
-            .open::<TicketGrantingTicket>(&sealed, TGT, &tgt_hash)
-            .map(|mut tgt| {
-                self.apply_last_use(&mut tgt, &tgt_hash, Some(&used), Some(&tag));
-                tgt
-            })
-            .filter(|tgt| tgt.id == ticket.tgt_id && !tgt.is_expired(now));
-        Ok((added, session.map(Arc::new)))
+        self.issued_with_session(reply, &ticket, &tgt_hash, now)
+            .await
     }
 
     async fn add_pgt(
