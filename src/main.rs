@@ -168,14 +168,15 @@ fn check_config(path: Option<PathBuf>, probe: bool) -> ExitCode {
             match outcome {
                 Ok(()) => println!(
                     "ldap source `{}` ({}): reachable, bind ok",
-                    options.name, options.url
+                    options.name,
+                    options.display_url()
                 ),
                 Err(e) => {
                     failed = true;
                     eprintln!(
                         "cas-server: ldap source `{}` ({}): {}",
                         options.name,
-                        options.url,
+                        options.display_url(),
                         telemetry::Chain(&*e)
                     );
                 }

@@ -40,11 +40,14 @@ impl Section for Raw {
         for (i, origin) in self.frame_ancestors.iter().enumerate() {
             let ok = url::Url::parse(origin)
                 .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.path() == "/")
-                && !origin.contains(['\'', ';', ' ', ',']);
+                // Printable ASCII only: the URL parser drops tabs and line breaks, which
+                // would then make the policy an invalid header, sent nowhere.
+                && origin.chars().all(|c| c.is_ascii_graphic())
+                && !origin.contains(['\'', ';', ',']);
             if !ok {
                 cx.entry("frame_ancestors", i).problem(
                     "",
-                    format!("`{origin}` is not an origin such as \"https://portal.example.org\""),
+                    format!("{origin:?} is not an origin such as \"https://portal.example.org\""),
                 );
                 return None;
             }
@@ -82,6 +85,20 @@ mod tests {
         .unwrap_err();
         assert_eq!(keys(&e), ["http_headers.frame_ancestors[1]"]);
         assert_problem(&e, "http_headers.frame_ancestors[1]", "is not an origin");
+
+        // A trailing line break (an environment value, a multi-line string) would make the
+        // policy an invalid header value, silently sent nowhere.
+        for broken in [
+            "https://portal.example.org\\n",
+            "https://portal.example.org\\t",
+            "https://pörtal.example.org",
+        ] {
+            let e = load_text(&format!(
+                "[http_headers]\nframe_ancestors = [\"{broken}\"]\n"
+            ))
+            .unwrap_err();
+            assert_problem(&e, "http_headers.frame_ancestors[0]", "is not an origin");
+        }
 
         let e = load_text("[http_headers]\nhsts_max_age = \"forever\"\n").unwrap_err();
         assert_problem(&e, "http_headers.hsts_max_age", "is not a duration");

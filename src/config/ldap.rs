@@ -89,9 +89,14 @@ impl Raw {
                 );
             }
             Some("ldaps") => {}
-            _ => cx.problem(
+            // Never quote the URL itself: it may carry a password.
+            Some(other) => cx.problem(
                 "url",
-                format!("`{}` is not an ldap:// or ldaps:// URL", self.url),
+                format!("is not an ldap:// or ldaps:// URL (its scheme is `{other}`)"),
+            ),
+            None => cx.problem(
+                "url",
+                "is not an ldap:// or ldaps:// URL, e.g. \"ldaps://ldap.example.org\"",
             ),
         }
         // Plain LDAP is allowed (a local directory) but reported: see `Settings::warnings`.
@@ -274,6 +279,20 @@ pub struct LdapOptions {
     pub pool_size: usize,
 }
 
+impl LdapOptions {
+    /// `url` without any user or password it may carry, for messages.
+    pub fn display_url(&self) -> String {
+        match url::Url::parse(&self.url) {
+            Ok(mut u) => {
+                let _ = u.set_password(None);
+                let _ = u.set_username("");
+                u.to_string()
+            }
+            Err(_) => "(not a URL)".to_owned(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::tests::{assert_problem, keys, load_text};
@@ -298,6 +317,13 @@ mod tests {
             ]
         );
         assert_problem(&e, "authn.ldap[1].url", "is not an ldap:// or ldaps:// URL");
+        // A URL may carry a password: never quoted back.
+        let e = load_text(&format!(
+            "{SOURCE}[[authn.ldap]]\nname = \"corp\"\nurl = \"https://admin:hunter2@ldap.example.org\"\nbase_dn = \"dc=x\"\n"
+        ))
+        .unwrap_err();
+        assert_problem(&e, "authn.ldap[1].url", "its scheme is `https`");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -303,15 +303,7 @@ async fn the_redirect_listener_only_redirects_to_the_certificates_names() {
     })
     .await;
     let redirect = server.redirect_addr.unwrap().to_string();
-    let https_port = server
-        .base
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let https_port = server.port().to_string();
     let location = |answer: &str| {
         answer
             .lines()

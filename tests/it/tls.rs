@@ -100,15 +100,7 @@ async fn the_http_listener_redirects_to_https() {
     })
     .await;
     let redirect = server.redirect_addr.expect("a redirect listener");
-    let https_port = server
-        .base
-        .split(':')
-        .nth(2)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let https_port = server.port().to_string();
 
     let response = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -365,6 +365,14 @@ impl TestServer {
         }
     }
 
+    /// The port the main listener is on.
+    pub fn port(&self) -> u16 {
+        reqwest::Url::parse(&self.base)
+            .ok()
+            .and_then(|u| u.port())
+            .expect("the base URL names its port")
+    }
+
     /// A client builder that trusts this server's certificate, redirects off.
     pub fn http(&self) -> reqwest::ClientBuilder {
         let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
@@ -694,44 +702,9 @@ pub fn hidden_input(html: &str, name: &str) -> Option<String> {
     Some(html_unescape(&html[start..end]))
 }
 
-/// The HTML entities templates emit in attribute values, decoded as a browser would. The
-/// load generator (`bench/src/http.rs`) has its own copy: the server's tests do not
-/// depend on the bench crate.
+/// The HTML entities templates emit in attribute values, decoded as a browser would.
 pub fn html_unescape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        let decoded = rest.find(';').and_then(|end| {
-            let entity = &rest[1..end];
-            let c = match entity {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" => Some('\''),
-                _ => entity
-                    .strip_prefix("#x")
-                    .and_then(|h| u32::from_str_radix(h, 16).ok())
-                    .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
-                    .and_then(char::from_u32),
-            }?;
-            Some((c, end))
-        });
-        match decoded {
-            Some((c, end)) => {
-                out.push(c);
-                rest = &rest[end + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    html_escape::decode_html_entities(text).into_owned()
 }
 
 /// A CAS client calling the validation endpoints.
