@@ -129,9 +129,15 @@ impl Raw {
     /// `Some(None)` without sentinels; `None` after a problem.
     fn sentinel(&self, cx: &mut Scope<'_>) -> Option<Option<Box<SentinelOptions>>> {
         let Some(addresses) = &self.sentinels else {
-            if self.sentinel_master.is_some() {
-                cx.problem("sentinel_master", "only applies with `sentinels`");
-                return None;
+            for (key, given) in [
+                ("sentinel_master", self.sentinel_master.is_some()),
+                ("sentinel_username", self.sentinel_username.is_some()),
+                ("sentinel_password", self.sentinel_password.is_some()),
+            ] {
+                if given {
+                    cx.problem(key, "only applies with `sentinels`");
+                    return None;
+                }
             }
             return Some(None);
         };
@@ -394,6 +400,11 @@ mod tests {
             (
                 "sentinel_master = \"cas\"\n",
                 "tickets.redis.sentinel_master",
+                "only applies",
+            ),
+            (
+                "sentinel_password = \"hunter2\"\n",
+                "tickets.redis.sentinel_password",
                 "only applies",
             ),
             (

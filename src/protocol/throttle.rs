@@ -350,8 +350,9 @@ impl LoginThrottle {
 }
 
 /// IPv6 clients are counted per /64: one subscriber usually holds a whole /64, and
-/// counting single addresses would let them rotate through it freely.
-fn ip_key(ip: IpAddr) -> IpAddr {
+/// counting single addresses would let them rotate through it freely. (The connection
+/// caps of `web` count clients the same way.)
+pub fn ip_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let mut segments = v6.segments();

@@ -205,22 +205,6 @@ pub trait TicketRegistry: Send + Sync + std::fmt::Debug {
         now: OffsetDateTime,
     ) -> Result<Added, RegistryError>;
 
-    /// `add_service_ticket` for a session not read first (single sign-on), answering the
-    /// live session as `get_tgt` would when the ticket was stored: one trip where the
-    /// store can.
-    async fn add_service_ticket_for_session(
-        &self,
-        ticket: ServiceTicket,
-        logout: LogoutTarget,
-        now: OffsetDateTime,
-    ) -> Result<(Added, Option<std::sync::Arc<TicketGrantingTicket>>), RegistryError> {
-        let Some(session) = self.get_tgt(&ticket.tgt_id, now).await? else {
-            return Ok((Added::SessionEnded, None));
-        };
-        let added = self.add_service_ticket(ticket, logout, now).await?;
-        Ok((added, Some(session)))
-    }
-
     /// Stores a PGT under its live parent TGT; `false` if the parent is gone.
     async fn add_pgt(
         &self,

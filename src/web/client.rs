@@ -109,6 +109,8 @@ impl InFlight {
 
     /// Counts a request of `client`; `None` when it already has `limit` in flight.
     pub fn enter(&self, client: IpAddr) -> Option<Entered<'_>> {
+        // One client per /64 for IPv6, as the login throttle counts them.
+        let client = crate::protocol::throttle::ip_key(client);
         let mut counts = self.lock();
         let count = counts.entry(client).or_insert(0);
         if *count >= self.limit {
@@ -168,6 +170,29 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_in_flight_are_counted_per_ipv6_slash_64() {
+        let in_flight = InFlight::new(1);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let held = in_flight.enter(a).expect("the first request");
+        assert!(
+            in_flight
+                .enter("2001:db8:1:2::2".parse().unwrap())
+                .is_none()
+        );
+        assert!(
+            in_flight
+                .enter("2001:db8:1:3::1".parse().unwrap())
+                .is_some()
+        );
+        drop(held);
+        assert!(
+            in_flight
+                .enter("2001:db8:1:2::3".parse().unwrap())
+                .is_some()
+        );
+    }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_peers() {

@@ -23,15 +23,17 @@ pub async fn envelope(State(state): State<AppState>, req: Request, next: Next) -
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
+    let oversized = header_bytes > policy.max_header_bytes;
     let peer = peer_ip(req.extensions());
     let proxied = peer.filter(|peer| is_trusted(peer, &state.trusted_proxies));
     // Behind a trusted proxy, each forwarded client's requests in flight are capped as a
-    // direct client's connections are (see `server.max_connections_per_client`).
-    let entered = proxied.map(|proxy| {
+    // direct client's connections are (see `server.max_connections_per_client`). An
+    // oversized header section is refused before its X-Forwarded-For is read.
+    let entered = proxied.filter(|_| !oversized).map(|proxy| {
         let client = forwarded_client(proxy, req.headers(), &state.trusted_proxies);
         state.in_flight.enter(client)
     });
-    let (https, language, response) = if header_bytes > policy.max_header_bytes {
+    let (https, language, response) = if oversized {
         let refused = (
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "Request headers too large",
@@ -48,7 +50,7 @@ pub async fn envelope(State(state): State<AppState>, req: Request, next: Next) -
             .into_response();
         (policy.tls, None, refused)
     } else {
-        let https = policy.tls || forwarded_https(&state, &req);
+        let https = policy.tls || (proxied.is_some() && forwarded_https(&req));
         // Only the language is needed to render an error page; keep just that.
         let language = req.headers().get(ACCEPT_LANGUAGE).cloned();
         (https, language, next.run(req).await)
@@ -65,12 +67,10 @@ pub async fn envelope(State(state): State<AppState>, req: Request, next: Next) -
     response
 }
 
-/// `X-Forwarded-Proto: https` from a trusted proxy (never from anyone else).
-fn forwarded_https(state: &AppState, req: &Request) -> bool {
-    peer_ip(req.extensions()).is_some_and(|peer| is_trusted(&peer, &state.trusted_proxies))
-        && req
-            .headers()
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+/// `X-Forwarded-Proto: https`; only asked of a trusted proxy's requests.
+fn forwarded_https(req: &Request) -> bool {
+    req.headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }

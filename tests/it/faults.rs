@@ -74,6 +74,10 @@ async fn an_outage_is_logged_once_not_once_per_request() {
     // While Redis runs, an unknown ticket is simply invalid.
     let body = validate().await;
     assert!(body.contains("INVALID_TICKET"), "{body}");
+    assert!(
+        redis.keys("cas:r:*").await.is_empty(),
+        "a made-up ticket leaves no receipt behind"
+    );
 
     redis.kill();
     const REQUESTS: usize = 200;

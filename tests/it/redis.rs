@@ -528,6 +528,22 @@ async fn an_edited_last_use_cannot_keep_a_session_alive() {
     server.clock.advance(Duration::from_secs(2 * 3600 + 60));
 
     assert_no_sso(&browser, "idle for longer than tgt_idle_ttl").await;
+
+    // Edited to just before now: a script that slid and re-tagged it before anyone
+    // checked the old tag would make the edit genuine.
+    let _: () = ::redis::cmd("HSET")
+        .arg(&key)
+        .arg("u")
+        .arg(used + 2 * 3600 * 1000)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_no_sso(
+        &browser,
+        "an edited last use is never slid into a valid one",
+    )
+    .await;
+    assert_no_sso(&browser, "nor on a second try").await;
 }
 
 /// The session key's TTL follows the policy: the idle time, refreshed by use, never past

@@ -75,34 +75,6 @@ impl Cas {
         Ok(Some(delivery(id, service, method)))
     }
 
-    /// Single sign-on straight to the ticket: issued under the session `tgt_id` without
-    /// reading it first (the store checks it is live, and answers it); `None` if it has
-    /// ended. Only for a service and a browser that need nothing of the session before
-    /// the grant (no `max_auth_age`, no warn step).
-    pub(super) async fn deliver_sso<'a>(
-        &self,
-        tgt_id: &str,
-        service: ResolvedService<'a>,
-        method: Option<&str>,
-        ip: IpAddr,
-    ) -> Result<Option<Delivery<'a>>, ProtocolError> {
-        let (ticket, now) = self.service_ticket(tgt_id, service, false);
-        let id = ticket.id.clone();
-        let logout = logout_target(service.entry, service.url);
-        let (added, session) = self
-            .tickets
-            .add_service_ticket_for_session(ticket, logout, now)
-            .await?;
-        if !self.stored_for_logout(added) {
-            return Ok(None);
-        }
-        let Some(session) = session else {
-            return Ok(None);
-        };
-        audit::ticket_issued(&id, &session.principal.id, service.url, ip);
-        Ok(Some(delivery(id, service, method)))
-    }
-
     /// LOGINP-01..03: a new SSO session for `principal`, who has just passed every step,
     /// and with a service, its ticket.
     pub(super) async fn open_session<'a>(

@@ -254,22 +254,6 @@ impl Cas {
         if service.is_some_and(|s| !s.entry.sso_enabled) {
             return Ok(no_sso());
         }
-        // The usual single sign-on needs nothing of the session before the grant: one
-        // step, in which the store checks the session and answers it.
-        if let (Some(id), Some(service)) = (browser.session, service)
-            && service.entry.max_auth_age.is_none()
-            && !browser.warn
-        {
-            return Ok(
-                match self
-                    .deliver_sso(id, service, req.method, browser.ip)
-                    .await?
-                {
-                    Some(delivery) => LoginOutcome::view(LoginView::Deliver(delivery)),
-                    None => no_sso(),
-                },
-            );
-        }
         let now = self.clock.now();
         let tgt = match browser.session {
             Some(id) => self.tickets.get_tgt(id, now).await?,

@@ -1,19 +1,16 @@
-//! Service tickets in Redis: the arguments of the script that issues one (with, for
-//! single sign-on, the session it was issued under), the reading of its answer, and
-//! redeeming one with its session, each in one round trip.
+//! Service tickets in Redis: the arguments of the script that issues one, the reading of
+//! its answer, and redeeming one with its session, each in one round trip.
 
 use super::*;
 
 impl RedisRegistry {
-    /// The keys and arguments of `ADD_TICKET` for `ticket`, and its session's hash; with
-    /// `answer_session`, the script also answers the session.
+    /// The keys and arguments of `ADD_TICKET` for `ticket`, and its session's hash.
     pub(super) fn ticket_script(
         &self,
         ticket: &ServiceTicket,
         logout: LogoutTarget,
         now: OffsetDateTime,
-        answer_session: bool,
-    ) -> ([String; 5], [String; 11], String) {
+    ) -> ([String; 5], [String; 10], String) {
         let tgt_hash = self.sealer.hash_id(&ticket.tgt_id);
         let st_hash = self.sealer.hash_id(&ticket.id);
         // The destination in clear (keyed), so that the script can tell repeats apart
@@ -59,7 +56,7 @@ impl RedisRegistry {
             "0"
         };
         let tag = self.last_use_tag(&tgt_hash, unix_ms(now));
-        let args: [String; 11] = [
+        let args: [String; 10] = [
             unix_ms(now).to_string(),
             slide.to_owned(),
             self.margin_ms().to_string(),
@@ -70,7 +67,6 @@ impl RedisRegistry {
             MAX_ISSUED.to_string(),
             tag,
             format!("{}t:", self.prefix),
-            if answer_session { "1" } else { "0" }.to_owned(),
         ];
         (keys, args, tgt_hash)
     }
@@ -135,55 +131,5 @@ impl RedisRegistry {
         } else {
             (Redeemed::Valid(st), session)
         })
-    }
-
-    /// What `ADD_TICKET` answered when asked for the session too: what the ticket did,
-    /// and the live session (read again if the answer does not carry it).
-    pub(super) async fn issued_with_session(
-        &self,
-        reply: redis::Value,
-        ticket: &ServiceTicket,
-        tgt_hash: &str,
-        now: OffsetDateTime,
-    ) -> Result<(Added, Option<Arc<TicketGrantingTicket>>), RegistryError> {
-        let redis::Value::Array(items) = &reply else {
-            // Ended, or stored by an earlier send of this same call: read it then.
-            let added = self.added(reply, tgt_hash)?;
-            let session = match added {
-                Added::SessionEnded => None,
-                _ => self.live_tgt(&ticket.tgt_id, now).await?.map(Arc::new),
-            };
-            return Ok((added, session));
-        };
-        let text = |v: &redis::Value| match v {
-            redis::Value::BulkString(b) => std::str::from_utf8(b).ok().map(str::to_owned),
-            _ => None,
-        };
-        let [marker, forgot, sealed, used, tag] = items.as_slice() else {
-            return self.added(reply, tgt_hash).map(|added| (added, None));
-        };
-        if text(marker).as_deref() != Some("s") {
-            return self.added(reply, tgt_hash).map(|added| (added, None));
-        }
-        let (Some(forgot), Some(sealed), Some(used), Some(tag)) =
-            (text(forgot), text(sealed), text(used), text(tag))
-        else {
-            return Err(RegistryError::UnexpectedAnswer("adding a ticket"));
-        };
-        let added = match forgot
-            .split_once('.')
-            .and_then(|(_, sealed)| self.open(sealed, "issued", tgt_hash))
-        {
-            Some(forgotten) => Added::Forgot(forgotten),
-            None => Added::Recorded,
-        };
-        let session = self
-            .open::<TicketGrantingTicket>(&sealed, TGT, tgt_hash)
-            .map(|mut tgt| {
-                self.apply_last_use(&mut tgt, tgt_hash, Some(&used), Some(&tag));
-                tgt
-            })
-            .filter(|tgt| tgt.id == ticket.tgt_id && !tgt.is_expired(now));
-        Ok((added, session.map(Arc::new)))
     }
 }

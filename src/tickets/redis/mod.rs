@@ -471,21 +471,9 @@ impl TicketRegistry for RedisRegistry {
         logout: LogoutTarget,
         now: OffsetDateTime,
     ) -> Result<Added, RegistryError> {
-        let (keys, args, tgt_hash) = self.ticket_script(&ticket, logout, now, false);
+        let (keys, args, tgt_hash) = self.ticket_script(&ticket, logout, now);
         let added: redis::Value = self.script(|s| &s.add_ticket, &keys, &args, true).await?;
         self.added(added, &tgt_hash)
-    }
-
-    async fn add_service_ticket_for_session(
-        &self,
-        ticket: ServiceTicket,
-        logout: LogoutTarget,
-        now: OffsetDateTime,
-    ) -> Result<(Added, Option<Arc<TicketGrantingTicket>>), RegistryError> {
-        let (keys, args, tgt_hash) = self.ticket_script(&ticket, logout, now, true);
-        let reply: redis::Value = self.script(|s| &s.add_ticket, &keys, &args, true).await?;
-        self.issued_with_session(reply, &ticket, &tgt_hash, now)
-            .await
     }
 
     async fn add_pgt(

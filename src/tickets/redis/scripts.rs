@@ -32,9 +32,10 @@ local function int(x) return string.format('%d', x) end
 
 /// KEYS: session, history, PGT list, expiry index, new ticket.
 /// ARGV: now (ms), slide ("1" or "0"), margin (ms), session hash, history entry, sealed
-/// ticket, ticket TTL (ms), history bound, tag of the new last use, ticket key prefix,
-/// and '1' to be answered {'s', forgotten entry or '', sealed session, last use, its tag}
-/// instead (single sign-on needs the session, and gets it in the same trip).
+/// ticket, ticket TTL (ms), history bound, tag of the new last use, ticket key prefix.
+/// The session's liveness is judged on its clear fields: callers have read it first
+/// (`get_tgt`, which checks the tag of `u` and the sealed policy), because this script
+/// writes a fresh tag for the slid `u`.
 /// Sent again after a lost answer, it changes nothing: the ticket is already there.
 /// A history entry is `<ticket hash>:<destination tag>.<sealed entry>` (the tag is `-`
 /// for a service told nothing; entries of older versions have no tag). When the history
@@ -99,10 +100,6 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 redis.call('HSET', KEYS[5], 'k', 'st', 'd', ARGV[6], 's', ARGV[4])
 redis.call('PEXPIRE', KEYS[5], ARGV[7])
-if ARGV[11] == '1' then
-  local s = redis.call('HMGET', KEYS[1], 'd', 'u', 't')
-  return {'s', forgot or '', s[1], s[2] or '0', s[3] or ''}
-end
 if forgot then return {2, forgot} end
 return 1
 ";
@@ -273,17 +270,15 @@ fn once(body: &str) -> String {
     format!(
         r"
 local kept = redis.call('GET', KEYS[#KEYS])
-if kept then
-  if kept == 'null' then return nil end
-  return cjson.decode(kept)
-end
+if kept then return cjson.decode(kept) end
 local function run()
 {body}
 end
 local reply = run()
-local text = 'null'
-if reply ~= nil then text = cjson.encode(reply) end
-redis.call('SET', KEYS[#KEYS], text, 'PX', {RECEIPT_TTL_MS})
+-- Nothing found (an unknown ticket, a session already gone): nothing was changed, and a
+-- repeat answers the same without a receipt. A flood of made-up tickets stores nothing.
+if reply == nil or reply == false then return reply end
+redis.call('SET', KEYS[#KEYS], cjson.encode(reply), 'PX', {RECEIPT_TTL_MS})
 return reply
 "
     )

@@ -141,6 +141,8 @@ impl Slots {
     pub fn admit(self: &Arc<Self>, client: IpAddr) -> Option<Slot> {
         let client = client.to_canonical();
         let capped = !self.exempt.iter().any(|net| net.contains(&client));
+        // One client per /64 for IPv6, as the login throttle counts them.
+        let client = crate::protocol::throttle::ip_key(client);
         let mut table = lock(&self.table);
         let held = table.clients.get(&client).map_or(0, Vec::len);
         if capped && held >= self.per_client {
@@ -354,6 +356,21 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), slots.room())
             .await
             .expect("the freed slot");
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_whole_slash_64() {
+        let slots = slots(10, 2);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _first = slots.admit(a).unwrap();
+        let _second = slots.admit(b).unwrap();
+        assert!(
+            slots.admit("2001:db8:1:2::77".parse().unwrap()).is_none(),
+            "a third address of the same /64 is the same client"
+        );
+        assert!(slots.admit(other).is_some(), "the next /64 is another");
     }
 
     #[test]
