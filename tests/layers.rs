@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 /// Top-level modules from the bottom layer up; a module may import its own layer and
 /// those below.
 const LAYERS: &[&[&str]] = &[
-    &["clock", "crypto", "telemetry"],
+    &["clock", "crypto", "locales", "telemetry"],
     &["config"],
     &["auth"],
     &["tgc"],
