@@ -27,6 +27,7 @@ pub(super) struct Raw {
     sentinel_master: Option<String>,
     sentinel_username: Option<String>,
     sentinel_password: Option<String>,
+    cluster_nodes: Option<Vec<String>>,
 }
 
 impl Raw {
@@ -94,6 +95,7 @@ impl Raw {
             }
         };
         let sentinel = self.sentinel(cx);
+        let cluster = self.cluster(cx);
         let acks_ok = cx.within("min_replicas_acks", self.min_replicas_acks as usize, 0..=16);
         let ack_timeout = cx.duration("replica_ack_timeout", &self.replica_ack_timeout);
         if let (Some(wait), Some(command)) = (ack_timeout, command_timeout)
@@ -121,6 +123,7 @@ impl Raw {
             encrypt: self.encrypt,
             refuse_eviction: refuse_eviction?,
             sentinel: sentinel?,
+            cluster_nodes: cluster?,
             min_replicas_acks: self.min_replicas_acks as usize,
             replica_ack_timeout: ack_timeout?,
         })
@@ -150,17 +153,7 @@ impl Raw {
             ok = false;
         }
         for address in addresses {
-            let valid = url::Url::parse(address).is_ok_and(|u| {
-                matches!(u.scheme(), "redis" | "rediss")
-                    && u.host_str().is_some()
-                    && u.port().is_some()
-                    && u.username().is_empty()
-                    && u.password().is_none()
-                    && matches!(u.path(), "" | "/")
-                    && u.query().is_none()
-                    && u.fragment().is_none()
-            });
-            if !valid {
+            if !bare_address(address) {
                 // Never quote it: a URL may carry a password.
                 cx.problem(
                     "sentinels",
@@ -188,6 +181,58 @@ impl Raw {
                 password: self.sentinel_password.clone().map(Secret::new),
             }))
         })
+    }
+
+    /// `Some(vec![])` without cluster nodes; `None` after a problem.
+    fn cluster(&self, cx: &mut Scope<'_>) -> Option<Vec<String>> {
+        let Some(nodes) = &self.cluster_nodes else {
+            return Some(Vec::new());
+        };
+        if nodes.is_empty() {
+            cx.problem(
+                "cluster_nodes",
+                "list at least one node of the cluster, e.g. [\"redis://10.0.0.21:6379\"] (the others are found from it; list several in case one is down)",
+            );
+            return None;
+        }
+        if self.sentinels.is_some() {
+            cx.problem(
+                "cluster_nodes",
+                "a Redis Cluster fails over by itself: give either `cluster_nodes` or `sentinels`, not both",
+            );
+            return None;
+        }
+        if !nodes.iter().all(|n| bare_address(n)) {
+            cx.problem(
+                "cluster_nodes",
+                "each is redis://host:port or rediss://host:port, without credentials (username, password) or a path",
+            );
+            return None;
+        }
+        let scheme = |u: &str| u.split_once("://").map(|(s, _)| s.to_owned());
+        if nodes.iter().any(|n| scheme(n) != scheme(&self.url)) {
+            cx.problem(
+                "cluster_nodes",
+                "use the scheme of `url` (redis:// or rediss://) for every node",
+            );
+            return None;
+        }
+        if url::Url::parse(&self.url).is_ok_and(|u| !matches!(u.path(), "" | "/" | "/0")) {
+            cx.problem(
+                "url",
+                "a Redis Cluster has only database 0: leave the database out of the URL",
+            );
+            return None;
+        }
+        // A hash tag in the prefix would put every key in one slot, on one node.
+        if self.key_prefix.contains(['{', '}']) {
+            cx.problem(
+                "key_prefix",
+                "must not contain { or } with a cluster: the server places each session's keys with a hash tag of its own",
+            );
+            return None;
+        }
+        Some(nodes.clone())
     }
 
     /// Whether the URL asks for TLS (`rediss://`); `None` when it is not one to use.
@@ -233,6 +278,20 @@ impl Raw {
     }
 }
 
+/// `redis://host:port` or `rediss://host:port`, nothing more (credentials are given apart).
+fn bare_address(address: &str) -> bool {
+    url::Url::parse(address).is_ok_and(|u| {
+        matches!(u.scheme(), "redis" | "rediss")
+            && u.host_str().is_some()
+            && u.port().is_some()
+            && u.username().is_empty()
+            && u.password().is_none()
+            && matches!(u.path(), "" | "/")
+            && u.query().is_none()
+            && u.fragment().is_none()
+    })
+}
+
 /// `[tickets.redis]`.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
@@ -253,6 +312,10 @@ pub struct RedisOptions {
     /// Find the primary through these sentinels; `url` then gives only its scheme,
     /// database and credentials.
     pub sentinel: Option<Box<SentinelOptions>>,
+    /// Seed nodes of a Redis Cluster (the store then spreads sessions over its primaries);
+    /// empty for a single Redis or Sentinel. `url` is one more seed, and gives the scheme
+    /// and credentials for all.
+    pub cluster_nodes: Vec<String>,
     /// Replicas that must hold a new session before the login is answered (`WAIT`).
     pub min_replicas_acks: usize,
     pub replica_ack_timeout: Duration,
@@ -436,5 +499,53 @@ mod tests {
             sentinel.password.map(|p| p.expose().clone()).as_deref(),
             Some("s3cret")
         );
+    }
+
+    #[test]
+    fn cluster_settings_are_checked_without_quoting_them() {
+        for (lines, key, says) in [
+            (
+                "cluster_nodes = []\n",
+                "tickets.redis.cluster_nodes",
+                "at least one",
+            ),
+            (
+                "cluster_nodes = [\"redis://:hunter2@10.0.0.1:6379\"]\n",
+                "tickets.redis.cluster_nodes",
+                "without credentials",
+            ),
+            (
+                "cluster_nodes = [\"rediss://10.0.0.1:6379\"]\n",
+                "tickets.redis.cluster_nodes",
+                "scheme of `url`",
+            ),
+            (
+                "cluster_nodes = [\"redis://10.0.0.1:6379\"]\nsentinels = [\"redis://10.0.0.1:26379\"]\nsentinel_master = \"cas\"\n",
+                "tickets.redis.cluster_nodes",
+                "not both",
+            ),
+            (
+                "cluster_nodes = [\"redis://10.0.0.1:6379\"]\nurl = \"redis://10.0.0.2:6379/3\"\n",
+                "tickets.redis.url",
+                "only database 0",
+            ),
+            (
+                "cluster_nodes = [\"redis://10.0.0.1:6379\"]\nkey_prefix = \"{cas}:\"\n",
+                "tickets.redis.key_prefix",
+                "hash tag",
+            ),
+        ] {
+            let e = load_text(&redis(lines)).unwrap_err();
+            assert_problem(&e, key, says);
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        let settings = load_text(&redis(
+            "url = \"redis://10.0.0.1:6379\"\ncluster_nodes = [\"redis://10.0.0.2:6379\", \"redis://10.0.0.3:6379\"]\n",
+        ))
+        .unwrap();
+        let crate::config::TicketStore::Redis(options) = settings.tickets.store else {
+            panic!("the Redis store");
+        };
+        assert_eq!(options.cluster_nodes.len(), 2);
     }
 }

@@ -50,7 +50,7 @@ pub struct Tickets {
 #[derive(Debug, Clone)]
 pub enum TicketStore {
     Memory,
-    Redis(super::RedisOptions),
+    Redis(Box<super::RedisOptions>),
 }
 
 impl Section for Raw {
@@ -95,7 +95,7 @@ impl Section for Raw {
             "redis" => self
                 .redis
                 .validate(&mut cx.at("redis"))
-                .map(TicketStore::Redis),
+                .map(|options| TicketStore::Redis(Box::new(options))),
             other => {
                 cx.problem("store", format!("`{other}` is not \"memory\" or \"redis\""));
                 None

@@ -21,7 +21,7 @@ pub use expiration::ExpirationPolicy;
 pub use memory::MemoryRegistry;
 pub use model::{
     Grant, IssuedTicket, LogoutTarget, Principal, ProxyGrantingTicket, ServiceTicket, Ticket,
-    TicketGrantingTicket, new_pgt_iou, new_service_ticket_id, new_tgt_id,
+    TicketGrantingTicket, new_pgt_iou, new_service_ticket_id, new_tgt_id, shard_of,
 };
 pub use sealing::TicketSealer;
 pub use snapshot::SnapshotFile;

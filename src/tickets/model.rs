@@ -20,16 +20,43 @@ pub fn new_tgt_id() -> String {
     format!("TGT-{}", random_base62(TGT_RANDOM_LEN))
 }
 
-pub fn new_service_ticket_id() -> String {
-    format!("ST-{}", random_base62(SERVICE_TICKET_RANDOM_LEN))
+/// The session's shard (see [`shard_of`]) and fresh randomness: 28 base62 characters
+/// after it, about 166 bits.
+pub fn new_service_ticket_id(tgt_id: &str) -> String {
+    format!(
+        "ST-{}{}",
+        shard_of(tgt_id),
+        random_base62(SERVICE_TICKET_RANDOM_LEN - 1)
+    )
 }
 
-pub fn new_proxy_ticket_id() -> String {
-    format!("PT-{}", random_base62(SERVICE_TICKET_RANDOM_LEN))
+pub fn new_proxy_ticket_id(tgt_id: &str) -> String {
+    format!(
+        "PT-{}{}",
+        shard_of(tgt_id),
+        random_base62(SERVICE_TICKET_RANDOM_LEN - 1)
+    )
 }
 
-pub fn new_pgt_id() -> String {
-    format!("PGT-{}", random_base62(PGT_RANDOM_LEN))
+pub fn new_pgt_id(tgt_id: &str) -> String {
+    format!(
+        "PGT-{}{}",
+        shard_of(tgt_id),
+        random_base62(PGT_RANDOM_LEN - 1)
+    )
+}
+
+/// The shard of a session and of every ticket issued under it: the first character after
+/// the prefix, random for a session and copied into its tickets, so that a store split
+/// over several servers (Redis Cluster) keeps a session with all its tickets and finds
+/// the place of a ticket from its id alone. One of 62 values, shared by that fraction of
+/// all sessions: it tells nothing about the session. `'0'` for an id without one (made
+/// up, or not base62), where nothing is found.
+pub fn shard_of(id: &str) -> char {
+    id.split_once('-')
+        .and_then(|(_, rest)| rest.chars().next())
+        .filter(char::is_ascii_alphanumeric)
+        .unwrap_or('0')
 }
 
 /// PCB-09: an IOU is independent randomness, never derived from the PGT.
@@ -178,7 +205,7 @@ pub struct ProxyGrantingTicket {
 impl ProxyGrantingTicket {
     pub fn new(tgt_id: &str, service: &str, proxies: Vec<String>, now: OffsetDateTime) -> Self {
         Self {
-            id: new_pgt_id(),
+            id: new_pgt_id(tgt_id),
             tgt_id: tgt_id.to_owned(),
             service: service.to_owned(),
             proxies,
@@ -227,7 +254,7 @@ impl ServiceTicket {
         from_new_login: bool,
     ) -> Self {
         Self {
-            id: new_service_ticket_id(),
+            id: new_service_ticket_id(tgt_id),
             tgt_id: tgt_id.to_owned(),
             service: service.to_owned(),
             created_at: now,
@@ -252,7 +279,7 @@ impl ServiceTicket {
         expiration: ExpirationPolicy,
     ) -> Self {
         Self {
-            id: new_proxy_ticket_id(),
+            id: new_proxy_ticket_id(&pgt.tgt_id),
             tgt_id: pgt.tgt_id.clone(),
             service: service.to_owned(),
             created_at: now,
@@ -383,19 +410,41 @@ mod tests {
     #[test]
     fn ids_follow_the_protocol_charset_and_length() {
         let re = regex::Regex::new(r"^(ST|PT|PGT|PGTIOU|TGT)-[A-Za-z0-9-]+$").unwrap();
-        let st = new_service_ticket_id();
+        let tgt = new_tgt_id();
+        let st = new_service_ticket_id(&tgt);
         assert!(re.is_match(&st));
         assert_eq!(st.len(), 32);
-        assert_eq!(new_proxy_ticket_id().len(), 32);
-        assert!(new_pgt_id().len() <= 64 && new_pgt_iou().len() <= 64);
+        assert_eq!(new_proxy_ticket_id(&tgt).len(), 32);
+        assert!(new_pgt_id(&tgt).len() <= 64 && new_pgt_iou().len() <= 64);
         for id in [
-            new_tgt_id(),
-            new_proxy_ticket_id(),
-            new_pgt_id(),
+            tgt.clone(),
+            new_proxy_ticket_id(&tgt),
+            new_pgt_id(&tgt),
             new_pgt_iou(),
         ] {
             assert!(re.is_match(&id), "{id}");
         }
-        assert_ne!(new_service_ticket_id(), st);
+        assert_ne!(new_service_ticket_id(&tgt), st);
+    }
+
+    #[test]
+    fn tickets_share_their_sessions_shard_and_nothing_more() {
+        let tgt = new_tgt_id();
+        let (st, pt, pgt) = (
+            new_service_ticket_id(&tgt),
+            new_proxy_ticket_id(&tgt),
+            new_pgt_id(&tgt),
+        );
+        for id in [&st, &pt, &pgt] {
+            assert_eq!(shard_of(id), shard_of(&tgt), "{id}");
+        }
+        // Only the shard: the rest of the session id appears in no ticket.
+        let secret = &tgt[5..];
+        for id in [&st, &pt, &pgt] {
+            assert!(!id.contains(&secret[..8]), "{id}");
+        }
+        assert_eq!(shard_of("ST-"), '0');
+        assert_eq!(shard_of("ST-{x}"), '0');
+        assert_eq!(shard_of("nothing"), '0');
     }
 }

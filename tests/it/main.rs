@@ -6,6 +6,7 @@ mod support;
 
 mod browser;
 mod cli;
+mod cluster;
 mod connections;
 mod faults;
 mod hardening;

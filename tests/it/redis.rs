@@ -1045,6 +1045,23 @@ async fn the_protocol_suite_passes_on_the_redis_store() {
         return; // this is the inner run
     }
     let redis = RedisServer::start(false).await;
+    run_protocol_suite("CAS_TEST_REDIS_URL", &redis.url()).await;
+    let servers: std::collections::BTreeSet<String> = redis
+        .keys("cas-suite-*")
+        .await
+        .into_iter()
+        .filter_map(|k| k.split(':').next().map(str::to_owned))
+        .collect();
+    assert!(
+        servers.len() >= 50,
+        "servers that stored tickets in Redis: {}",
+        servers.len()
+    );
+}
+
+/// Runs the protocol suite's modules again in this test binary, with `variable` set to
+/// `value` (which puts every server on a shared store), and checks that it passed.
+pub(crate) async fn run_protocol_suite(variable: &str, value: &str) {
     let modules = [
         "login::",
         "validate::",
@@ -1058,7 +1075,7 @@ async fn the_protocol_suite_passes_on_the_redis_store() {
     let run = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args(modules)
         .args(["--test-threads", "1"])
-        .env("CAS_TEST_REDIS_URL", redis.url())
+        .env(variable, value)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(900), run)
@@ -1068,7 +1085,7 @@ async fn the_protocol_suite_passes_on_the_redis_store() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "the suite fails on Redis:\n{stdout}\n{}",
+        "the suite fails with {variable}:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let passed: usize = stdout
@@ -1078,17 +1095,6 @@ async fn the_protocol_suite_passes_on_the_redis_store() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(passed >= 100, "only {passed} tests ran:\n{stdout}");
-    let servers: std::collections::BTreeSet<String> = redis
-        .keys("cas-suite-*")
-        .await
-        .into_iter()
-        .filter_map(|k| k.split(':').next().map(str::to_owned))
-        .collect();
-    assert!(
-        servers.len() >= 50,
-        "servers that stored tickets in Redis: {}",
-        servers.len()
-    );
 }
 
 /// The same throttle steps on the local counters and on the shared ones in Redis: the two

@@ -21,10 +21,11 @@ impl AttemptStore for RedisRegistry {
         rules: AttemptRules,
         now: OffsetDateTime,
     ) -> Result<Option<AttemptWait>, RegistryError> {
+        // Both counters in the space of the address's, so that one script reads both.
+        let space = self.hashed_space(&self.sealer.hash_id(&format!("attempts\0{per_address}")));
         let key = |name: &str| {
             format!(
-                "{}a:{}",
-                self.prefix,
+                "{space}a:{}",
                 self.sealer.hash_id(&format!("attempts\0{name}"))
             )
         };
@@ -48,7 +49,9 @@ impl AttemptStore for RedisRegistry {
             key(&format!("user\0{per_user}")),
             key(&format!("addr\0{per_address}")),
         ];
-        let (kind, wait_ms): (i64, i64) = self.script(|s| &s.attempts, &keys, &args, false).await?;
+        let (kind, wait_ms): (i64, i64) = self
+            .script(|s| &s.attempts, &space, &keys, &args, false)
+            .await?;
         let wait = Duration::from_millis(wait_ms.unsigned_abs());
         Ok(match kind {
             1 => Some(AttemptWait::Blocked(wait)),

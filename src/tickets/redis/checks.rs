@@ -24,16 +24,76 @@ impl RedisRegistry {
     /// Redis' `maxmemory-policy`, if this user may read it: anything but `noeviction`
     /// lets Redis drop live sessions, used login forms and logout histories under memory
     /// pressure. For `check-config --probe`.
+    /// On a cluster, the first primary's that is not `noeviction`, if any.
     pub async fn eviction_policy(&self) -> Option<String> {
-        let reply: Vec<String> = self
-            .command(|| {
-                let mut cmd = redis::cmd("CONFIG");
-                cmd.arg("GET").arg("maxmemory-policy");
-                cmd
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg("maxmemory-policy");
+        let answers = self
+            .pool
+            .run(|mut c| {
+                let cmd = cmd.clone();
+                async move { c.on_each_primary(&cmd).await }
             })
             .await
             .ok()?;
-        reply.get(1).cloned()
+        let policies: Vec<String> = answers
+            .into_iter()
+            .filter_map(|(_, answer)| {
+                let reply: Vec<String> = redis::FromRedisValue::from_redis_value(answer).ok()?;
+                reply.get(1).cloned()
+            })
+            .collect();
+        policies
+            .iter()
+            .find(|p| *p != "noeviction")
+            .or(policies.first())
+            .cloned()
+    }
+
+    /// Counts the keys of stored tickets on every primary, with SCAN, a batch per command.
+    pub(super) async fn count_keys(&self) -> Result<usize, RegistryError> {
+        let pattern = if self.cluster {
+            format!("{}{{?}}t:*", self.prefix)
+        } else {
+            format!("{}t:*", self.prefix)
+        };
+        let scan = |cursor: u64| {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
+            cmd
+        };
+        let first = scan(0);
+        let primaries = self
+            .pool
+            .run(|mut c| {
+                let cmd = first.clone();
+                async move { c.on_each_primary(&cmd).await }
+            })
+            .await?;
+        let mut total = 0;
+        for (node, answer) in primaries {
+            let (mut cursor, keys): (u64, Vec<String>) =
+                redis::FromRedisValue::from_redis_value(answer)
+                    .map_err(|_| RegistryError::UnexpectedAnswer("scanning keys"))?;
+            total += keys.len();
+            while cursor != 0 {
+                let cmd = scan(cursor);
+                let (next, keys): (u64, Vec<String>) = self
+                    .pool
+                    .run(|mut c| {
+                        let (cmd, node) = (cmd.clone(), node.clone());
+                        async move { c.on_node(&node, &cmd).await }
+                    })
+                    .await?;
+                total += keys.len();
+                cursor = next;
+            }
+        }
+        Ok(total)
     }
 
     /// One small write, as every login and SSO makes: a Redis out of memory (under
@@ -57,9 +117,31 @@ impl RedisRegistry {
         })
     }
 
-    /// Sessions due at `now`, leased to this node for [`SWEEP_LEASE`].
-    pub(super) async fn lease_expired(
+    /// The sessions of `space` due at `now`, a batch at a time.
+    pub(super) async fn sweep_space(
         &self,
+        space: &str,
+        now: OffsetDateTime,
+        swept: &mut Swept,
+    ) -> Result<(), RegistryError> {
+        for _ in 0..SWEEP_BATCHES {
+            let due = self.lease_expired(space, now).await?;
+            let batch = due.len();
+            for hash in due {
+                self.sweep_one(space, &hash, now, swept).await?;
+            }
+            if batch < SWEEP_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(())
+    }
+
+    /// Sessions of `space` due at `now`, leased to this node for [`SWEEP_LEASE`].
+    async fn lease_expired(
+        &self,
+        space: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<String>, RegistryError> {
         let args = [
@@ -67,22 +149,29 @@ impl RedisRegistry {
             SWEEP_BATCH.to_string(),
             unix_ms(now + SWEEP_LEASE).to_string(),
         ];
-        self.script(|s| &s.drain_expired, &[self.expiry_key()], &args, true)
-            .await
+        self.script(
+            |s| &s.drain_expired,
+            space,
+            &[Self::expiry_key(space)],
+            &args,
+            true,
+        )
+        .await
     }
 
     /// One leased session: put back if it was used meanwhile (on another node, say), left
     /// alone if this node cannot read it, else removed with all it holds.
-    pub(super) async fn sweep_one(
+    async fn sweep_one(
         &self,
+        space: &str,
         hash: &str,
         now: OffsetDateTime,
         swept: &mut Swept,
     ) -> Result<(), RegistryError> {
-        match self.load_tgt(hash).await? {
+        match self.load_tgt(space, hash).await? {
             Loaded::Tgt(tgt) if !tgt.is_expired(now) => {
                 let score = unix_ms(session_deadline(&tgt));
-                let expiry = self.expiry_key();
+                let expiry = Self::expiry_key(space);
                 self.command(|| {
                     let mut cmd = redis::cmd("ZADD");
                     cmd.arg(&expiry).arg(score).arg(hash);
@@ -92,7 +181,7 @@ impl RedisRegistry {
             }
             Loaded::Unreadable => Ok(()),
             Loaded::Tgt(_) | Loaded::Absent => {
-                if let Some(tgt) = self.remove_by_hash(hash, None).await? {
+                if let Some(tgt) = self.remove_by_hash(space, hash, None).await? {
                     swept.freed += 1 + tgt.issued.len();
                     swept.expired_sessions.push(tgt);
                 }
@@ -120,7 +209,13 @@ impl RedisRegistry {
             args.push("0".to_owned());
         }
         let matches: i64 = self
-            .script(|s| &s.claim, std::slice::from_ref(&name), &args, true)
+            .script(
+                |s| &s.claim,
+                &self.prefix,
+                std::slice::from_ref(&name),
+                &args,
+                true,
+            )
             .await?;
         self.note_unclaimed(matches == -1);
         if matches == 1 {
@@ -165,21 +260,23 @@ impl RedisRegistry {
     /// falling due at that time.
     pub(super) async fn remove_by_hash(
         &self,
+        space: &str,
         hash: &str,
         outbox: Option<OffsetDateTime>,
     ) -> Result<Option<TicketGrantingTicket>, RegistryError> {
         let keys = [
-            self.ticket_key(hash),
-            self.history_key(hash),
-            self.pgts_key(hash),
-            self.expiry_key(),
-            self.outbox_key(),
-            self.outbox_queue_key(),
+            Self::ticket_key(space, hash),
+            Self::history_key(space, hash),
+            Self::pgts_key(space, hash),
+            Self::expiry_key(space),
+            Self::outbox_key(space),
+            Self::outbox_queue_key(space),
         ];
         let due = outbox.map_or_else(|| "0".to_owned(), |at| unix_ms(at).to_string());
-        let args = [hash.to_owned(), format!("{}t:", self.prefix), due];
-        let reply: Option<Vec<String>> =
-            self.script(|s| &s.remove_tgt, &keys, &args, false).await?;
+        let args = [hash.to_owned(), format!("{space}t:"), due];
+        let reply: Option<Vec<String>> = self
+            .script(|s| &s.remove_tgt, space, &keys, &args, false)
+            .await?;
         Ok(reply.and_then(|reply| self.removed(hash, reply)))
     }
 
@@ -202,11 +299,15 @@ impl RedisRegistry {
     }
 
     /// The single logout of these removals was taken care of: out of the outbox.
-    pub(super) async fn acknowledge(&self, hashes: &[String]) -> Result<(), RegistryError> {
+    pub(super) async fn acknowledge(
+        &self,
+        space: &str,
+        hashes: &[String],
+    ) -> Result<(), RegistryError> {
         if hashes.is_empty() {
             return Ok(());
         }
-        let (outbox, queue) = (self.outbox_key(), self.outbox_queue_key());
+        let (outbox, queue) = (Self::outbox_key(space), Self::outbox_queue_key(space));
         self.pool
             .run(|mut c| {
                 let mut pipe = redis::pipe();
@@ -224,6 +325,7 @@ impl RedisRegistry {
     /// and acknowledged (their messages are queued next, on this node).
     pub(super) async fn orphaned_logouts(
         &self,
+        space: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<TicketGrantingTicket>, RegistryError> {
         let args = [
@@ -234,7 +336,8 @@ impl RedisRegistry {
         let due: Vec<String> = self
             .script(
                 |s| &s.drain_expired,
-                &[self.outbox_queue_key()],
+                space,
+                &[Self::outbox_queue_key(space)],
                 &args,
                 true,
             )
@@ -242,7 +345,7 @@ impl RedisRegistry {
         if due.is_empty() {
             return Ok(Vec::new());
         }
-        let outbox = self.outbox_key();
+        let outbox = Self::outbox_key(space);
         let entries: Vec<Option<String>> = self
             .command(|| {
                 let mut cmd = redis::cmd("HMGET");
@@ -258,7 +361,7 @@ impl RedisRegistry {
                 self.removed(hash, reply)
             })
             .collect();
-        self.acknowledge(&due).await?;
+        self.acknowledge(space, &due).await?;
         Ok(sessions)
     }
 }

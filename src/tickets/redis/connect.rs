@@ -36,3 +36,37 @@ pub(super) fn client(
     }
     .map_err(RedisSetupError::Client)
 }
+
+/// A client for the Redis Cluster that `info` (the configured URL, with `settings`, its
+/// credentials) and `nodes` belong to: they are where it starts; it finds the others.
+pub(super) fn cluster(
+    info: &redis::ConnectionInfo,
+    nodes: &[String],
+    settings: redis::RedisConnectionInfo,
+    options: &crate::config::RedisOptions,
+) -> Result<redis::cluster::ClusterClient, RedisSetupError> {
+    use redis::IntoConnectionInfo as _;
+    let mut seeds = vec![info.clone().set_redis_settings(settings.clone())];
+    for node in nodes {
+        let node = node
+            .as_str()
+            .into_connection_info()
+            .map_err(RedisSetupError::Url)?;
+        seeds.push(node.set_redis_settings(settings.clone()));
+    }
+    let mut builder = redis::cluster::ClusterClientBuilder::new(seeds)
+        .connection_timeout(options.connect_timeout)
+        .response_timeout(options.command_timeout)
+        // Redirections (MOVED, ASK) and a node's failover are retried here, briefly: the
+        // pool bounds the whole call anyway, and a request must not wait out a backoff.
+        .retries(3)
+        .min_retry_wait(10)
+        .max_retry_wait(200);
+    if let Some(pem) = &options.ca_pem {
+        builder = builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        });
+    }
+    builder.build().map_err(RedisSetupError::Client)
+}

@@ -43,12 +43,13 @@ impl RedisRegistry {
             ticket.expiration.hard_deadline(ticket.created_at) + Duration::from_secs(60),
             now,
         );
+        let space = self.session_space(&ticket.tgt_id);
         let keys = [
-            self.ticket_key(&tgt_hash),
-            self.history_key(&tgt_hash),
-            self.pgts_key(&tgt_hash),
-            self.expiry_key(),
-            self.ticket_key(&st_hash),
+            Self::ticket_key(&space, &tgt_hash),
+            Self::history_key(&space, &tgt_hash),
+            Self::pgts_key(&space, &tgt_hash),
+            Self::expiry_key(&space),
+            Self::ticket_key(&space, &st_hash),
         ];
         let slide = if ticket.grant == Grant::Service {
             "1"
@@ -66,7 +67,7 @@ impl RedisRegistry {
             st_ttl.to_string(),
             MAX_ISSUED.to_string(),
             tag,
-            format!("{}t:", self.prefix),
+            format!("{space}t:"),
         ];
         (keys, args, tgt_hash)
     }
@@ -105,9 +106,12 @@ impl RedisRegistry {
         now: OffsetDateTime,
     ) -> Result<(Redeemed, Option<Vec<String>>), RegistryError> {
         let hash = self.sealer.hash_id(id);
-        let keys = [self.ticket_key(&hash)];
-        let args = [format!("{}t:", self.prefix)];
-        let reply: Option<Vec<String>> = self.script(|s| &s.redeem, &keys, &args, false).await?;
+        let space = self.session_space(id);
+        let keys = [Self::ticket_key(&space, &hash)];
+        let args = [format!("{space}t:")];
+        let reply: Option<Vec<String>> = self
+            .script(|s| &s.redeem, &space, &keys, &args, false)
+            .await?;
         let Some(mut reply) = reply else {
             return Ok((Redeemed::Missing, None));
         };

@@ -18,6 +18,18 @@
 //!   on expiry, and the removal of whatever a session still holds).
 //! - `keycheck`: a keyed value recorded by the first node, by which a node configured with
 //!   another registry key finds out and reports it.
+//! - `outbox`, `outbox:due`: removals by logout whose single logout is not yet known to be
+//!   taken care of (see `REMOVE_TGT`).
+//!
+//! On Redis Cluster every key but `keycheck` and `health` goes under a hash tag after the
+//! prefix, `cas:{x}t:<hash>`, so that each script touches one slot: for a session and
+//! everything it holds (its history, PGTs, tickets, its entries in the expiry index and
+//! the outbox) the tag is the session's shard ([`crate::tickets::shard_of`]), which every
+//! ticket id carries, so a ticket leads to its slot without a lookup; for the rest (login
+//! forms, pending logins, the throttle's counters) it is the first character of the
+//! keyed hash. The expiry index and the outbox are thus one per shard, 62 in all, spread
+//! over the primaries like the sessions. On a single Redis (or Sentinel) there is no tag,
+//! and one of each.
 //!
 //! The connections are in [`pool`], the Lua scripts in [`scripts`].
 //!
@@ -25,8 +37,7 @@
 //! past its hard limit), so Redis frees memory by itself; the policy is still checked on
 //! every read, exactly as in memory. Steps that must not interleave across nodes (redeem a
 //! ticket, add one under a live session, destroy a session with all it holds) are one Lua
-//! script each, which Redis runs atomically. Not for Redis Cluster: a script touches keys
-//! of several hash slots.
+//! script each, which Redis runs atomically.
 
 mod attempts;
 mod checks;
@@ -42,11 +53,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Script;
-use redis::aio::MultiplexedConnection;
 use time::OffsetDateTime;
 
 use self::connect::{client, with_credentials};
-use self::pool::{Pool, Target};
+use self::pool::{Connection, Pool, Target};
 use self::scripts::Scripts;
 use self::sentinel::Sentinels;
 use super::model::MAX_PGTS;
@@ -74,6 +84,8 @@ pub struct RedisRegistry {
     pool: Pool,
     sealer: TicketSealer,
     prefix: String,
+    /// On Redis Cluster: keys carry hash tags (see the module's documentation).
+    cluster: bool,
     /// How long a session's keys outlive its deadline, so the reaper can still tell its
     /// services (single logout on expiry); zero otherwise. Reads check the policy, so a
     /// session is never used in this margin.
@@ -145,6 +157,9 @@ impl RedisRegistry {
             options.password.as_ref(),
         );
         let target = match &options.sentinel {
+            None if !options.cluster_nodes.is_empty() => Target::Cluster(Box::new(
+                connect::cluster(&info, &options.cluster_nodes, redis_settings, options)?,
+            )),
             Some(sentinel) => {
                 let tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
                 Target::Sentinel(Sentinels::new(
@@ -168,6 +183,7 @@ impl RedisRegistry {
             ),
             sealer: TicketSealer::new(key, options.encrypt),
             prefix: options.key_prefix.clone(),
+            cluster: !options.cluster_nodes.is_empty(),
             expiry_margin,
             clock,
             key_mismatch: std::sync::atomic::AtomicBool::new(false),
@@ -187,30 +203,63 @@ impl RedisRegistry {
         i64::try_from(self.expiry_margin.as_millis()).unwrap_or(i64::MAX)
     }
 
-    fn ticket_key(&self, hash: &str) -> String {
-        format!("{}t:{hash}", self.prefix)
+    /// The start of every key of `shard`: the prefix, and on a cluster the shard's hash
+    /// tag.
+    fn space(&self, shard: char) -> String {
+        if self.cluster {
+            format!("{}{{{shard}}}", self.prefix)
+        } else {
+            self.prefix.clone()
+        }
     }
 
-    fn history_key(&self, hash: &str) -> String {
-        format!("{}h:{hash}", self.prefix)
+    /// Where the session `id` (or a ticket issued under it) keeps its keys.
+    fn session_space(&self, id: &str) -> String {
+        self.space(super::shard_of(id))
     }
 
-    fn pgts_key(&self, hash: &str) -> String {
-        format!("{}p:{hash}", self.prefix)
+    /// Where a key that belongs to no session goes: by its keyed hash, spread evenly.
+    fn hashed_space(&self, hash: &str) -> String {
+        self.space(hash.chars().next().unwrap_or('0'))
     }
 
-    fn expiry_key(&self) -> String {
-        format!("{}expiry", self.prefix)
+    /// Every session space, for what drains them all (the sweep).
+    fn spaces(&self) -> Vec<String> {
+        if self.cluster {
+            ('0'..='9')
+                .chain('A'..='Z')
+                .chain('a'..='z')
+                .map(|shard| self.space(shard))
+                .collect()
+        } else {
+            vec![self.prefix.clone()]
+        }
+    }
+
+    fn ticket_key(space: &str, hash: &str) -> String {
+        format!("{space}t:{hash}")
+    }
+
+    fn history_key(space: &str, hash: &str) -> String {
+        format!("{space}h:{hash}")
+    }
+
+    fn pgts_key(space: &str, hash: &str) -> String {
+        format!("{space}p:{hash}")
+    }
+
+    fn expiry_key(space: &str) -> String {
+        format!("{space}expiry")
     }
 
     /// Removals by logout, kept until their single logout is taken care of.
-    fn outbox_key(&self) -> String {
-        format!("{}outbox", self.prefix)
+    fn outbox_key(space: &str) -> String {
+        format!("{space}outbox")
     }
 
     /// The outbox's entries by when they fall due.
-    fn outbox_queue_key(&self) -> String {
-        format!("{}outbox:due", self.prefix)
+    fn outbox_queue_key(space: &str) -> String {
+        format!("{space}outbox:due")
     }
 
     /// One command, built afresh for each attempt; sent again after a broken connection,
@@ -227,12 +276,14 @@ impl RedisRegistry {
             .await
     }
 
-    /// One of the scripts, on `keys` and `args`. A script that is not `repeatable` (it
-    /// redeems, removes or counts) was built with a receipt (see `scripts::once`): it gets
-    /// a receipt key of its own for this call, so that the pool may send it again.
+    /// One of the scripts, on `keys` (all in `space`) and `args`. A script that is not
+    /// `repeatable` (it redeems, removes or counts) was built with a receipt (see
+    /// `scripts::once`): it gets a receipt key of its own for this call, in the same
+    /// space, so that the pool may send it again.
     async fn script<T: redis::FromRedisValue>(
         &self,
         pick: fn(&Scripts) -> &Script,
+        space: &str,
         keys: &[String],
         args: &[String],
         repeatable: bool,
@@ -241,11 +292,11 @@ impl RedisRegistry {
         let keys = if repeatable {
             keys
         } else {
-            let receipt = format!("{}r:{}", self.prefix, crate::crypto::random_base62(22));
+            let receipt = format!("{space}r:{}", crate::crypto::random_base62(22));
             with_receipt = [keys, std::slice::from_ref(&receipt)].concat();
             &with_receipt[..]
         };
-        let call = |mut c: MultiplexedConnection| {
+        let call = |mut c: Connection| {
             let scripts = self.scripts.clone();
             async move {
                 pick(&scripts)
@@ -285,9 +336,9 @@ impl RedisRegistry {
         value
     }
 
-    /// The session stored under `hash`, live or not, with its last use applied.
-    async fn load_tgt(&self, hash: &str) -> Result<Loaded, RegistryError> {
-        let key = self.ticket_key(hash);
+    /// The session stored under `hash` in `space`, live or not, with its last use applied.
+    async fn load_tgt(&self, space: &str, hash: &str) -> Result<Loaded, RegistryError> {
+        let key = Self::ticket_key(space, hash);
         let (kind, data, used, tag): Fields4 = self
             .command(|| {
                 let mut cmd = redis::cmd("HMGET");
@@ -311,7 +362,10 @@ impl RedisRegistry {
         id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<TicketGrantingTicket>, RegistryError> {
-        let Loaded::Tgt(tgt) = self.load_tgt(&self.sealer.hash_id(id)).await? else {
+        let Loaded::Tgt(tgt) = self
+            .load_tgt(&self.session_space(id), &self.sealer.hash_id(id))
+            .await?
+        else {
             return Ok(None);
         };
         // The id inside the payload must be the one asked for: the hash binds them, this
@@ -355,7 +409,7 @@ impl RedisRegistry {
         id: &str,
         hash: &str,
     ) -> Result<Option<ProxyGrantingTicket>, RegistryError> {
-        let key = self.ticket_key(hash);
+        let key = Self::ticket_key(&self.session_space(id), hash);
         let (kind, data): (Option<String>, Option<String>) = self
             .command(|| {
                 let mut cmd = redis::cmd("HMGET");
@@ -401,7 +455,8 @@ impl TicketRegistry for RedisRegistry {
         let deadline = session_deadline(&tgt);
         let ttl = ms_until(deadline + self.expiry_margin, now);
         let sealed = self.seal(&tgt, TGT, &hash);
-        let (key, expiry) = (self.ticket_key(&hash), self.expiry_key());
+        let space = self.session_space(&tgt.id);
+        let (key, expiry) = (Self::ticket_key(&space, &hash), Self::expiry_key(&space));
         let used = unix_ms(tgt.last_used_at);
         let hard = unix_ms(tgt.expiration.hard_deadline(tgt.authenticated_at));
         let idle = tgt
@@ -472,7 +527,10 @@ impl TicketRegistry for RedisRegistry {
         now: OffsetDateTime,
     ) -> Result<Added, RegistryError> {
         let (keys, args, tgt_hash) = self.ticket_script(&ticket, logout, now);
-        let added: redis::Value = self.script(|s| &s.add_ticket, &keys, &args, true).await?;
+        let space = self.session_space(&ticket.tgt_id);
+        let added: redis::Value = self
+            .script(|s| &s.add_ticket, &space, &keys, &args, true)
+            .await?;
         self.added(added, &tgt_hash)
     }
 
@@ -484,19 +542,22 @@ impl TicketRegistry for RedisRegistry {
         let tgt_hash = self.sealer.hash_id(&pgt.tgt_id);
         let pgt_hash = self.sealer.hash_id(&pgt.id);
         let sealed = self.seal(&pgt, PGT, &pgt_hash);
+        let space = self.session_space(&pgt.tgt_id);
         let keys = [
-            self.ticket_key(&tgt_hash),
-            self.pgts_key(&tgt_hash),
-            self.ticket_key(&pgt_hash),
+            Self::ticket_key(&space, &tgt_hash),
+            Self::pgts_key(&space, &tgt_hash),
+            Self::ticket_key(&space, &pgt_hash),
         ];
         let args = [
             unix_ms(now).to_string(),
             sealed,
             pgt_hash,
             MAX_PGTS.to_string(),
-            format!("{}t:", self.prefix),
+            format!("{space}t:"),
         ];
-        let added: i64 = self.script(|s| &s.add_pgt, &keys, &args, true).await?;
+        let added: i64 = self
+            .script(|s| &s.add_pgt, &space, &keys, &args, true)
+            .await?;
         Ok(added == 1)
     }
 
@@ -522,8 +583,9 @@ impl TicketRegistry for RedisRegistry {
         let Some(pgt) = self.load_pgt(id, &hash).await? else {
             return Ok(());
         };
-        let key = self.ticket_key(&hash);
-        let list = self.pgts_key(&self.sealer.hash_id(&pgt.tgt_id));
+        let space = self.session_space(&pgt.tgt_id);
+        let key = Self::ticket_key(&space, &hash);
+        let list = Self::pgts_key(&space, &self.sealer.hash_id(&pgt.tgt_id));
         self.pool
             .run(|mut c| {
                 let mut pipe = redis::pipe();
@@ -572,9 +634,10 @@ impl TicketRegistry for RedisRegistry {
         let hash = self.sealer.hash_id(id);
         // Due once this request could no longer be waiting for the answer.
         let due = self.clock.now() + self.pool.deadline() + Duration::from_secs(1);
-        let tgt = self.remove_by_hash(&hash, Some(due)).await?;
+        let space = self.session_space(id);
+        let tgt = self.remove_by_hash(&space, &hash, Some(due)).await?;
         if tgt.is_some()
-            && let Err(e) = self.acknowledge(std::slice::from_ref(&hash)).await
+            && let Err(e) = self.acknowledge(&space, std::slice::from_ref(&hash)).await
         {
             // The outbox will send this session's single logout once more.
             tracing::warn!(error = %crate::telemetry::Chain(&e), "ticket registry: a logout was not acknowledged; its single-logout messages may be sent twice");
@@ -583,12 +646,20 @@ impl TicketRegistry for RedisRegistry {
     }
 
     async fn claim_once(&self, key: &str, until: OffsetDateTime) -> Result<bool, RegistryError> {
-        let name = format!("{}c:{}", self.prefix, self.sealer.hash_id(key));
+        let hash = self.sealer.hash_id(key);
+        let space = self.hashed_space(&hash);
+        let name = format!("{space}c:{hash}");
         // Relative to this node's clock, so Redis' own clock does not matter.
         let ttl = ms_until(until, self.clock.now());
         let token = crate::crypto::random_base62(22);
         let claimed: i64 = self
-            .script(|s| &s.claim, &[name], &[token, ttl.to_string()], true)
+            .script(
+                |s| &s.claim,
+                &space,
+                &[name],
+                &[token, ttl.to_string()],
+                true,
+            )
             .await?;
         Ok(claimed == 1)
     }
@@ -603,7 +674,7 @@ impl TicketRegistry for RedisRegistry {
         let sealed = self
             .sealer
             .seal(value.as_bytes(), &format!("{PENDING}:{hash}"));
-        let key = self.ticket_key(&hash);
+        let key = Self::ticket_key(&self.hashed_space(&hash), &hash);
         let ttl = ms_until(until, self.clock.now());
         // Idempotent (the same value, set again): safe to send again after a lost answer.
         self.pool
@@ -629,8 +700,15 @@ impl TicketRegistry for RedisRegistry {
         _now: OffsetDateTime,
     ) -> Result<Option<String>, RegistryError> {
         let hash = self.sealer.hash_id(id);
+        let space = self.hashed_space(&hash);
         let taken: Option<String> = self
-            .script(|s| &s.take_pending, &[self.ticket_key(&hash)], &[], false)
+            .script(
+                |s| &s.take_pending,
+                &space,
+                &[Self::ticket_key(&space, &hash)],
+                &[],
+                false,
+            )
             .await?;
         Ok(taken.and_then(|sealed| {
             let value = self.sealer.open(&sealed, &format!("{PENDING}:{hash}"))?;
@@ -644,56 +722,28 @@ impl TicketRegistry for RedisRegistry {
         // A node with another key would find every session unreadable: it sweeps nothing.
         self.key_check().await?;
         let mut swept = Swept::default();
-        for _ in 0..SWEEP_BATCHES {
-            let due = self.lease_expired(now).await?;
-            let batch = due.len();
-            for hash in due {
-                if let Err(e) = self.sweep_one(&hash, now, &mut swept).await {
-                    // What was removed so far is still handed back (single logout); the
-                    // rest of the lease comes back to a later sweep.
-                    tracing::warn!(error = %crate::telemetry::Chain(&e), "ticket registry: sweep interrupted");
-                    return Ok(swept);
+        for space in self.spaces() {
+            if let Err(e) = self.sweep_space(&space, now, &mut swept).await {
+                // What was removed so far is still handed back (single logout); the rest
+                // of the lease comes back to a later sweep.
+                tracing::warn!(error = %crate::telemetry::Chain(&e), "ticket registry: sweep interrupted");
+                return Ok(swept);
+            }
+            match self.orphaned_logouts(&space, now).await {
+                Ok(sessions) => swept.orphaned_logouts.extend(sessions),
+                // Still leased: a later sweep (here or on another node) takes them up.
+                Err(e) => {
+                    tracing::warn!(error = %crate::telemetry::Chain(&e), "ticket registry: the logout outbox was not read");
                 }
-            }
-            if batch < SWEEP_BATCH {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        match self.orphaned_logouts(now).await {
-            Ok(sessions) => swept.orphaned_logouts = sessions,
-            // Still leased: a later sweep (here or on another node) takes them up.
-            Err(e) => {
-                tracing::warn!(error = %crate::telemetry::Chain(&e), "ticket registry: the logout outbox was not read");
             }
         }
         Ok(swept)
     }
 
-    /// Counts stored tickets with SCAN, a batch per command: for benchmarks and tests,
-    /// never on a request path.
+    /// Counts stored tickets with SCAN, a batch per command (on every primary of a
+    /// cluster): for benchmarks and tests, never on a request path.
     async fn count(&self) -> Result<usize, RegistryError> {
-        let pattern = format!("{}t:*", self.prefix);
-        let mut cursor: u64 = 0;
-        let mut total = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .command(|| {
-                    let mut cmd = redis::cmd("SCAN");
-                    cmd.arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000);
-                    cmd
-                })
-                .await?;
-            total += keys.len();
-            if next == 0 {
-                return Ok(total);
-            }
-            cursor = next;
-        }
+        self.count_keys().await
     }
 
     fn store(&self) -> &'static str {

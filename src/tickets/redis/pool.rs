@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
 
 use crate::tickets::RegistryError;
 
@@ -39,15 +41,115 @@ pub(super) struct Pool {
     deadline: Duration,
 }
 
-/// Where connections go: one Redis, or the primary that Sentinel names at the time.
+/// Where connections go: one Redis, the primary that Sentinel names at the time, or the
+/// primaries of a Redis Cluster.
 pub(super) enum Target {
     Direct(redis::Client),
     Sentinel(super::sentinel::Sentinels),
+    /// The crate's cluster connection keeps one connection per node, routes each command
+    /// by the slot of its first key and follows `MOVED` and `ASK` (a resharding).
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+/// A connection to one Redis, or to every node of a cluster.
+#[derive(Clone)]
+pub(super) enum Connection {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Connection {
+    /// `cmd` on every primary, each answer with the primary's `host:port`: the one Redis
+    /// (named `""`), or each primary of the cluster, for what a cluster keeps per node
+    /// (its configuration, a scan of its keys).
+    pub(super) async fn on_each_primary(
+        &mut self,
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<Vec<(String, redis::Value)>> {
+        match self {
+            Self::Single(c) => Ok(vec![(String::new(), cmd.query_async(c).await?)]),
+            Self::Cluster(c) => {
+                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                let answers = c.route_command(cmd.clone(), routing).await?;
+                let redis::Value::Map(answers) = answers else {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "one answer per primary expected",
+                    )));
+                };
+                answers
+                    .into_iter()
+                    .map(|(node, answer)| {
+                        let node: String = redis::FromRedisValue::from_redis_value(node)?;
+                        match answer {
+                            redis::Value::ServerError(e) => Err(e.into()),
+                            answer => Ok((node, answer)),
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// `cmd` on the node at `node` (`host:port`, as [`Self::on_each_primary`] names it).
+    pub(super) async fn on_node<T: redis::FromRedisValue>(
+        &mut self,
+        node: &str,
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Self::Single(c) => cmd.query_async(c).await,
+            Self::Cluster(c) => {
+                let (host, port) = node
+                    .rsplit_once(':')
+                    .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+                    .ok_or_else(|| {
+                        redis::RedisError::from((redis::ErrorKind::Client, "not host:port"))
+                    })?;
+                let routing =
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                Ok(redis::FromRedisValue::from_redis_value(
+                    c.route_command(cmd.clone(), routing).await?,
+                )?)
+            }
+        }
+    }
 }
 
 #[derive(Default)]
 struct Slot {
-    connection: Option<MultiplexedConnection>,
+    connection: Option<Connection>,
 }
 
 impl Pool {
@@ -77,7 +179,7 @@ impl Pool {
         self.deadline
     }
 
-    async fn connection(&self, index: usize) -> Result<MultiplexedConnection, RegistryError> {
+    async fn connection(&self, index: usize) -> Result<Connection, RegistryError> {
         let mut slot = self.slots[index].lock().await;
         if let Some(c) = &slot.connection {
             return Ok(c.clone());
@@ -89,12 +191,15 @@ impl Pool {
             return Err(RegistryError::Unreachable);
         }
         let connected = match &self.target {
-            Target::Direct(client) => {
-                client
-                    .get_multiplexed_async_connection_with_config(&self.config)
-                    .await
-            }
-            Target::Sentinel(sentinels) => sentinels.primary(&self.config).await,
+            Target::Direct(client) => client
+                .get_multiplexed_async_connection_with_config(&self.config)
+                .await
+                .map(Connection::Single),
+            Target::Sentinel(sentinels) => sentinels
+                .primary(&self.config)
+                .await
+                .map(Connection::Single),
+            Target::Cluster(client) => client.get_async_connection().await.map(Connection::Cluster),
         };
         match connected {
             Ok(c) => {
@@ -153,7 +258,7 @@ impl Pool {
     /// through their receipts).
     pub(super) async fn run<T, F, Fut>(&self, command: F) -> Result<T, RegistryError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         self.within_deadline(self.attempt(command, 2)).await
@@ -171,7 +276,7 @@ impl Pool {
 
     async fn attempt<T, F, Fut>(&self, command: F, attempts: usize) -> Result<T, RegistryError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();

@@ -20,6 +20,7 @@ pub mod chrome;
 pub mod process;
 pub mod receiver;
 pub mod redis;
+pub mod redis_cluster;
 pub mod slapd;
 
 pub const PASSWORD: &str = "correct horse";
@@ -165,10 +166,19 @@ pub fn settings_with(tgc_keys: &str, extra: &str) -> Settings {
 /// With `CAS_TEST_REDIS_URL` set (`redis::the_protocol_suite_passes_on_the_redis_store`
 /// sets it for a second pass of this binary), servers that
 /// would keep their tickets in memory use that Redis instead, each under its own key
-/// prefix: the whole protocol suite then runs against the Redis store.
+/// prefix: the whole protocol suite then runs against the Redis store. With
+/// `CAS_TEST_REDIS_CLUSTER` (node URLs, space-separated), on that Redis Cluster.
 fn on_shared_redis(settings: &mut Settings) {
     use cas_server::config::{TgcKeySource, TicketStore};
-    let Ok(url) = std::env::var("CAS_TEST_REDIS_URL") else {
+    let cluster: Vec<String> = std::env::var("CAS_TEST_REDIS_CLUSTER")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let Some(url) = std::env::var("CAS_TEST_REDIS_URL")
+        .ok()
+        .or_else(|| cluster.first().cloned())
+    else {
         return;
     };
     if !matches!(settings.tickets.store, TicketStore::Memory)
@@ -177,7 +187,7 @@ fn on_shared_redis(settings: &mut Settings) {
         return;
     }
     let key = || cas_server::crypto::Secret::new(cas_server::crypto::random_bytes::<32>());
-    settings.tickets.store = TicketStore::Redis(cas_server::tickets::RedisOptions {
+    settings.tickets.store = TicketStore::Redis(Box::new(cas_server::tickets::RedisOptions {
         url: cas_server::crypto::Secret::new(url),
         username: None,
         password: None,
@@ -189,9 +199,10 @@ fn on_shared_redis(settings: &mut Settings) {
         encrypt: true,
         refuse_eviction: false,
         sentinel: None,
+        cluster_nodes: cluster,
         min_replicas_acks: 0,
         replica_ack_timeout: std::time::Duration::from_millis(500),
-    });
+    }));
     settings.tickets.key = Some(key());
     if matches!(settings.tgc.keys, TgcKeySource::Ephemeral) {
         settings.tgc.keys = TgcKeySource::Configured(vec![cas_server::tgc::TgcKeys::generate()]);
