@@ -190,6 +190,55 @@ async fn a_session_follows_its_slot_to_another_primary() {
     assert_sso_as(&server, &browser, SERVICE, "alice").await;
 }
 
+/// One primary down costs the sessions in its slots, not the others: a session on a
+/// surviving primary keeps its SSO and its tickets, one on the dead primary is answered
+/// 503 at once, and no request waits past the bound.
+#[tokio::test]
+async fn a_dead_primary_costs_only_its_own_sessions() {
+    let mut setup = Setup::new().await;
+    let server = setup.node().await;
+    let mut by_node: std::collections::BTreeMap<usize, Browser> = Default::default();
+    for _ in 0..30 {
+        let browser = server.browser();
+        browser.login_for_ticket(SERVICE).await;
+        if by_node.len() == 3 {
+            break;
+        }
+        let node = owner_of_session(&setup, &browser, &server).await;
+        by_node.entry(node).or_insert(browser);
+    }
+    let (dead, doomed) = by_node.pop_first().expect("sessions on some primary");
+    let (_, survivor) = by_node.pop_first().expect("sessions on two primaries");
+    setup.cluster.nodes[dead].kill();
+
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        assert_sso_as(&server, &survivor, SERVICE, "alice").await;
+        assert!(started.elapsed() < BOUND);
+        let started = std::time::Instant::now();
+        let response = tokio::time::timeout(BOUND, doomed.get_login(&[("service", SERVICE)]))
+            .await
+            .expect("answered within the bound");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(started.elapsed() < BOUND);
+    }
+    // Past the cluster's node timeout too: still served.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_sso_as(&server, &survivor, SERVICE, "alice").await;
+}
+
+/// The primary holding the session of `browser`: the node where its ticket's slot lives.
+async fn owner_of_session(setup: &Setup, browser: &Browser, server: &TestServer) -> usize {
+    let ticket = browser.sso_ticket(SERVICE).await;
+    assert_validates_as(server, SERVICE, &ticket, "alice").await;
+    let shard = ticket.chars().nth(3).unwrap();
+    let slot = setup
+        .cluster
+        .slot(&format!("{}{{{shard}}}t:x", setup.prefix))
+        .await;
+    setup.cluster.owner(slot).await
+}
+
 /// The protocol suite once more, every server on a three-primary Redis Cluster.
 #[tokio::test]
 async fn the_protocol_suite_passes_on_a_redis_cluster() {

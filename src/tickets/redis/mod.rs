@@ -52,12 +52,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::Script;
 use time::OffsetDateTime;
 
 use self::connect::{client, with_credentials};
 use self::pool::{Connection, Pool, Target};
-use self::scripts::Scripts;
+use self::scripts::{Lua, Scripts};
 use self::sentinel::Sentinels;
 use super::model::MAX_PGTS;
 use super::sealing::TicketSealer;
@@ -282,7 +281,7 @@ impl RedisRegistry {
     /// space, so that the pool may send it again.
     async fn script<T: redis::FromRedisValue>(
         &self,
-        pick: fn(&Scripts) -> &Script,
+        pick: fn(&Scripts) -> &Lua,
         space: &str,
         keys: &[String],
         args: &[String],
@@ -298,13 +297,7 @@ impl RedisRegistry {
         };
         let call = |mut c: Connection| {
             let scripts = self.scripts.clone();
-            async move {
-                pick(&scripts)
-                    .key(keys)
-                    .arg(args)
-                    .invoke_async(&mut c)
-                    .await
-            }
+            async move { pick(&scripts).call(&mut c, keys, args).await }
         };
         self.pool.run(call).await
     }
@@ -493,11 +486,7 @@ impl TicketRegistry for RedisRegistry {
                     // connection's writes so far, ours included.
                     match wait {
                         Some((wanted, timeout_ms)) => {
-                            redis::cmd("WAIT")
-                                .arg(wanted)
-                                .arg(timeout_ms)
-                                .query_async::<i64>(&mut c)
-                                .await
+                            c.wait_for_replicas(&key, wanted, timeout_ms).await
                         }
                         None => Ok(0),
                     }
@@ -725,9 +714,10 @@ impl TicketRegistry for RedisRegistry {
         for space in self.spaces() {
             if let Err(e) = self.sweep_space(&space, now, &mut swept).await {
                 // What was removed so far is still handed back (single logout); the rest
-                // of the lease comes back to a later sweep.
+                // of the lease comes back to a later sweep. The other spaces may be on
+                // other primaries of a cluster, up while this one is not.
                 tracing::warn!(error = %crate::telemetry::Chain(&e), "ticket registry: sweep interrupted");
-                return Ok(swept);
+                continue;
             }
             match self.orphaned_logouts(&space, now).await {
                 Ok(sessions) => swept.orphaned_logouts.extend(sessions),

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use redis::AsyncConnectionConfig;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{
+    MultipleNodeRoutingInfo, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+};
 
 use crate::tickets::RegistryError;
 
@@ -122,6 +124,30 @@ impl Connection {
         }
     }
 
+    /// `WAIT` for `wanted` replicas (at most `timeout_ms`) on the primary that holds
+    /// `key`: it counts the replicas that have every write sent so far on this
+    /// connection to that primary. (The cluster connection would send a bare `WAIT` to
+    /// every primary, where one without its replicas would fail every login.)
+    pub(super) async fn wait_for_replicas(
+        &mut self,
+        key: &str,
+        wanted: i64,
+        timeout_ms: i64,
+    ) -> redis::RedisResult<i64> {
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(wanted).arg(timeout_ms);
+        match self {
+            Self::Single(c) => cmd.query_async(c).await,
+            Self::Cluster(c) => {
+                let route = Route::new(slot(key), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                Ok(redis::FromRedisValue::from_redis_value(
+                    c.route_command(cmd, routing).await?,
+                )?)
+            }
+        }
+    }
+
     /// `cmd` on the node at `node` (`host:port`, as [`Self::on_each_primary`] names it).
     pub(super) async fn on_node<T: redis::FromRedisValue>(
         &mut self,
@@ -145,6 +171,18 @@ impl Connection {
             }
         }
     }
+}
+
+/// The hash slot of `key`, as Redis Cluster computes it: CRC16 (XMODEM) of its hash tag,
+/// the part between the first `{` and the next `}` if not empty, else of the whole key.
+fn slot(key: &str) -> u16 {
+    let key = key.as_bytes();
+    let tagged = key.iter().position(|b| *b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|b| *b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(key)) % 16384
 }
 
 #[derive(Default)]
@@ -283,6 +321,9 @@ impl Pool {
         let mut last = None;
         for _ in 0..attempts {
             let connection = self.connection(index).await?;
+            // A cluster connection reconnects to each node by itself: one node down must
+            // not cost the connections to the others.
+            let cluster = matches!(connection, Connection::Cluster(_));
             match tokio::time::timeout(self.command_timeout, command(connection)).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e))
@@ -290,8 +331,10 @@ impl Pool {
                         || e.is_connection_refusal()
                         || (e.is_io_error() && !e.is_timeout()) =>
                 {
-                    self.forget_all().await;
-                    self.forget(index).await;
+                    if !cluster {
+                        self.forget_all().await;
+                        self.forget(index).await;
+                    }
                     last = Some(RegistryError::Redis(e));
                 }
                 // A replica now (the old primary after a failover): the write was refused,
@@ -320,5 +363,21 @@ impl Pool {
             }
         }
         Err(last.unwrap_or(RegistryError::Unreachable))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot;
+
+    #[test]
+    fn slots_are_those_redis_cluster_computes() {
+        // From the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(slot("somekey"), 11058);
+        assert_eq!(slot("foo{hash_tag}"), 2515);
+        assert_eq!(slot("{hash_tag}bar"), 2515);
+        assert_eq!(slot("foo{}{bar}"), slot("foo{}{bar}"));
+        assert_ne!(slot("foo{}{bar}"), slot("bar"));
+        assert_eq!(slot("cas:{a}t:x"), slot("a"));
     }
 }

@@ -1,17 +1,53 @@
 //! The Lua scripts: each a step that must not interleave with another node's, run by
 //! Redis atomically. Their keys and arguments are documented above each.
 
-use redis::Script;
-
 pub(super) struct Scripts {
-    pub add_ticket: Script,
-    pub add_pgt: Script,
-    pub redeem: Script,
-    pub take_pending: Script,
-    pub remove_tgt: Script,
-    pub drain_expired: Script,
-    pub claim: Script,
-    pub attempts: Script,
+    pub add_ticket: Lua,
+    pub add_pgt: Lua,
+    pub redeem: Lua,
+    pub take_pending: Lua,
+    pub remove_tgt: Lua,
+    pub drain_expired: Lua,
+    pub claim: Lua,
+    pub attempts: Lua,
+}
+
+/// A script, called by its SHA1 (`EVALSHA`), and by its text (`EVAL`, which also loads
+/// it) on a Redis that does not know it yet. Not the crate's `Script::invoke_async`: on
+/// `NOSCRIPT` it sends `SCRIPT LOAD`, which a cluster client sends to every node,
+/// replicas included, and which fails while any node is down.
+pub(super) struct Lua {
+    code: String,
+    hash: String,
+}
+
+impl Lua {
+    fn new(code: &str) -> Self {
+        Self {
+            code: code.to_owned(),
+            hash: redis::Script::new(code).get_hash().to_owned(),
+        }
+    }
+
+    /// Runs the script on `keys` and `args`.
+    pub(super) async fn call<T: redis::FromRedisValue>(
+        &self,
+        connection: &mut impl redis::aio::ConnectionLike,
+        keys: &[String],
+        args: &[String],
+    ) -> redis::RedisResult<T> {
+        let command = |verb: &str, script: &str| {
+            let mut cmd = redis::cmd(verb);
+            cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+            cmd
+        };
+        match command("EVALSHA", &self.hash).query_async(connection).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                command("EVAL", &self.code).query_async(connection).await
+            }
+            answer => answer,
+        }
+    }
 }
 
 /// A session is live at `now` (ARGV[1]) if its hash holds kind `tgt`, `now` is before its
@@ -37,6 +73,9 @@ local function int(x) return string.format('%d', x) end
 /// (`get_tgt`, which checks the tag of `u` and the sealed policy), because this script
 /// writes a fresh tag for the slid `u`.
 /// Sent again after a lost answer, it changes nothing: the ticket is already there.
+/// Every `redis.call` costs a Lua round trip inside Redis (about as much as the command
+/// itself), so the script makes as few as it can: the history's length is `RPUSH`'s
+/// answer, and its TTL is set only when it changes (the session slid, or the list is new).
 /// A history entry is `<ticket hash>:<destination tag>.<sealed entry>` (the tag is `-`
 /// for a service told nothing; entries of older versions have no tag). When the history
 /// overflows, the oldest repeat of a destination goes first, then the oldest entry that
@@ -44,19 +83,21 @@ local function int(x) return string.format('%d', x) end
 /// caller can report the application forgotten.
 const ADD_TICKET: &str = r"
 if redis.call('EXISTS', KEYS[5]) == 1 then return 1 end
+local slid = nil
 if ARGV[2] == '1' and now > u then
   redis.call('HSET', KEYS[1], 'u', ARGV[1], 't', ARGV[9])
   local deadline = a
   if i > 0 and now + i < a then deadline = now + i end
-  local ttl = int(deadline - now + tonumber(ARGV[3]))
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[3], ttl)
+  slid = int(deadline - now + tonumber(ARGV[3]))
+  redis.call('PEXPIRE', KEYS[1], slid)
+  redis.call('PEXPIRE', KEYS[3], slid)
   for _, pgt in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
-    redis.call('PEXPIRE', ARGV[10] .. pgt, ttl)
+    redis.call('PEXPIRE', ARGV[10] .. pgt, slid)
   end
   redis.call('ZADD', KEYS[4], int(deadline), ARGV[4])
 end
-redis.call('RPUSH', KEYS[2], ARGV[5])
+local length = redis.call('RPUSH', KEYS[2], ARGV[5])
+local full = length > tonumber(ARGV[8])
 local forgot = nil
 local function dest(e)
   local dot = string.find(e, '.', 1, true)
@@ -66,14 +107,14 @@ local function dest(e)
   return string.sub(e, colon + 1, dot - 1)
 end
 local oldest = nil
-if redis.call('LLEN', KEYS[2]) > tonumber(ARGV[8]) then
+if full then
   oldest = dest(redis.call('LINDEX', KEYS[2], 0))
 end
 if oldest and oldest == dest(ARGV[5]) then
   -- The oldest entry repeats the new one's destination: the scan below would choose
   -- it first. The usual case (the same application again), without reading the list.
   redis.call('LPOP', KEYS[2])
-elseif redis.call('LLEN', KEYS[2]) > tonumber(ARGV[8]) then
+elseif full then
   local entries = redis.call('LRANGE', KEYS[2], 0, -1)
   local last = {}
   for n, e in ipairs(entries) do
@@ -96,8 +137,13 @@ elseif redis.call('LLEN', KEYS[2]) > tonumber(ARGV[8]) then
   end
   redis.call('LREM', KEYS[2], 1, victim)
 end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+-- The history lives as long as its session.
+if slid then
+  redis.call('PEXPIRE', KEYS[2], slid)
+elseif length == 1 then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
 redis.call('HSET', KEYS[5], 'k', 'st', 'd', ARGV[6], 's', ARGV[4])
 redis.call('PEXPIRE', KEYS[5], ARGV[7])
 if forgot then return {2, forgot} end
@@ -284,19 +330,41 @@ return reply
     )
 }
 
+/// [`once`] for a script that consumes what it finds (a ticket, a pending login, a
+/// session): it finds nothing exactly when it never existed or a first run of this call
+/// took it, and changes nothing then. So the receipt is read only in that case, and the
+/// usual call, which finds its ticket, makes one `redis.call` fewer.
+fn once_consuming(body: &str) -> String {
+    format!(
+        r"
+local function run()
+{body}
+end
+local reply = run()
+if reply == nil or reply == false then
+  local kept = redis.call('GET', KEYS[#KEYS])
+  if kept then return cjson.decode(kept) end
+  return reply
+end
+redis.call('SET', KEYS[#KEYS], cjson.encode(reply), 'PX', {RECEIPT_TTL_MS})
+return reply
+"
+    )
+}
+
 impl Scripts {
     pub(super) fn new() -> Self {
         Self {
-            add_ticket: Script::new(&format!("{LIVE_SESSION}{ADD_TICKET}")),
-            add_pgt: Script::new(&format!("{LIVE_SESSION}{ADD_PGT}")),
-            redeem: Script::new(&once(REDEEM)),
-            take_pending: Script::new(&once(TAKE_PENDING)),
-            remove_tgt: Script::new(&once(REMOVE_TGT)),
+            add_ticket: Lua::new(&format!("{LIVE_SESSION}{ADD_TICKET}")),
+            add_pgt: Lua::new(&format!("{LIVE_SESSION}{ADD_PGT}")),
+            redeem: Lua::new(&once_consuming(REDEEM)),
+            take_pending: Lua::new(&once_consuming(TAKE_PENDING)),
+            remove_tgt: Lua::new(&once_consuming(REMOVE_TGT)),
             // Repeatable without a receipt: a lease whose answer was lost only delays
             // those entries by the lease, and a receipt per sweep would pile up.
-            drain_expired: Script::new(DRAIN_EXPIRED),
-            claim: Script::new(CLAIM),
-            attempts: Script::new(&once(ATTEMPTS)),
+            drain_expired: Lua::new(DRAIN_EXPIRED),
+            claim: Lua::new(CLAIM),
+            attempts: Lua::new(&once(ATTEMPTS)),
         }
     }
 }

@@ -18,7 +18,16 @@ impl RedisCluster {
             nodes.push(
                 RedisServer::start_with(
                     false,
-                    &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-node-timeout",
+                        "2000",
+                        // As the README advises: the other primaries keep serving while
+                        // one is down.
+                        "--cluster-require-full-coverage",
+                        "no",
+                    ],
                 )
                 .await,
             );
