@@ -187,6 +187,22 @@ pub struct Swept {
 pub trait TicketRegistry: Send + Sync + std::fmt::Debug {
     async fn add_tgt(&self, tgt: TicketGrantingTicket) -> Result<(), RegistryError>;
 
+    /// A new session and, with `first`, its first ticket (a login for a service), in
+    /// one step where the store can.
+    async fn add_tgt_with_ticket(
+        &self,
+        tgt: TicketGrantingTicket,
+        first: Option<(ServiceTicket, LogoutTarget)>,
+    ) -> Result<(), RegistryError> {
+        let now = tgt.last_used_at;
+        self.add_tgt(tgt).await?;
+        if let Some((ticket, logout)) = first {
+            // A session this new holds one ticket: nothing to forget, and it is live.
+            self.add_service_ticket(ticket, logout, now).await?;
+        }
+        Ok(())
+    }
+
     /// The live TGT, without sliding its idle window. A networked store may leave its
     /// `issued` list empty here: only `remove_tgt` and `sweep` (single logout) need it.
     async fn get_tgt(
@@ -204,6 +220,27 @@ pub trait TicketRegistry: Send + Sync + std::fmt::Debug {
         logout: LogoutTarget,
         now: OffsetDateTime,
     ) -> Result<Added, RegistryError>;
+
+    /// Single sign-on in one step where the store can: `ticket` is stored under its live
+    /// parent session (as [`Self::add_service_ticket`]) if `accept` takes that session;
+    /// returns the session as [`Self::get_tgt`] would have, with what storing did, or
+    /// `None` (nothing stored) when the session is not live or `accept` refused it.
+    async fn issue_under_session(
+        &self,
+        ticket: ServiceTicket,
+        logout: LogoutTarget,
+        now: OffsetDateTime,
+        accept: &(dyn for<'t> Fn(&'t TicketGrantingTicket) -> bool + Send + Sync),
+    ) -> Result<Option<(std::sync::Arc<TicketGrantingTicket>, Added)>, RegistryError> {
+        let Some(tgt) = self.get_tgt(&ticket.tgt_id, now).await? else {
+            return Ok(None);
+        };
+        if !accept(&tgt) {
+            return Ok(None);
+        }
+        let added = self.add_service_ticket(ticket, logout, now).await?;
+        Ok(added.stored().then_some((tgt, added)))
+    }
 
     /// Stores a PGT under its live parent TGT; `false` if the parent is gone.
     async fn add_pgt(

@@ -544,6 +544,22 @@ async fn an_edited_last_use_cannot_keep_a_session_alive() {
     )
     .await;
     assert_no_sso(&browser, "nor on a second try").await;
+    // The tickets issued before the session was found dead are taken back.
+    for key in cluster.redis.keys(&format!("{}t:*", cluster.prefix)).await {
+        let kind: Option<String> = ::redis::cmd("HGET")
+            .arg(&key)
+            .arg("k")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_ne!(kind.as_deref(), Some("st"), "a ticket was left: {key}");
+    }
+    let history: i64 = ::redis::cmd("LLEN")
+        .arg(key.replacen(":t:", ":h:", 1))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(history, 0, "no entry left in the history");
 }
 
 /// The session key's TTL follows the policy: the idle time, refreshed by use, never past

@@ -34,6 +34,19 @@ fn delivery<'a>(id: String, service: ResolvedService<'a>, method: Option<&str>) 
     }
 }
 
+/// SVC-05: whether the session's login is recent enough for `service`, which may ask
+/// for one no older than its `max_auth_age`.
+pub(super) fn fresh_enough(
+    service: ResolvedService<'_>,
+    tgt: &TicketGrantingTicket,
+    now: time::OffsetDateTime,
+) -> bool {
+    service
+        .entry
+        .max_auth_age
+        .is_none_or(|age| now < tgt.authenticated_at + age)
+}
+
 impl Cas {
     /// A new service ticket for `service` under the session `tgt_id`, and its time.
     fn service_ticket(
@@ -53,25 +66,30 @@ impl Cas {
         (ticket, now)
     }
 
-    /// Issues a service ticket for `service` under the live session `tgt_id`, and says how
-    /// it goes to the browser; `None` if the session has ended.
-    pub(super) async fn deliver<'a>(
+    /// Single sign-on: a service ticket for `service` under the session `tgt_id`, if that
+    /// is live and fresh enough for the service, looked up and issued in one step.
+    pub(super) async fn deliver_sso<'a>(
         &self,
         tgt_id: &str,
-        user: &str,
         service: ResolvedService<'a>,
-        from_new_login: bool,
         method: Option<&str>,
         ip: IpAddr,
     ) -> Result<Option<Delivery<'a>>, ProtocolError> {
-        let (ticket, now) = self.service_ticket(tgt_id, service, from_new_login);
+        let (ticket, now) = self.service_ticket(tgt_id, service, false);
         let id = ticket.id.clone();
         let logout = logout_target(service.entry, service.url);
-        let added = self.tickets.add_service_ticket(ticket, logout, now).await?;
+        let accept = |tgt: &TicketGrantingTicket| fresh_enough(service, tgt, now);
+        let Some((tgt, added)) = self
+            .tickets
+            .issue_under_session(ticket, logout, now, &accept)
+            .await?
+        else {
+            return Ok(None);
+        };
         if !self.stored_for_logout(added) {
             return Ok(None);
         }
-        audit::ticket_issued(&id, user, service.url, ip);
+        audit::ticket_issued(&id, &tgt.principal.id, service.url, ip);
         Ok(Some(delivery(id, service, method)))
     }
 
@@ -111,14 +129,16 @@ impl Cas {
         let tgt =
             TicketGrantingTicket::new(principal, self.clock.now(), policy, remember_me.is_some());
         let tgt_id = tgt.id.clone();
-        self.tickets.add_tgt(tgt).await?;
-        let delivery = match service {
-            Some(service) => {
-                self.deliver(&tgt_id, &user, service, true, form.method, browser.ip)
-                    .await?
-            }
-            None => None,
-        };
+        let first = service.map(|service| {
+            let (ticket, _) = self.service_ticket(&tgt_id, service, true);
+            (ticket, logout_target(service.entry, service.url))
+        });
+        let ticket_id = first.as_ref().map(|(ticket, _)| ticket.id.clone());
+        self.tickets.add_tgt_with_ticket(tgt, first).await?;
+        let delivery = service.zip(ticket_id).map(|(service, id)| {
+            audit::ticket_issued(&id, &user, service.url, browser.ip);
+            delivery(id, service, form.method)
+        });
         let view = match delivery {
             Some(delivery) => LoginView::Deliver(delivery),
             None => LoginView::SignedIn { user },

@@ -255,11 +255,37 @@ impl Cas {
             return Ok(no_sso());
         }
         let now = self.clock.now();
-        let tgt = match browser.session {
-            Some(id) => self.tickets.get_tgt(id, now).await?,
-            None => None,
+        let Some(session) = browser.session else {
+            return Ok(no_sso());
         };
-        let Some(tgt) = tgt else {
+        // The usual case, a ticket for a service: looked up and issued in one step.
+        let (Some(service), false) = (service, browser.warn) else {
+            return self
+                .look_at_session(session, service, req, browser, now, no_sso)
+                .await;
+        };
+        match self
+            .deliver_sso(session, service, req.method, browser.ip)
+            .await?
+        {
+            Some(delivery) => Ok(LoginOutcome::view(LoginView::Deliver(delivery))),
+            // No live session, or one too old for this service (SVC-05).
+            None => Ok(no_sso()),
+        }
+    }
+
+    /// Single sign-on without a ticket to issue at once: no service (the signed-in page),
+    /// or the warn step (LOGIN-08) before the ticket.
+    async fn look_at_session<'a>(
+        &'a self,
+        session: &str,
+        service: Option<ResolvedService<'a>>,
+        req: LoginRequest<'a>,
+        browser: Browser<'a>,
+        now: time::OffsetDateTime,
+        no_sso: impl FnOnce() -> LoginOutcome<'a>,
+    ) -> Result<LoginOutcome<'a>, ProtocolError> {
+        let Some(tgt) = self.tickets.get_tgt(session, now).await? else {
             return Ok(no_sso());
         };
         let Some(service) = service else {
@@ -267,29 +293,10 @@ impl Cas {
                 user: tgt.principal.id.clone(),
             }));
         };
-        // SVC-05: a session authenticated too long ago must log in again.
-        if service
-            .entry
-            .max_auth_age
-            .is_some_and(|age| now >= tgt.authenticated_at + age)
-        {
+        if !grant::fresh_enough(service, &tgt, now) {
             return Ok(no_sso());
         }
-        // Only the ids are needed from here: holding the shared session while the grant
-        // updates it would make the registry copy the whole session.
-        let (tgt_id, user) = (tgt.id.clone(), tgt.principal.id.clone());
-        drop(tgt);
-        if browser.warn {
-            return self.warn_step(&tgt_id, service, browser, req.method).await;
-        }
-        match self
-            .deliver(&tgt_id, &user, service, false, req.method, browser.ip)
-            .await?
-        {
-            Some(delivery) => Ok(LoginOutcome::view(LoginView::Deliver(delivery))),
-            // The session ended between the lookup and the grant.
-            None => Ok(no_sso()),
-        }
+        self.warn_step(&tgt.id, service, browser, req.method).await
     }
 
     /// The service of a `/login` request, resolved once: a registered, enabled entry that

@@ -4,13 +4,15 @@
 use super::*;
 
 impl RedisRegistry {
-    /// The keys and arguments of `ADD_TICKET` for `ticket`, and its session's hash.
+    /// The keys and arguments of `ADD_TICKET` for `ticket`, and its session's hash;
+    /// `with_session` to have the session sent back.
     pub(super) fn ticket_script(
         &self,
         ticket: &ServiceTicket,
         logout: LogoutTarget,
         now: OffsetDateTime,
-    ) -> ([String; 5], [String; 10], String) {
+        with_session: bool,
+    ) -> ([String; 5], [String; 11], String) {
         let tgt_hash = self.sealer.hash_id(&ticket.tgt_id);
         let st_hash = self.sealer.hash_id(&ticket.id);
         // The destination in clear (keyed), so that the script can tell repeats apart
@@ -57,7 +59,7 @@ impl RedisRegistry {
             "0"
         };
         let tag = self.last_use_tag(&tgt_hash, unix_ms(now));
-        let args: [String; 10] = [
+        let args: [String; 11] = [
             unix_ms(now).to_string(),
             slide.to_owned(),
             self.margin_ms().to_string(),
@@ -68,8 +70,64 @@ impl RedisRegistry {
             MAX_ISSUED.to_string(),
             tag,
             format!("{space}t:"),
+            if with_session { "1" } else { "0" }.to_owned(),
         ];
         (keys, args, tgt_hash)
+    }
+
+    /// `ADD_TICKET` with the session sent back, checked here (see
+    /// [`TicketRegistry::issue_under_session`]): single sign-on in one round trip.
+    pub(super) async fn issue_sso(
+        &self,
+        ticket: ServiceTicket,
+        logout: LogoutTarget,
+        now: OffsetDateTime,
+        accept: &(dyn for<'t> Fn(&'t TicketGrantingTicket) -> bool + Send + Sync),
+    ) -> Result<Option<(Arc<TicketGrantingTicket>, Added)>, RegistryError> {
+        let (keys, args, tgt_hash) = self.ticket_script(&ticket, logout, now, true);
+        let space = self.session_space(&ticket.tgt_id);
+        let reply: redis::Value = self
+            .script(|s| &s.add_ticket, &space, &keys, &args, true)
+            .await?;
+        let (added, session) = match reply {
+            redis::Value::Array(mut reply) if reply.len() == 5 => {
+                let session = reply.split_off(2);
+                let session: Vec<String> =
+                    redis::FromRedisValue::from_redis_value(redis::Value::Array(session))
+                        .map_err(|_| RegistryError::UnexpectedAnswer("issuing a ticket"))?;
+                (
+                    self.added(redis::Value::Array(reply), &tgt_hash)?,
+                    Some(session),
+                )
+            }
+            // Sent again after a lost answer: the ticket was there already.
+            redis::Value::Int(1) => (Added::Recorded, None),
+            _ => return Ok(None),
+        };
+        let tgt = match session.as_deref() {
+            Some([sealed, used, tag]) => self
+                .open::<TicketGrantingTicket>(sealed, TGT, &tgt_hash)
+                .map(|mut tgt| {
+                    self.apply_last_use(&mut tgt, &tgt_hash, Some(used), Some(tag));
+                    tgt
+                })
+                .filter(|tgt| tgt.id == ticket.tgt_id && !tgt.is_expired(now)),
+            _ => self.live_tgt(&ticket.tgt_id, now).await?,
+        };
+        match tgt {
+            Some(tgt) if accept(&tgt) => Ok(Some((Arc::new(tgt), added))),
+            _ => {
+                let (used, tag) = match session.as_deref() {
+                    Some([_, used, tag]) => (used.clone(), tag.clone()),
+                    _ => (String::new(), String::new()),
+                };
+                let undo_keys = [keys[0].clone(), keys[1].clone(), keys[4].clone()];
+                let undo_args = [args[4].clone(), args[0].clone(), args[8].clone(), used, tag];
+                self.script::<i64>(|s| &s.undo_ticket, &space, &undo_keys, &undo_args, true)
+                    .await?;
+                Ok(None)
+            }
+        }
     }
 
     /// What `ADD_TICKET` answered, as [`Added`].
@@ -81,6 +139,7 @@ impl RedisRegistry {
         Ok(match added {
             redis::Value::Int(1) => Added::Recorded,
             redis::Value::Array(reply) => match reply.as_slice() {
+                [redis::Value::Int(1), redis::Value::BulkString(_)] => Added::Recorded,
                 [redis::Value::Int(2), redis::Value::BulkString(entry)] => {
                     let forgotten = std::str::from_utf8(entry)
                         .ok()

@@ -437,6 +437,16 @@ type Fields4 = (
 #[async_trait]
 impl TicketRegistry for RedisRegistry {
     async fn add_tgt(&self, tgt: TicketGrantingTicket) -> Result<(), RegistryError> {
+        self.add_tgt_with_ticket(tgt, None).await
+    }
+
+    /// The session and its first ticket in one `MULTI`: a session this new is live and
+    /// holds nothing else, so the ticket needs none of `ADD_TICKET`'s checks.
+    async fn add_tgt_with_ticket(
+        &self,
+        tgt: TicketGrantingTicket,
+        first: Option<(ServiceTicket, LogoutTarget)>,
+    ) -> Result<(), RegistryError> {
         // A node that cannot read the others' sessions must not start its own: they would
         // work on this node only, and look like lost sessions everywhere else.
         if self.key_mismatch.load(Ordering::Relaxed) {
@@ -459,29 +469,39 @@ impl TicketRegistry for RedisRegistry {
         let score = unix_ms(deadline);
         let tag = self.last_use_tag(&hash, used);
         let wait = self.replicas;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset_multiple(&key, &[("k", TGT), ("d", &sealed), ("t", &tag)])
+            .ignore()
+            .hset_multiple(&key, &[("u", used), ("a", hard), ("i", idle)])
+            .ignore()
+            .pexpire(&key, ttl)
+            .ignore()
+            .zadd(&expiry, &hash, score)
+            .ignore();
+        if let Some((ticket, logout)) = first {
+            let (keys, args, _) = self.ticket_script(&ticket, logout, now, false);
+            let [_, history, _, _, ticket_key] = keys;
+            let [_, _, _, _, entry, sealed_ticket, ticket_ttl, ..] = args;
+            let ticket_ttl: i64 = ticket_ttl.parse().unwrap_or(1);
+            pipe.hset_multiple(
+                &ticket_key,
+                &[("k", ST), ("d", &sealed_ticket), ("s", &hash)],
+            )
+            .ignore()
+            .pexpire(&ticket_key, ticket_ttl)
+            .ignore()
+            .rpush(&history, &entry)
+            .ignore()
+            .pexpire(&history, ttl)
+            .ignore();
+        }
         let acked = self
             .pool
             .run(|mut c| {
-                let (key, expiry, sealed, hash, tag) = (
-                    key.clone(),
-                    expiry.clone(),
-                    sealed.clone(),
-                    hash.clone(),
-                    tag.clone(),
-                );
+                let (pipe, key) = (pipe.clone(), key.clone());
                 async move {
-                    redis::pipe()
-                        .atomic()
-                        .hset_multiple(&key, &[("k", TGT), ("d", &sealed), ("t", &tag)])
-                        .ignore()
-                        .hset_multiple(&key, &[("u", used), ("a", hard), ("i", idle)])
-                        .ignore()
-                        .pexpire(&key, ttl)
-                        .ignore()
-                        .zadd(&expiry, &hash, score)
-                        .ignore()
-                        .query_async::<()>(&mut c)
-                        .await?;
+                    pipe.query_async::<()>(&mut c).await?;
                     // On the same connection: WAIT counts the replicas that have this
                     // connection's writes so far, ours included.
                     match wait {
@@ -515,12 +535,22 @@ impl TicketRegistry for RedisRegistry {
         logout: LogoutTarget,
         now: OffsetDateTime,
     ) -> Result<Added, RegistryError> {
-        let (keys, args, tgt_hash) = self.ticket_script(&ticket, logout, now);
+        let (keys, args, tgt_hash) = self.ticket_script(&ticket, logout, now, false);
         let space = self.session_space(&ticket.tgt_id);
         let added: redis::Value = self
             .script(|s| &s.add_ticket, &space, &keys, &args, true)
             .await?;
         self.added(added, &tgt_hash)
+    }
+
+    async fn issue_under_session(
+        &self,
+        ticket: ServiceTicket,
+        logout: LogoutTarget,
+        now: OffsetDateTime,
+        accept: &(dyn for<'t> Fn(&'t TicketGrantingTicket) -> bool + Send + Sync),
+    ) -> Result<Option<(Arc<TicketGrantingTicket>, Added)>, RegistryError> {
+        self.issue_sso(ticket, logout, now, accept).await
     }
 
     async fn add_pgt(

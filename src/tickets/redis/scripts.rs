@@ -3,6 +3,7 @@
 
 pub(super) struct Scripts {
     pub add_ticket: Lua,
+    pub undo_ticket: Lua,
     pub add_pgt: Lua,
     pub redeem: Lua,
     pub take_pending: Lua,
@@ -58,7 +59,7 @@ impl Lua {
 /// Numbers computed in Lua go back to Redis through `%d`: some Redis versions print
 /// large whole numbers in exponent form, which `PEXPIRE` refuses.
 const LIVE_SESSION: &str = r"
-local s = redis.call('HMGET', KEYS[1], 'k', 'u', 'a', 'i')
+local s = redis.call('HMGET', KEYS[1], 'k', 'u', 'a', 'i', 'd', 't')
 local now = tonumber(ARGV[1])
 if s[1] ~= 'tgt' then return 0 end
 local u, a, i = tonumber(s[2]), tonumber(s[3]), tonumber(s[4])
@@ -68,10 +69,13 @@ local function int(x) return string.format('%d', x) end
 
 /// KEYS: session, history, PGT list, expiry index, new ticket.
 /// ARGV: now (ms), slide ("1" or "0"), margin (ms), session hash, history entry, sealed
-/// ticket, ticket TTL (ms), history bound, tag of the new last use, ticket key prefix.
-/// The session's liveness is judged on its clear fields: callers have read it first
-/// (`get_tgt`, which checks the tag of `u` and the sealed policy), because this script
-/// writes a fresh tag for the slid `u`.
+/// ticket, ticket TTL (ms), history bound, tag of the new last use, ticket key prefix,
+/// and "1" to have the session back.
+/// The session's liveness is judged on its clear fields, which are not authenticated,
+/// and this script writes a fresh tag for the slid `u`: the caller must have checked the
+/// session (the tag of `u`, the sealed policy) before, with `get_tgt`, or check it after,
+/// in the session sent back (`{1 or 2, forgotten entry or '', sealed session, last use
+/// before this one, its tag}`), and undo the ticket with `UNDO_TICKET` if it fails.
 /// Sent again after a lost answer, it changes nothing: the ticket is already there.
 /// Every `redis.call` costs a Lua round trip inside Redis (about as much as the command
 /// itself), so the script makes as few as it can: the history's length is `RPUSH`'s
@@ -146,7 +150,29 @@ elseif length == 1 then
 end
 redis.call('HSET', KEYS[5], 'k', 'st', 'd', ARGV[6], 's', ARGV[4])
 redis.call('PEXPIRE', KEYS[5], ARGV[7])
+if ARGV[11] == '1' then
+  local code = 1
+  if forgot then code = 2 end
+  return {code, forgot or '', s[5] or '', s[2] or '', s[6] or ''}
+end
 if forgot then return {2, forgot} end
+return 1
+";
+
+/// KEYS: session, history, ticket. ARGV: the ticket's history entry, the last use
+/// `ADD_TICKET` wrote and its tag, the last use before it and its tag. Takes back a
+/// ticket that `ADD_TICKET` issued under a session its caller then refused: the ticket
+/// and its entry go, and the last use is put back unless someone used the session since.
+/// Repeatable.
+const UNDO_TICKET: &str = r"
+redis.call('DEL', KEYS[3])
+redis.call('LREM', KEYS[2], 1, ARGV[1])
+if ARGV[4] ~= '' and ARGV[5] ~= '' then
+  local now = redis.call('HMGET', KEYS[1], 'u', 't')
+  if now[1] == ARGV[2] and now[2] == ARGV[3] then
+    redis.call('HSET', KEYS[1], 'u', ARGV[4], 't', ARGV[5])
+  end
+end
 return 1
 ";
 
@@ -356,6 +382,7 @@ impl Scripts {
     pub(super) fn new() -> Self {
         Self {
             add_ticket: Lua::new(&format!("{LIVE_SESSION}{ADD_TICKET}")),
+            undo_ticket: Lua::new(UNDO_TICKET),
             add_pgt: Lua::new(&format!("{LIVE_SESSION}{ADD_PGT}")),
             redeem: Lua::new(&once_consuming(REDEEM)),
             take_pending: Lua::new(&once_consuming(TAKE_PENDING)),
