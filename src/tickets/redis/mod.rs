@@ -440,85 +440,12 @@ impl TicketRegistry for RedisRegistry {
         self.add_tgt_with_ticket(tgt, None).await
     }
 
-    /// The session and its first ticket in one `MULTI`: a session this new is live and
-    /// holds nothing else, so the ticket needs none of `ADD_TICKET`'s checks.
     async fn add_tgt_with_ticket(
         &self,
         tgt: TicketGrantingTicket,
         first: Option<(ServiceTicket, LogoutTarget)>,
     ) -> Result<(), RegistryError> {
-        // A node that cannot read the others' sessions must not start its own: they would
-        // work on this node only, and look like lost sessions everywhere else.
-        if self.key_mismatch.load(Ordering::Relaxed) {
-            return Err(RegistryError::KeyMismatch);
-        }
-        let hash = self.sealer.hash_id(&tgt.id);
-        // Created `now` by the caller: its last use is its creation.
-        let now = tgt.last_used_at;
-        let deadline = session_deadline(&tgt);
-        let ttl = ms_until(deadline + self.expiry_margin, now);
-        let sealed = self.seal(&tgt, TGT, &hash);
-        let space = self.session_space(&tgt.id);
-        let (key, expiry) = (Self::ticket_key(&space, &hash), Self::expiry_key(&space));
-        let used = unix_ms(tgt.last_used_at);
-        let hard = unix_ms(tgt.expiration.hard_deadline(tgt.authenticated_at));
-        let idle = tgt
-            .expiration
-            .idle
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let score = unix_ms(deadline);
-        let tag = self.last_use_tag(&hash, used);
-        let wait = self.replicas;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset_multiple(&key, &[("k", TGT), ("d", &sealed), ("t", &tag)])
-            .ignore()
-            .hset_multiple(&key, &[("u", used), ("a", hard), ("i", idle)])
-            .ignore()
-            .pexpire(&key, ttl)
-            .ignore()
-            .zadd(&expiry, &hash, score)
-            .ignore();
-        if let Some((ticket, logout)) = first {
-            let (keys, args, _) = self.ticket_script(&ticket, logout, now, false);
-            let [_, history, _, _, ticket_key] = keys;
-            let [_, _, _, _, entry, sealed_ticket, ticket_ttl, ..] = args;
-            let ticket_ttl: i64 = ticket_ttl.parse().unwrap_or(1);
-            pipe.hset_multiple(
-                &ticket_key,
-                &[("k", ST), ("d", &sealed_ticket), ("s", &hash)],
-            )
-            .ignore()
-            .pexpire(&ticket_key, ticket_ttl)
-            .ignore()
-            .rpush(&history, &entry)
-            .ignore()
-            .pexpire(&history, ttl)
-            .ignore();
-        }
-        let acked = self
-            .pool
-            .run(|mut c| {
-                let (pipe, key) = (pipe.clone(), key.clone());
-                async move {
-                    pipe.query_async::<()>(&mut c).await?;
-                    // On the same connection: WAIT counts the replicas that have this
-                    // connection's writes so far, ours included.
-                    match wait {
-                        Some((wanted, timeout_ms)) => {
-                            c.wait_for_replicas(&key, wanted, timeout_ms).await
-                        }
-                        None => Ok(0),
-                    }
-                }
-            })
-            .await?;
-        match wait {
-            Some((wanted, _)) if acked < wanted => {
-                Err(RegistryError::NotReplicated { acked, wanted })
-            }
-            _ => Ok(()),
-        }
+        self.store_session(tgt, first).await
     }
 
     async fn get_tgt(
